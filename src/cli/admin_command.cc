@@ -1,0 +1,377 @@
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "drawbridge/v1/admin.grpc.pb.h"
+#include "enroll/cert_manager.h"
+#include "pki/credential.h"
+#include "pki/keys.h"
+
+namespace drawbridge::cli {
+namespace {
+
+struct AdminFlags {
+  std::string credentials;
+  bool json = false;
+  std::string identity;
+  std::string out;
+  std::vector<std::string> cidrs;
+  std::string algorithm = "ES256";
+  std::string kind;
+  std::string key_id;
+};
+
+// An authenticated admin session: enrolls with the admin credential first.
+struct Session {
+  pki::Credential credential;
+  std::unique_ptr<enroll::CertManager> certs;
+  std::unique_ptr<v1::Admin::Stub> stub;
+};
+
+absl::StatusOr<Session> Connect(const AdminFlags& f) {
+  if (f.credentials.empty()) {
+    return absl::InvalidArgumentError(
+        "--credentials FILE (or $DRAWBRIDGE_CREDENTIALS) is required");
+  }
+  Session s;
+  ASSIGN_OR_RETURN(s.credential, pki::LoadCredentialFile(f.credentials));
+  enroll::CertManager::Options opts;
+  opts.credential = s.credential;
+  ASSIGN_OR_RETURN(s.certs, enroll::CertManager::Create(opts));
+  s.stub = v1::Admin::NewStub(s.certs->Channel());
+  return s;
+}
+
+absl::Status Call(const grpc::Status& st) {
+  if (st.ok()) {
+    return absl::OkStatus();
+  }
+  return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+  return ctx;
+}
+
+void PrintJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  std::printf("%s\n", out.c_str());
+}
+
+int ActiveKeys(const v1::IdentityInfo& id) {
+  int n = 0;
+  for (const auto& k : id.keys()) {
+    n += k.removed_unix() == 0 ? 1 : 0;
+  }
+  return n;
+}
+
+void PrintIdentityTable(const std::vector<const v1::IdentityInfo*>& ids) {
+  std::printf("%-40s %-9s %-5s %-22s %s\n", "IDENTITY", "STATUS", "KEYS", "CREATED", "CIDRS");
+  for (const auto* id : ids) {
+    std::vector<std::string> cidrs(id->cidrs().begin(), id->cidrs().end());
+    std::printf("%-40s %-9s %-5d %-22s %s\n", id->identity().c_str(),
+                id->enabled() ? "enabled" : "disabled", ActiveKeys(*id),
+                FormatTime(id->created_unix()).c_str(),
+                cidrs.empty() ? "any" : common::Join(cidrs, ",").c_str());
+  }
+}
+
+void PrintKeyTable(const google::protobuf::RepeatedPtrField<v1::KeyInfo>& keys) {
+  std::printf("%-24s %-7s %-9s %-22s %s\n", "KEY ID", "ALG", "STATUS", "CREATED", "REMOVED");
+  for (const auto& k : keys) {
+    std::printf("%-24s %-7s %-9s %-22s %s\n", k.key_id().c_str(), k.algorithm().c_str(),
+                k.removed_unix() == 0 ? "active" : "removed",
+                FormatTime(k.created_unix()).c_str(), FormatTime(k.removed_unix()).c_str());
+  }
+}
+
+void PrintIdentity(const v1::IdentityInfo& id) {
+  std::vector<std::string> cidrs(id.cidrs().begin(), id.cidrs().end());
+  std::printf("identity:  %s\nspiffe id: %s\nstatus:    %s\ncidrs:     %s\ncreated:   %s\n"
+              "updated:   %s\n\n",
+              id.identity().c_str(), id.spiffe_id().c_str(),
+              id.enabled() ? "enabled" : "disabled",
+              cidrs.empty() ? "any" : common::Join(cidrs, ", ").c_str(),
+              FormatTime(id.created_unix()).c_str(), FormatTime(id.updated_unix()).c_str());
+  PrintKeyTable(id.keys());
+}
+
+// A new credential for `identity`, pointing at the same server and CA as the admin's.
+struct NewCredential {
+  pki::Credential credential;
+  std::string public_key_pem;
+};
+
+absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
+                                             const std::string& identity_text,
+                                             const std::string& algorithm) {
+  NewCredential n;
+  ASSIGN_OR_RETURN(n.credential.identity, pki::ParseIdentity(identity_text));
+  ASSIGN_OR_RETURN(n.credential.algorithm, pki::ParseJoseName(algorithm));
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::GenerateKey(n.credential.algorithm));
+  ASSIGN_OR_RETURN(n.credential.key_id, pki::KeyIdOf(key.get()));
+  ASSIGN_OR_RETURN(n.credential.private_key_pem, pki::PrivateKeyToPem(key.get()));
+  ASSIGN_OR_RETURN(n.public_key_pem, pki::PublicKeyToPem(key.get()));
+  n.credential.trust_domain = admin.trust_domain;
+  n.credential.server_address = admin.server_address;
+  n.credential.server_name = admin.server_name;
+  n.credential.ca_bundle_pem = admin.ca_bundle_pem;
+  return n;
+}
+
+// Writes the credential before the server learns the key, and deletes it again if
+// the server refuses: a registered key whose private half was lost is worse than
+// a file to clean up.
+template <typename RpcFn>
+absl::Status WriteThenRegister(const std::string& out, const pki::Credential& cred, RpcFn rpc) {
+  RETURN_IF_ERROR(pki::SaveCredentialFile(out, cred));
+  absl::Status s = rpc();
+  if (!s.ok()) {
+    std::error_code ec;
+    std::filesystem::remove(out, ec);
+  }
+  return s;
+}
+
+int IdentityCreate(const AdminFlags& f) {
+  if (f.out.empty()) {
+    return Fail("--out FILE is required: where to write the new credential");
+  }
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
+  if (!cred.ok()) {
+    return Fail(cred.status());
+  }
+  v1::CreateIdentityRequest req;
+  req.set_identity(f.identity);
+  req.set_public_key_pem(cred->public_key_pem);
+  for (const auto& c : f.cidrs) {
+    req.add_cidrs(c);
+  }
+  v1::CreateIdentityResponse resp;
+  absl::Status s = WriteThenRegister(f.out, cred->credential, [&] {
+    auto ctx = Ctx();
+    return Call(session->stub->CreateIdentity(ctx.get(), req, &resp));
+  });
+  if (!s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+  } else {
+    std::printf("Created %s (key %s); credential written to %s (mode 0600).\n"
+                "Hand that file to the %s; it enrolls with it and never needs another secret.\n",
+                resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.out.c_str(),
+                std::string(pki::KindName(cred->credential.identity.kind)).c_str());
+  }
+  return kExitOk;
+}
+
+int IdentityList(const AdminFlags& f) {
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  v1::ListIdentitiesRequest req;
+  req.set_kind(f.kind);
+  v1::ListIdentitiesResponse resp;
+  auto ctx = Ctx();
+  if (absl::Status s = Call(session->stub->ListIdentities(ctx.get(), req, &resp)); !s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+    return kExitOk;
+  }
+  std::vector<const v1::IdentityInfo*> ids;
+  for (const auto& id : resp.identities()) {
+    ids.push_back(&id);
+  }
+  PrintIdentityTable(ids);
+  return kExitOk;
+}
+
+int IdentityShow(const AdminFlags& f) {
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  v1::GetIdentityRequest req;
+  req.set_identity(f.identity);
+  v1::IdentityInfo resp;
+  auto ctx = Ctx();
+  if (absl::Status s = Call(session->stub->GetIdentity(ctx.get(), req, &resp)); !s.ok()) {
+    return Fail(s);
+  }
+  f.json ? PrintJson(resp) : PrintIdentity(resp);
+  return kExitOk;
+}
+
+int IdentitySetEnabled(const AdminFlags& f, bool enabled) {
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  v1::SetIdentityEnabledRequest req;
+  req.set_identity(f.identity);
+  req.set_enabled(enabled);
+  v1::IdentityInfo resp;
+  auto ctx = Ctx();
+  if (absl::Status s = Call(session->stub->SetIdentityEnabled(ctx.get(), req, &resp)); !s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+  } else {
+    std::printf("%s is now %s.\n", resp.identity().c_str(), enabled ? "enabled" : "disabled");
+  }
+  return kExitOk;
+}
+
+int KeyAdd(const AdminFlags& f) {
+  if (f.out.empty()) {
+    return Fail("--out FILE is required: where to write the credential with the new key");
+  }
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
+  if (!cred.ok()) {
+    return Fail(cred.status());
+  }
+  v1::AddKeyRequest req;
+  req.set_identity(f.identity);
+  req.set_public_key_pem(cred->public_key_pem);
+  v1::KeyInfo resp;
+  absl::Status s = WriteThenRegister(f.out, cred->credential, [&] {
+    auto ctx = Ctx();
+    return Call(session->stub->AddKey(ctx.get(), req, &resp));
+  });
+  if (!s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+  } else {
+    std::printf("Added key %s to %s; credential written to %s.\n"
+                "Roll it out, then remove the old key with `admin key remove %s OLD_KEY_ID`.\n",
+                resp.key_id().c_str(), resp.identity().c_str(), f.out.c_str(),
+                resp.identity().c_str());
+  }
+  return kExitOk;
+}
+
+int KeyList(const AdminFlags& f) {
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  v1::ListKeysRequest req;
+  req.set_identity(f.identity);
+  v1::ListKeysResponse resp;
+  auto ctx = Ctx();
+  if (absl::Status s = Call(session->stub->ListKeys(ctx.get(), req, &resp)); !s.ok()) {
+    return Fail(s);
+  }
+  f.json ? PrintJson(resp) : PrintKeyTable(resp.keys());
+  return kExitOk;
+}
+
+int KeyRemove(const AdminFlags& f) {
+  auto session = Connect(f);
+  if (!session.ok()) {
+    return Fail(session.status());
+  }
+  v1::RemoveKeyRequest req;
+  req.set_identity(f.identity);
+  req.set_key_id(f.key_id);
+  v1::KeyInfo resp;
+  auto ctx = Ctx();
+  if (absl::Status s = Call(session->stub->RemoveKey(ctx.get(), req, &resp)); !s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+  } else {
+    std::printf("Removed key %s of %s; it can no longer enroll.\n", resp.key_id().c_str(),
+                resp.identity().c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void RegisterAdminCommands(CLI::App& app, Action* run) {
+  auto f = std::make_shared<AdminFlags>();
+  auto* admin = app.add_subcommand("admin", "Manage identities and keys (needs an admin credential)");
+  admin->require_subcommand(1);
+  admin->add_option("--credentials", f->credentials, "Admin credential file (admin.json)")
+      ->envname("DRAWBRIDGE_CREDENTIALS");
+  admin->add_flag("--json", f->json, "Print JSON instead of tables");
+
+  auto bind = [run, f](CLI::App* cmd, std::function<int(const AdminFlags&)> fn) {
+    cmd->callback([run, f, fn] { *run = [f, fn] { return fn(*f); }; });
+  };
+
+  auto* identity = admin->add_subcommand("identity", "Create, list, show, disable, enable");
+  identity->require_subcommand(1);
+  auto* create = identity->add_subcommand("create", "Create an identity and its first credential");
+  create->add_option("identity", f->identity, "KIND/NAME, KIND one of agent, client, admin")
+      ->required();
+  create->add_option("--out", f->out, "Where to write the credential file (0600)")->required();
+  create->add_option("--cidr", f->cidrs, "Allow enrollment only from this CIDR (repeatable)");
+  create->add_option("--algorithm", f->algorithm, "Credential key algorithm")
+      ->check(CLI::IsMember({"ES256", "EdDSA"}))
+      ->capture_default_str();
+  bind(create, IdentityCreate);
+  auto* list = identity->add_subcommand("list", "List identities");
+  list->add_option("--kind", f->kind, "Only this kind")->check(
+      CLI::IsMember({"agent", "client", "admin"}));
+  bind(list, IdentityList);
+  auto* show = identity->add_subcommand("show", "Show one identity and its keys");
+  show->add_option("identity", f->identity, "KIND/NAME")->required();
+  bind(show, IdentityShow);
+  auto* disable = identity->add_subcommand("disable", "Disable an identity (refuses its next "
+                                                      "enrollment and RPCs)");
+  disable->add_option("identity", f->identity, "KIND/NAME")->required();
+  bind(disable, [](const AdminFlags& fl) { return IdentitySetEnabled(fl, false); });
+  auto* enable = identity->add_subcommand("enable", "Enable a disabled identity");
+  enable->add_option("identity", f->identity, "KIND/NAME")->required();
+  bind(enable, [](const AdminFlags& fl) { return IdentitySetEnabled(fl, true); });
+
+  auto* key = admin->add_subcommand("key", "Rotate credential keys: add, list, remove");
+  key->require_subcommand(1);
+  auto* add = key->add_subcommand("add", "Add a key and write a credential that uses it");
+  add->add_option("identity", f->identity, "KIND/NAME")->required();
+  add->add_option("--out", f->out, "Where to write the credential file (0600)")->required();
+  add->add_option("--algorithm", f->algorithm, "Credential key algorithm")
+      ->check(CLI::IsMember({"ES256", "EdDSA"}))
+      ->capture_default_str();
+  bind(add, KeyAdd);
+  auto* klist = key->add_subcommand("list", "List the keys of an identity");
+  klist->add_option("identity", f->identity, "KIND/NAME")->required();
+  bind(klist, KeyList);
+  auto* remove = key->add_subcommand("remove", "Remove a key (it can no longer enroll)");
+  remove->add_option("identity", f->identity, "KIND/NAME")->required();
+  remove->add_option("key_id", f->key_id, "KEY ID as `key list` shows it")->required();
+  bind(remove, KeyRemove);
+}
+
+}  // namespace drawbridge::cli

@@ -1,0 +1,76 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "server/data_dir.h"
+#include "server/server.h"
+
+namespace drawbridge::cli {
+
+void RegisterServerCommands(CLI::App& app, Action* run) {
+  auto* server = app.add_subcommand(
+      "server", "Run the broker (or `server init` to create its data directory)");
+  server->require_subcommand(0, 1);
+  auto serve = std::make_shared<server::ServerOptions>();
+  auto grace_ms = std::make_shared<int>(10000);
+  server->add_option("--data-dir", serve->data_dir, "Data directory made by `server init`");
+  server->add_option("--listen", serve->listen_override,
+                     "HOST:PORT to listen on (overrides server.yaml)");
+  server->add_option("--shutdown-grace-ms", *grace_ms,
+                     "How long in-flight calls may run after SIGINT/SIGTERM")
+      ->check(CLI::Range(0, 600000));
+  server->callback([server, serve, grace_ms, run] {
+    if (server->get_subcommands().size() > 0) {
+      return;  // `server init` set its own action
+    }
+    *run = [serve, grace_ms] {
+      if (serve->data_dir.empty()) {
+        return Fail("--data-dir is required");
+      }
+      BlockTerminationSignals();
+      auto s = server::Server::Start(*serve);
+      if (!s.ok()) {
+        return Fail(s.status());
+      }
+      int sig = WaitForTerminationSignal();
+      common::LogInfo("server.shutdown", {{"signal", common::StrCat(sig)},
+                                          {"grace_ms", common::StrCat(*grace_ms)}});
+      (*s)->Shutdown(std::chrono::milliseconds(*grace_ms));
+      return kExitOk;
+    };
+  });
+
+  auto* init = server->add_subcommand("init", "Create a data directory: CA, server TLS "
+                                              "certificate, state database, first admin");
+  auto opts = std::make_shared<server::InitOptions>();
+  init->add_option("--data-dir", opts->data_dir, "Directory to create (must be new or empty)")
+      ->required();
+  init->add_option("--trust-domain", opts->trust_domain,
+                   "SPIFFE trust domain, e.g. example.com")
+      ->required();
+  init->add_option("--listen", opts->listen, "HOST:PORT the server will listen on")
+      ->capture_default_str();
+  init->add_option("--advertise", opts->advertise,
+                   "HOST:PORT agents and clients dial (default: --listen)");
+  init->callback([opts, run] {
+    *run = [opts] {
+      absl::Status s = server::InitDataDir(*opts);
+      if (!s.ok()) {
+        return Fail(s);
+      }
+      server::DataDir dir(opts->data_dir);
+      std::printf(
+          "Initialised %s for trust domain %s.\n"
+          "  CA keys:         sealed with AES-256-GCM under %s (keep it apart from backups)\n"
+          "  admin credential: %s (identity %s; move it somewhere safe)\n"
+          "Start the server:  drawbridge server --data-dir %s\n",
+          opts->data_dir.c_str(), opts->trust_domain.c_str(), dir.kek.c_str(),
+          dir.admin_credential.c_str(), server::kBootstrapAdmin, opts->data_dir.c_str());
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace drawbridge::cli

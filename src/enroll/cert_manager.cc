@@ -1,0 +1,203 @@
+#include "enroll/cert_manager.h"
+
+#include <openssl/crypto.h>
+
+#include <thread>
+
+#include "common/log.h"
+#include "common/random.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "common/tls_policy.h"
+#include "drawbridge/v1/enrollment.grpc.pb.h"
+#include "pki/certs.h"
+#include "pki/jwt.h"
+#include "pki/keys.h"
+
+namespace drawbridge::enroll {
+namespace {
+
+grpc::ChannelArguments ArgsFor(const pki::Credential& credential) {
+  grpc::ChannelArguments args;
+  // Verify the name the operator configured, whatever address we dial.
+  args.SetSslTargetNameOverride(credential.server_name);
+  // Separate channels must not share a subchannel (and so a TLS connection):
+  // each certificate generation needs its own connection.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return args;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const pki::Credential& credential,
+                                           const std::string& key_pem,
+                                           const std::string& chain_pem) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = credential.ca_bundle_pem;
+  tls.pem_private_key = key_pem;
+  tls.pem_cert_chain = chain_pem;
+  return grpc::CreateCustomChannel(credential.server_address, grpc::SslCredentials(tls),
+                                   ArgsFor(credential));
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeServerAuthChannel(const pki::Credential& credential) {
+  return MakeChannel(credential, "", "");
+}
+
+absl::StatusOr<std::unique_ptr<CertManager>> CertManager::Create(Options options) {
+  RETURN_IF_ERROR(common::EnforceTls13Only());
+  std::unique_ptr<CertManager> m(new CertManager(std::move(options)));
+  RETURN_IF_ERROR(m->RenewNow());
+  return m;
+}
+
+CertManager::~CertManager() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (renew_thread_) {
+    renew_thread_->join();
+  }
+  absl::MutexLock lock(&mu_);
+  OPENSSL_cleanse(key_pem_.data(), key_pem_.size());
+}
+
+std::shared_ptr<grpc::Channel> CertManager::Channel() const {
+  absl::MutexLock lock(&mu_);
+  return channel_;
+}
+
+CertManager::Snapshot CertManager::Current() const {
+  absl::MutexLock lock(&mu_);
+  return current_;
+}
+
+std::string CertManager::CurrentPrivateKeyPemForTesting() const {
+  absl::MutexLock lock(&mu_);
+  return key_pem_;
+}
+
+absl::Status CertManager::RenewNow() {
+  const pki::Credential& cred = options_.credential;
+  ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::PrivateKeyFromPem(cred.private_key_pem));
+  ASSIGN_OR_RETURN(common::PKeyPtr tls_key, pki::GenerateKey(options_.tls_key_algorithm));
+  ASSIGN_OR_RETURN(std::string csr, pki::CreateCsrDer(tls_key.get()));
+  pki::EnrollmentClaims claims;
+  claims.subject = cred.identity.ToString();
+  claims.audience = cred.trust_domain;
+  claims.issued_at = options_.clock->NowUnix();
+  claims.expires_at = claims.issued_at + 120;
+  claims.token_id = common::RandomHex(16);
+  ASSIGN_OR_RETURN(claims.tls_key_thumbprint, pki::JwkThumbprint(tls_key.get()));
+  ASSIGN_OR_RETURN(std::string token,
+                   pki::SignEnrollmentToken(signing_key.get(), cred.key_id, claims));
+
+  v1::EnrollRequest request;
+  request.set_token(token);
+  request.set_csr_der(csr);
+  v1::EnrollResponse response;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
+  auto stub = v1::Enrollment::NewStub(MakeServerAuthChannel(cred));
+  grpc::Status status = stub->Enroll(&ctx, request, &response);
+  if (!status.ok()) {
+    return absl::Status(FromGrpc(status).code(),
+                        common::StrCat("enrollment of ", claims.subject, " at ",
+                                       cred.server_address, " failed: ", status.error_message()));
+  }
+  // Trust only what chains to the CA we pinned, and only a certificate for our key.
+  ASSIGN_OR_RETURN(auto chain, pki::CertsFromPem(response.certificate_chain_pem()));
+  std::vector<X509*> intermediates;
+  for (size_t i = 1; i < chain.size(); ++i) {
+    intermediates.push_back(chain[i].get());
+  }
+  RETURN_IF_ERROR(pki::VerifyChain(chain[0].get(), intermediates, cred.ca_bundle_pem,
+                                   options_.clock->NowUnix()));
+  if (X509_check_private_key(chain[0].get(), tls_key.get()) != 1) {
+    common::DrainOpenSslErrors();
+    return absl::InternalError("server returned a certificate for a different key");
+  }
+  ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(chain[0].get()));
+  ASSIGN_OR_RETURN(std::string key_pem, pki::PrivateKeyToPem(tls_key.get()));
+  auto channel = MakeChannel(cred, key_pem, response.certificate_chain_pem());
+
+  absl::MutexLock lock(&mu_);
+  OPENSSL_cleanse(key_pem_.data(), key_pem_.size());
+  key_pem_ = std::move(key_pem);
+  channel_ = std::move(channel);
+  current_.chain_pem = response.certificate_chain_pem();
+  current_.spiffe_id = response.spiffe_id();
+  current_.serial = info.serial;
+  current_.not_before = info.not_before;
+  current_.not_after = info.not_after;
+  current_.generation += 1;
+  return absl::OkStatus();
+}
+
+bool CertManager::WaitForGenerationAbove(uint64_t generation,
+                                         std::chrono::milliseconds timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto cond = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return current_.generation > generation;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Milliseconds(timeout.count()));
+}
+
+void CertManager::StartAutoRenew() {
+  absl::MutexLock lock(&mu_);
+  if (!renew_thread_) {
+    renew_thread_ = std::make_unique<std::thread>([this] { RenewLoop(); });
+  }
+}
+
+void CertManager::RenewLoop() {
+  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  while (true) {
+    Snapshot cur = Current();
+    const int64_t lifetime_ms = (cur.not_after - cur.not_before) * 1000;
+    // Half-life ± 5 % so that a fleet enrolled together does not renew together.
+    const int64_t jitter = static_cast<int64_t>(
+        common::RandomUniform(static_cast<uint64_t>(lifetime_ms / 10 + 1)));
+    const int64_t at_ms = cur.not_before * 1000 + lifetime_ms / 2 - lifetime_ms / 20 + jitter;
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               options_.clock->Now().time_since_epoch())
+                               .count();
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                               absl::Milliseconds(std::max<int64_t>(0, at_ms - now_ms)))) {
+        return;
+      }
+    }
+    auto backoff = options_.min_retry;
+    while (true) {
+      absl::Status s = RenewNow();
+      if (s.ok()) {
+        Snapshot next = Current();
+        common::LogInfo("cert.renewed", {{"identity", options_.credential.identity.ToString()},
+                                         {"serial", next.serial},
+                                         {"not_after", common::StrCat(next.not_after)}});
+        break;
+      }
+      // Full jitter: sleep uniformly in [0, backoff], then double up to the cap.
+      auto sleep = std::chrono::milliseconds(
+          common::RandomUniform(static_cast<uint64_t>(backoff.count()) + 1));
+      common::LogWarn("cert.renew_failed",
+                      {{"identity", options_.credential.identity.ToString()},
+                       {"error", std::string(s.message())},
+                       {"retry_in_ms", common::StrCat(static_cast<int64_t>(sleep.count()))}});
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(sleep.count()))) {
+        return;
+      }
+      backoff = std::min(options_.max_retry, backoff * 2);
+    }
+  }
+}
+
+}  // namespace drawbridge::enroll

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "pki/credential.h"
+
+namespace drawbridge::enroll {
+
+// A channel to the server that authenticates the server only (pinned CA, host
+// name check). Used for Enroll.
+std::shared_ptr<grpc::Channel> MakeServerAuthChannel(const pki::Credential& credential);
+
+// Enrolls with a credential and keeps a valid client certificate. The TLS key is
+// generated in memory for every enrollment and never written anywhere; the
+// process should be made non-dumpable (common::MakeNonDumpable) by its owner.
+//
+// Renewal starts at half-life (uniformly jittered by ±5 % of the lifetime) and is
+// retried with capped exponential backoff and full jitter until it succeeds. Each
+// certificate gets its own gRPC channel: new calls use the newest, while streams
+// already open keep their channel (and TLS connection) alive, so renewal never
+// interrupts them. Thread-safe.
+class CertManager {
+ public:
+  struct Options {
+    pki::Credential credential;
+    const common::Clock* clock = common::Clock::Real();
+    pki::KeyAlgorithm tls_key_algorithm = pki::KeyAlgorithm::kEs256;
+    std::chrono::milliseconds min_retry{500};
+    std::chrono::milliseconds max_retry{30000};
+    std::chrono::milliseconds rpc_timeout{10000};
+  };
+
+  struct Snapshot {
+    std::string chain_pem;
+    std::string spiffe_id;
+    std::string serial;
+    int64_t not_before = 0;
+    int64_t not_after = 0;
+    uint64_t generation = 0;  // 1 for the first certificate, +1 per renewal
+  };
+
+  // Enrolls once, synchronously; the error carries the server's reason.
+  static absl::StatusOr<std::unique_ptr<CertManager>> Create(Options options);
+  ~CertManager();
+
+  // Channel authenticated with the current certificate.
+  std::shared_ptr<grpc::Channel> Channel() const;
+  Snapshot Current() const;
+
+  // Starts the background renewal thread.
+  void StartAutoRenew();
+  // Enrolls again now; on success new calls use the new certificate.
+  absl::Status RenewNow();
+  // Blocks until the generation exceeds `generation` or `timeout` passes.
+  bool WaitForGenerationAbove(uint64_t generation, std::chrono::milliseconds timeout) const;
+
+  // The in-memory TLS private key of the current certificate (tests check that it
+  // never reaches the disk).
+  std::string CurrentPrivateKeyPemForTesting() const;
+
+ private:
+  explicit CertManager(Options options) : options_(std::move(options)) {}
+  void RenewLoop();
+
+  Options options_;
+  mutable absl::Mutex mu_;
+  Snapshot current_ ABSL_GUARDED_BY(mu_);
+  std::string key_pem_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<std::thread> renew_thread_;
+};
+
+}  // namespace drawbridge::enroll

@@ -1,0 +1,125 @@
+#include "pki/credential.h"
+
+#include "common/strings.h"
+#include "common/files.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "pki/certs.h"
+
+namespace drawbridge::pki {
+namespace {
+
+using nlohmann::json;
+
+absl::Status Bad(std::string_view why) {
+  return absl::InvalidArgumentError(common::StrCat("invalid credential file: ", why));
+}
+
+absl::StatusOr<std::string> Field(const json& j, const char* name, bool required = true) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    if (!required) {
+      return std::string();
+    }
+    return Bad(common::StrCat("field \"", name, "\" missing"));
+  }
+  if (!it->is_string()) {
+    return Bad(common::StrCat("field \"", name, "\" must be a string"));
+  }
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::string HostOf(std::string_view address) {
+  if (!address.empty() && address.front() == '[') {
+    auto close = address.find(']');
+    return std::string(address.substr(1, close == std::string_view::npos ? 0 : close - 1));
+  }
+  auto colon = address.rfind(':');
+  return std::string(address.substr(0, colon));
+}
+
+absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
+  if (json_text.size() > 256 * 1024) {
+    return Bad("larger than 256 KiB");
+  }
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Bad("not a JSON object");
+  }
+  auto version = j.find("version");
+  if (version == j.end() || !version->is_number_integer() || version->get<int>() != 1) {
+    return Bad("unsupported \"version\" (expected 1)");
+  }
+  Credential c;
+  ASSIGN_OR_RETURN(std::string identity, Field(j, "identity"));
+  ASSIGN_OR_RETURN(c.identity, ParseIdentity(identity));
+  ASSIGN_OR_RETURN(c.trust_domain, Field(j, "trust_domain"));
+  RETURN_IF_ERROR(ValidateTrustDomain(c.trust_domain));
+  ASSIGN_OR_RETURN(c.key_id, Field(j, "key_id"));
+  ASSIGN_OR_RETURN(std::string alg, Field(j, "algorithm"));
+  ASSIGN_OR_RETURN(c.algorithm, ParseJoseName(alg));
+  ASSIGN_OR_RETURN(c.private_key_pem, Field(j, "private_key_pem"));
+  ASSIGN_OR_RETURN(c.server_address, Field(j, "server_address"));
+  ASSIGN_OR_RETURN(c.server_name, Field(j, "server_name", /*required=*/false));
+  ASSIGN_OR_RETURN(c.ca_bundle_pem, Field(j, "ca_bundle_pem"));
+  if (c.server_address.find(':') == std::string::npos) {
+    return Bad("\"server_address\" must be HOST:PORT");
+  }
+  if (c.server_name.empty()) {
+    c.server_name = HostOf(c.server_address);
+  }
+  auto key = PrivateKeyFromPem(c.private_key_pem);
+  if (!key.ok()) {
+    return Bad("\"private_key_pem\" is not an ECDSA P-256 or Ed25519 private key");
+  }
+  if (*AlgorithmOf(key->get()) != c.algorithm) {
+    return Bad("\"algorithm\" does not match the private key");
+  }
+  ASSIGN_OR_RETURN(std::string key_id, KeyIdOf(key->get()));
+  if (key_id != c.key_id) {
+    return Bad("\"key_id\" does not match the private key");
+  }
+  if (!CertsFromPem(c.ca_bundle_pem).ok()) {
+    return Bad("\"ca_bundle_pem\" holds no certificate");
+  }
+  return c;
+}
+
+std::string SerializeCredential(const Credential& c) {
+  json j = {{"version", 1},
+            {"identity", c.identity.ToString()},
+            {"trust_domain", c.trust_domain},
+            {"key_id", c.key_id},
+            {"algorithm", std::string(JoseName(c.algorithm))},
+            {"private_key_pem", c.private_key_pem},
+            {"server_address", c.server_address},
+            {"server_name", c.server_name},
+            {"ca_bundle_pem", c.ca_bundle_pem}};
+  return j.dump(2) + "\n";
+}
+
+absl::StatusOr<Credential> LoadCredentialFile(const std::string& path) {
+  ASSIGN_OR_RETURN(mode_t mode, common::FileMode(path));
+  if ((mode & 077) != 0) {
+    return absl::PermissionDeniedError(common::StrCat(
+        "credential file ", path, " is readable by group or others; run chmod 600 ", path));
+  }
+  ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
+  auto c = ParseCredential(text);
+  if (!c.ok()) {
+    return absl::Status(c.status().code(), common::StrCat(path, ": ", c.status().message()));
+  }
+  return c;
+}
+
+absl::Status SaveCredentialFile(const std::string& path, const Credential& credential) {
+  if (common::PathExists(path)) {
+    return absl::AlreadyExistsError(
+        common::StrCat(path, " already exists; refusing to overwrite a credential file"));
+  }
+  return common::WriteFileAtomic(path, SerializeCredential(credential), 0600);
+}
+
+}  // namespace drawbridge::pki

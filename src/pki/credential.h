@@ -1,0 +1,42 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "pki/identity.h"
+#include "pki/keys.h"
+
+namespace drawbridge::pki {
+
+// What an operator hands to an agent, client or admin: a 0600 JSON file.
+//   {"version":1, "identity":"agent/acme", "trust_domain":"example.com",
+//    "key_id":"...", "algorithm":"ES256", "private_key_pem":"-----BEGIN PRIVATE KEY...",
+//    "server_address":"broker.example.com:8443", "server_name":"broker.example.com",
+//    "ca_bundle_pem":"-----BEGIN CERTIFICATE..."}
+// The private key signs enrollment tokens only; TLS keys are made fresh in memory.
+struct Credential {
+  Identity identity;
+  std::string trust_domain;
+  std::string key_id;
+  KeyAlgorithm algorithm = KeyAlgorithm::kEs256;
+  std::string private_key_pem;
+  std::string server_address;  // HOST:PORT to dial
+  std::string server_name;     // name to verify in the server certificate; default: HOST
+  std::string ca_bundle_pem;   // pinned roots; no system roots are ever used
+};
+
+// Strict parse: every field present and well-formed, the private key matching the
+// declared algorithm and key id. Errors never echo key material.
+absl::StatusOr<Credential> ParseCredential(std::string_view json_text);
+std::string SerializeCredential(const Credential& credential);
+
+// Refuses files that group or others can read (like ssh does for identity files).
+absl::StatusOr<Credential> LoadCredentialFile(const std::string& path);
+// Writes with mode 0600; refuses to replace an existing file.
+absl::Status SaveCredentialFile(const std::string& path, const Credential& credential);
+
+// Host part of HOST:PORT or [V6]:PORT.
+std::string HostOf(std::string_view address);
+
+}  // namespace drawbridge::pki

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "pki/identity.h"
+#include "server/identity_directory.h"
+
+namespace drawbridge::server {
+
+// Who is calling, derived only from the client certificate that gRPC's TLS
+// handshake already verified against our CA (DESIGN §7.2).
+struct Caller {
+  pki::Identity identity;
+  std::string spiffe_id;
+  std::string key_id;
+  std::string serial;
+  int64_t not_after = 0;
+};
+
+// Fails with Unauthenticated when there is no usable certificate, and with
+// PermissionDenied when the identity or its key is disabled or removed now.
+// In-memory only; safe to call from a gRPC reaction.
+absl::StatusOr<Caller> AuthenticateCaller(const grpc::AuthContext& auth,
+                                          const std::string& trust_domain,
+                                          const IdentityDirectory& directory,
+                                          const common::Clock& clock);
+
+}  // namespace drawbridge::server

@@ -1,0 +1,109 @@
+#include "server/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+
+#include "common/files.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "pki/credential.h"
+#include "pki/identity.h"
+
+namespace drawbridge::server {
+
+absl::Status ValidateHostPort(const std::string& address, bool allow_zero_port) {
+  auto colon = address.rfind(':');
+  std::string host = pki::HostOf(address);
+  if (colon == std::string::npos || host.empty()) {
+    return absl::InvalidArgumentError(
+        common::StrCat("address \"", address, "\" must be HOST:PORT (IPv6 as [ADDR]:PORT)"));
+  }
+  std::string_view port_text = std::string_view(address).substr(colon + 1);
+  int port = -1;
+  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port < 0 ||
+      port > 65535 || (port == 0 && !allow_zero_port)) {
+    return absl::InvalidArgumentError(
+        common::StrCat("address \"", address, "\" has an invalid port"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConfig(const ServerConfig& c) {
+  RETURN_IF_ERROR(pki::ValidateTrustDomain(c.trust_domain));
+  RETURN_IF_ERROR(ValidateHostPort(c.listen, /*allow_zero_port=*/true));
+  RETURN_IF_ERROR(ValidateHostPort(c.advertise, /*allow_zero_port=*/true));
+  if (c.certificate_lifetime_seconds < kMinCertificateLifetimeSeconds ||
+      c.certificate_lifetime_seconds > kMaxCertificateLifetimeSeconds) {
+    return absl::InvalidArgumentError(
+        common::StrCat("certificate_lifetime_seconds must be between ",
+                       kMinCertificateLifetimeSeconds, " and ", kMaxCertificateLifetimeSeconds,
+                       " (24 h)"));
+  }
+  if (c.max_clock_skew_seconds < 0 || c.max_clock_skew_seconds > 300) {
+    return absl::InvalidArgumentError("max_clock_skew_seconds must be between 0 and 300");
+  }
+  if (c.max_token_lifetime_seconds < 1 || c.max_token_lifetime_seconds > 300) {
+    return absl::InvalidArgumentError("max_token_lifetime_seconds must be between 1 and 300");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
+  ServerConfig c;
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (!root.IsMap()) {
+      return absl::InvalidArgumentError(common::StrCat(path, ": expected a YAML mapping"));
+    }
+    for (const auto& kv : root) {
+      std::string key = kv.first.as<std::string>();
+      const YAML::Node& v = kv.second;
+      if (key == "trust_domain") {
+        c.trust_domain = v.as<std::string>();
+      } else if (key == "listen") {
+        c.listen = v.as<std::string>();
+      } else if (key == "advertise") {
+        c.advertise = v.as<std::string>();
+      } else if (key == "certificate_lifetime_seconds") {
+        c.certificate_lifetime_seconds = v.as<int64_t>();
+      } else if (key == "max_clock_skew_seconds") {
+        c.max_clock_skew_seconds = v.as<int64_t>();
+      } else if (key == "max_token_lifetime_seconds") {
+        c.max_token_lifetime_seconds = v.as<int64_t>();
+      } else {
+        return absl::InvalidArgumentError(
+            common::StrCat(path, ": unknown setting \"", key, "\""));
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(common::StrCat(path, ": ", e.what()));
+  }
+  if (c.advertise.empty()) {
+    c.advertise = c.listen;
+  }
+  absl::Status s = ValidateConfig(c);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(common::StrCat(path, ": ", s.message()));
+  }
+  return c;
+}
+
+absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
+  std::string text = common::StrCat(
+      "# Drawbridge server configuration (see docs/operations.md).\n",
+      "trust_domain: ", c.trust_domain, "\n",
+      "# Address the gRPC/TLS 1.3 listener binds to.\n",
+      "listen: \"", c.listen, "\"\n",
+      "# Address written into credentials: what agents and clients dial.\n",
+      "advertise: \"", c.advertise, "\"\n",
+      "# Lifetime of issued certificates (at most 86400). Renewal starts at half-life.\n",
+      "certificate_lifetime_seconds: ", c.certificate_lifetime_seconds, "\n",
+      "max_clock_skew_seconds: ", c.max_clock_skew_seconds, "\n",
+      "max_token_lifetime_seconds: ", c.max_token_lifetime_seconds, "\n");
+  return common::WriteFileAtomic(path, text, 0600);
+}
+
+}  // namespace drawbridge::server

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace drawbridge::server {
+
+// DATA_DIR/server.yaml. Written by `server init`, editable by the operator.
+struct ServerConfig {
+  std::string trust_domain;
+  std::string listen = "127.0.0.1:8443";
+  std::string advertise;  // address clients dial; written into credentials
+  int64_t certificate_lifetime_seconds = 3600;
+  int64_t max_clock_skew_seconds = 60;
+  int64_t max_token_lifetime_seconds = 300;
+};
+
+inline constexpr int64_t kMaxCertificateLifetimeSeconds = 24 * 3600;
+// Short lifetimes exist for tests and drills; renewal at half-life must stay workable.
+inline constexpr int64_t kMinCertificateLifetimeSeconds = 2;
+
+absl::Status ValidateConfig(const ServerConfig& config);
+absl::StatusOr<ServerConfig> LoadConfig(const std::string& path);
+absl::Status SaveConfig(const std::string& path, const ServerConfig& config);
+
+// Checks HOST:PORT ([V6]:PORT for IPv6) with a port in 1..65535 (0 allowed when
+// `allow_zero_port`, meaning "pick one").
+absl::Status ValidateHostPort(const std::string& address, bool allow_zero_port);
+
+}  // namespace drawbridge::server

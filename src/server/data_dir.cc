@@ -1,0 +1,206 @@
+#include "server/data_dir.h"
+
+#include <filesystem>
+
+#include "common/files.h"
+#include "common/ip.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "pki/credential.h"
+#include "pki/keys.h"
+#include "store/store.h"
+
+namespace drawbridge::server {
+namespace {
+
+constexpr int64_t kServerCertLifetime = 365 * 86400;
+constexpr int64_t kServerCertRenewBefore = 30 * 86400;
+
+constexpr char kRootKeyLabel[] = "root-ca-key";
+constexpr char kIntermediateKeyLabel[] = "intermediate-ca-key";
+constexpr char kServerKeyLabel[] = "server-tls-key";
+
+bool IsWildcardHost(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::" || host == "*";
+}
+
+// DNS or IP names the listener certificate must cover.
+void AddressNames(const ServerConfig& config, std::vector<std::string>* dns,
+                  std::vector<std::string>* ips) {
+  for (const std::string& addr : {config.advertise, config.listen}) {
+    std::string host = pki::HostOf(addr);
+    if (IsWildcardHost(host)) {
+      continue;
+    }
+    auto ip = common::ParseIp(host);
+    auto& list = ip ? *ips : *dns;
+    std::string name = ip ? ip->ToString() : common::ToLower(host);
+    if (std::find(list.begin(), list.end(), name) == list.end()) {
+      list.push_back(name);
+    }
+  }
+}
+
+absl::Status WriteSealedKey(const pki::KeyEncryptionKey& kek, EVP_PKEY* key,
+                            const std::string& path, const char* label) {
+  ASSIGN_OR_RETURN(std::string pem, pki::PrivateKeyToPem(key));
+  auto sealed = kek.Seal(pem, label);
+  OPENSSL_cleanse(pem.data(), pem.size());
+  RETURN_IF_ERROR(sealed.status());
+  return common::WriteFileAtomic(path, *sealed, 0600);
+}
+
+absl::StatusOr<common::PKeyPtr> ReadSealedKey(const pki::KeyEncryptionKey& kek,
+                                              const std::string& path, const char* label) {
+  ASSIGN_OR_RETURN(std::string sealed, common::ReadFile(path));
+  auto pem = kek.Open(sealed, label);
+  if (!pem.ok()) {
+    return absl::Status(pem.status().code(), common::StrCat(path, ": ", pem.status().message()));
+  }
+  auto key = pki::PrivateKeyFromPem(*pem);
+  OPENSSL_cleanse(pem->data(), pem->size());
+  return key;
+}
+
+absl::Status IssueServerCert(const pki::CertificateAuthority& ca, const pki::KeyEncryptionKey& kek,
+                             const DataDir& dir, const ServerConfig& config,
+                             const common::Clock& clock) {
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::GenerateKey(pki::KeyAlgorithm::kEs256));
+  pki::LeafSpec spec;
+  spec.public_key = key.get();
+  spec.common_name = common::StrCat("drawbridge server ", config.trust_domain);
+  AddressNames(config, &spec.dns_names, &spec.ip_addresses);
+  if (spec.dns_names.empty() && spec.ip_addresses.empty()) {
+    spec.dns_names.push_back("localhost");
+  }
+  spec.not_before = clock.NowUnix() - 60;
+  spec.not_after = spec.not_before + kServerCertLifetime;
+  spec.server_auth = true;
+  ASSIGN_OR_RETURN(common::X509Ptr cert, ca.Issue(spec));
+  RETURN_IF_ERROR(WriteSealedKey(kek, key.get(), dir.server_key, kServerKeyLabel));
+  return common::WriteFileAtomic(dir.server_cert, ca.ChainPem(cert.get()), 0644);
+}
+
+}  // namespace
+
+DataDir::DataDir(std::string d)
+    : dir(std::move(d)),
+      config(common::JoinPath(dir, "server.yaml")),
+      database(common::JoinPath(dir, "state.db")),
+      kek(pki::KekPath(dir)),
+      root_cert(common::JoinPath(dir, "ca/root.crt")),
+      root_key(common::JoinPath(dir, "ca/root.key.sealed")),
+      intermediate_cert(common::JoinPath(dir, "ca/intermediate.crt")),
+      intermediate_key(common::JoinPath(dir, "ca/intermediate.key.sealed")),
+      server_cert(common::JoinPath(dir, "tls/server.crt")),
+      server_key(common::JoinPath(dir, "tls/server.key.sealed")),
+      admin_credential(common::JoinPath(dir, "admin.json")) {}
+
+absl::Status InitDataDir(const InitOptions& options) {
+  ServerConfig config;
+  config.trust_domain = options.trust_domain;
+  config.listen = options.listen;
+  config.advertise = options.advertise;
+  if (config.advertise.empty()) {
+    std::string host = pki::HostOf(config.listen);
+    config.advertise = IsWildcardHost(host)
+                           ? common::StrCat("localhost", config.listen.substr(config.listen.rfind(':')))
+                           : config.listen;
+  }
+  RETURN_IF_ERROR(ValidateConfig(config));
+  if (pki::HostOf(config.advertise).empty() || config.advertise.ends_with(":0")) {
+    return absl::InvalidArgumentError("--advertise needs a host and a fixed port");
+  }
+
+  std::error_code ec;
+  if (std::filesystem::exists(options.data_dir, ec) &&
+      !std::filesystem::is_empty(options.data_dir, ec)) {
+    return absl::AlreadyExistsError(common::StrCat(
+        "data directory ", options.data_dir,
+        " is not empty; refusing to touch it (choose a new directory)"));
+  }
+  RETURN_IF_ERROR(common::EnsurePrivateDir(options.data_dir));
+  DataDir dir(options.data_dir);
+  RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "ca")));
+  RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "tls")));
+
+  ASSIGN_OR_RETURN(pki::KeyEncryptionKey kek, pki::KeyEncryptionKey::CreateFile(dir.kek));
+  ASSIGN_OR_RETURN(auto ca, pki::CertificateAuthority::CreateNew(config.trust_domain,
+                                                                 *options.clock));
+  const auto& m = ca->material();
+  RETURN_IF_ERROR(WriteSealedKey(kek, m.root_key.get(), dir.root_key, kRootKeyLabel));
+  RETURN_IF_ERROR(WriteSealedKey(kek, m.intermediate_key.get(), dir.intermediate_key,
+                                 kIntermediateKeyLabel));
+  RETURN_IF_ERROR(common::WriteFileAtomic(dir.root_cert, pki::CertToPem(m.root_cert.get()), 0644));
+  RETURN_IF_ERROR(common::WriteFileAtomic(dir.intermediate_cert,
+                                          pki::CertToPem(m.intermediate_cert.get()), 0644));
+  RETURN_IF_ERROR(IssueServerCert(*ca, kek, dir, config, *options.clock));
+  RETURN_IF_ERROR(SaveConfig(dir.config, config));
+
+  // The bootstrap admin: its signing key is generated here and only its public
+  // half goes into the database.
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db, store::OpenSqliteStore(dir.database));
+  ASSIGN_OR_RETURN(common::PKeyPtr admin_key, pki::GenerateKey(pki::KeyAlgorithm::kEs256));
+  ASSIGN_OR_RETURN(std::string key_id, pki::KeyIdOf(admin_key.get()));
+  ASSIGN_OR_RETURN(std::string public_pem, pki::PublicKeyToPem(admin_key.get()));
+  int64_t now = options.clock->NowUnix();
+  RETURN_IF_ERROR(db->CreateIdentity(
+      store::IdentityRecord{kBootstrapAdmin, true, {}, now, now},
+      store::KeyRecord{key_id, kBootstrapAdmin, "ES256", public_pem, now, 0}));
+  pki::Credential cred;
+  ASSIGN_OR_RETURN(cred.identity, pki::ParseIdentity(kBootstrapAdmin));
+  cred.trust_domain = config.trust_domain;
+  cred.key_id = key_id;
+  cred.algorithm = pki::KeyAlgorithm::kEs256;
+  ASSIGN_OR_RETURN(cred.private_key_pem, pki::PrivateKeyToPem(admin_key.get()));
+  cred.server_address = config.advertise;
+  cred.server_name = pki::HostOf(config.advertise);
+  cred.ca_bundle_pem = ca->TrustBundlePem();
+  return pki::SaveCredentialFile(dir.admin_credential, cred);
+}
+
+absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig& config,
+                                          const common::Clock& clock) {
+  ASSIGN_OR_RETURN(pki::KeyEncryptionKey kek, pki::KeyEncryptionKey::LoadFile(dir.kek));
+  pki::CertificateAuthority::Material m;
+  ASSIGN_OR_RETURN(std::string root_pem, common::ReadFile(dir.root_cert));
+  ASSIGN_OR_RETURN(m.root_cert, pki::CertFromPem(root_pem));
+  ASSIGN_OR_RETURN(std::string inter_pem, common::ReadFile(dir.intermediate_cert));
+  ASSIGN_OR_RETURN(m.intermediate_cert, pki::CertFromPem(inter_pem));
+  ASSIGN_OR_RETURN(m.intermediate_key,
+                   ReadSealedKey(kek, dir.intermediate_key, kIntermediateKeyLabel));
+  ServingPki out;
+  ASSIGN_OR_RETURN(out.ca, pki::CertificateAuthority::FromMaterial(std::move(m)));
+
+  // Re-issue the listener certificate if it is near expiry or the addresses changed.
+  bool reissue = true;
+  if (auto chain = common::ReadFile(dir.server_cert); chain.ok()) {
+    if (auto cert = pki::CertFromPem(*chain); cert.ok()) {
+      auto info = pki::InspectCertificate(cert->get());
+      std::vector<std::string> dns, ips;
+      AddressNames(config, &dns, &ips);
+      bool covers = info.ok();
+      for (const auto& d : dns) {
+        covers = covers && std::find(info->dns_sans.begin(), info->dns_sans.end(), d) !=
+                               info->dns_sans.end();
+      }
+      for (const auto& ip : ips) {
+        covers = covers && std::find(info->ip_sans.begin(), info->ip_sans.end(), ip) !=
+                               info->ip_sans.end();
+      }
+      reissue = !covers || info->not_after - clock.NowUnix() < kServerCertRenewBefore;
+    }
+  }
+  if (reissue) {
+    common::LogInfo("server.tls_certificate_reissued", {{"path", dir.server_cert}});
+    RETURN_IF_ERROR(IssueServerCert(*out.ca, kek, dir, config, clock));
+  }
+  ASSIGN_OR_RETURN(out.server_chain_pem, common::ReadFile(dir.server_cert));
+  ASSIGN_OR_RETURN(common::PKeyPtr server_key,
+                   ReadSealedKey(kek, dir.server_key, kServerKeyLabel));
+  ASSIGN_OR_RETURN(out.server_key_pem, pki::PrivateKeyToPem(server_key.get()));
+  return out;
+}
+
+}  // namespace drawbridge::server

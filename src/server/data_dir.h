@@ -1,0 +1,62 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "pki/certs.h"
+#include "pki/key_encryption.h"
+#include "server/config.h"
+
+namespace drawbridge::server {
+
+// The server's data directory (mode 0700):
+//   server.yaml                 configuration
+//   state.db                    SQLite state (identities, public keys, used token ids, certs)
+//   kek                         key-encryption key (unless $DRAWBRIDGE_KEK_FILE)
+//   ca/root.crt ca/intermediate.crt
+//   ca/root.key.sealed ca/intermediate.key.sealed   AES-256-GCM under the KEK
+//   tls/server.crt tls/server.key.sealed            the listener's certificate
+//   admin.json                  the first admin credential (move it somewhere safe)
+struct DataDir {
+  explicit DataDir(std::string dir);
+  std::string dir;
+  std::string config;
+  std::string database;
+  std::string kek;
+  std::string root_cert;
+  std::string root_key;
+  std::string intermediate_cert;
+  std::string intermediate_key;
+  std::string server_cert;
+  std::string server_key;
+  std::string admin_credential;
+};
+
+inline constexpr char kBootstrapAdmin[] = "admin/admin";
+
+struct InitOptions {
+  std::string data_dir;
+  std::string trust_domain;
+  std::string listen = "127.0.0.1:8443";
+  std::string advertise;  // default: listen (or localhost:PORT if listen is a wildcard)
+  const common::Clock* clock = common::Clock::Real();
+};
+
+// Creates everything listed above. Refuses a directory that already has content.
+absl::Status InitDataDir(const InitOptions& options);
+
+// What a running server needs from the data directory.
+struct ServingPki {
+  std::unique_ptr<pki::CertificateAuthority> ca;
+  std::string server_chain_pem;
+  std::string server_key_pem;  // in memory only
+};
+
+// Unseals the CA and server keys. Re-issues the server certificate when it has
+// less than 30 days left or no longer covers the configured addresses.
+absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig& config,
+                                          const common::Clock& clock);
+
+}  // namespace drawbridge::server

@@ -1,0 +1,123 @@
+#include "server/identity_directory.h"
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace drawbridge::server {
+
+absl::StatusOr<std::unique_ptr<IdentityDirectory>> IdentityDirectory::Load(store::Store* store) {
+  std::unique_ptr<IdentityDirectory> dir(new IdentityDirectory(store));
+  ASSIGN_OR_RETURN(auto identities, store->ListIdentities());
+  absl::MutexLock lock(&dir->mu_);
+  for (auto& id : identities) {
+    ASSIGN_OR_RETURN(auto keys, store->ListKeys(id.identity));
+    for (auto& k : keys) {
+      dir->keys_[k.key_id] = std::move(k);
+    }
+    dir->identities_[id.identity] = std::move(id);
+  }
+  return dir;
+}
+
+absl::Status IdentityDirectory::CheckActive(const std::string& identity,
+                                            const std::string& key_id) const {
+  absl::MutexLock lock(&mu_);
+  auto id = identities_.find(identity);
+  if (id == identities_.end()) {
+    return absl::PermissionDeniedError(common::StrCat("identity ", identity, " does not exist"));
+  }
+  if (!id->second.enabled) {
+    return absl::PermissionDeniedError(common::StrCat("identity ", identity, " is disabled"));
+  }
+  auto key = keys_.find(key_id);
+  if (key == keys_.end() || key->second.identity != identity) {
+    return absl::PermissionDeniedError(
+        common::StrCat("key ", key_id, " is not a key of ", identity));
+  }
+  if (key->second.removed_at != 0) {
+    return absl::PermissionDeniedError(common::StrCat("key ", key_id, " has been removed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<store::IdentityRecord> IdentityDirectory::GetIdentity(
+    const std::string& identity) const {
+  absl::MutexLock lock(&mu_);
+  auto it = identities_.find(identity);
+  if (it == identities_.end()) {
+    return absl::NotFoundError(common::StrCat("identity ", identity, " not found"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<store::KeyRecord> IdentityDirectory::GetKey(const std::string& key_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = keys_.find(key_id);
+  if (it == keys_.end()) {
+    return absl::NotFoundError(common::StrCat("key ", key_id, " not found"));
+  }
+  return it->second;
+}
+
+std::vector<store::IdentityRecord> IdentityDirectory::ListIdentities() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<store::IdentityRecord> out;
+  for (const auto& [name, rec] : identities_) {
+    out.push_back(rec);
+  }
+  return out;
+}
+
+std::vector<store::KeyRecord> IdentityDirectory::ListKeys(const std::string& identity) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<store::KeyRecord> out;
+  for (const auto& [id, rec] : keys_) {
+    if (rec.identity == identity) {
+      out.push_back(rec);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.created_at, a.key_id) < std::tie(b.created_at, b.key_id);
+  });
+  return out;
+}
+
+absl::Status IdentityDirectory::CreateIdentity(const store::IdentityRecord& identity,
+                                               const store::KeyRecord& key) {
+  absl::MutexLock write(&write_mu_);
+  RETURN_IF_ERROR(store_->CreateIdentity(identity, key));
+  absl::MutexLock lock(&mu_);
+  identities_[identity.identity] = identity;
+  keys_[key.key_id] = key;
+  return absl::OkStatus();
+}
+
+absl::Status IdentityDirectory::SetEnabled(const std::string& identity, bool enabled,
+                                           int64_t now) {
+  absl::MutexLock write(&write_mu_);
+  RETURN_IF_ERROR(store_->SetIdentityEnabled(identity, enabled, now));
+  absl::MutexLock lock(&mu_);
+  auto& rec = identities_[identity];
+  rec.enabled = enabled;
+  rec.updated_at = now;
+  return absl::OkStatus();
+}
+
+absl::Status IdentityDirectory::AddKey(const store::KeyRecord& key) {
+  absl::MutexLock write(&write_mu_);
+  RETURN_IF_ERROR(store_->AddKey(key));
+  absl::MutexLock lock(&mu_);
+  keys_[key.key_id] = key;
+  return absl::OkStatus();
+}
+
+absl::Status IdentityDirectory::RemoveKey(const std::string& identity, const std::string& key_id,
+                                          int64_t now) {
+  absl::MutexLock write(&write_mu_);
+  RETURN_IF_ERROR(store_->RemoveKey(identity, key_id, now));
+  absl::MutexLock lock(&mu_);
+  keys_[key_id].removed_at = now;
+  return absl::OkStatus();
+}
+
+}  // namespace drawbridge::server

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "store/store.h"
+
+namespace drawbridge::server {
+
+// Identities and their keys, cached in memory over the Store so that the
+// per-stream check ("is this identity and key still enabled?") never touches the
+// database inside a gRPC reaction. All mutations go through here: the Store is
+// written first (durable), then the cache. Thread-safe.
+class IdentityDirectory {
+ public:
+  static absl::StatusOr<std::unique_ptr<IdentityDirectory>> Load(store::Store* store);
+
+  // OK only if `identity` exists and is enabled and `key_id` is its active key.
+  // PermissionDenied with the reason otherwise. Never blocks on I/O.
+  absl::Status CheckActive(const std::string& identity, const std::string& key_id) const;
+
+  absl::StatusOr<store::IdentityRecord> GetIdentity(const std::string& identity) const;
+  absl::StatusOr<store::KeyRecord> GetKey(const std::string& key_id) const;
+  std::vector<store::IdentityRecord> ListIdentities() const;
+  std::vector<store::KeyRecord> ListKeys(const std::string& identity) const;
+
+  absl::Status CreateIdentity(const store::IdentityRecord& identity, const store::KeyRecord& key);
+  absl::Status SetEnabled(const std::string& identity, bool enabled, int64_t now);
+  absl::Status AddKey(const store::KeyRecord& key);
+  absl::Status RemoveKey(const std::string& identity, const std::string& key_id, int64_t now);
+
+ private:
+  explicit IdentityDirectory(store::Store* store) : store_(store) {}
+
+  store::Store* store_;
+  absl::Mutex write_mu_;  // serialises store-then-cache updates
+  mutable absl::Mutex mu_;
+  std::map<std::string, store::IdentityRecord> identities_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, store::KeyRecord> keys_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace drawbridge::server

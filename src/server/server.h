@@ -1,0 +1,63 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/worker_pool.h"
+#include "pki/certs.h"
+#include "server/config.h"
+#include "server/data_dir.h"
+#include "server/enroller.h"
+#include "server/identity_directory.h"
+#include "server/services.h"
+#include "store/store.h"
+
+namespace drawbridge::server {
+
+struct ServerOptions {
+  std::string data_dir;
+  std::string listen_override;  // empty: the config's `listen`
+  // Test hook: overrides the configured certificate lifetime when > 0.
+  int64_t certificate_lifetime_override_seconds = 0;
+  const common::Clock* clock = common::Clock::Real();
+  int worker_threads = 2;
+};
+
+// The broker: one TLS 1.3 gRPC port serving Enrollment (no client certificate
+// needed), Admin and Diagnostics (client certificate required).
+class Server {
+ public:
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  int port() const { return port_; }
+  const ServerConfig& config() const { return config_; }
+  IdentityDirectory* directory() { return directory_.get(); }
+  const pki::CertificateAuthority& ca() const { return *pki_.ca; }
+
+  // Stops accepting, lets in-flight calls finish up to `grace`, then cancels them.
+  void Shutdown(std::chrono::milliseconds grace);
+  void Wait();
+
+ private:
+  Server() = default;
+
+  ServerConfig config_;
+  ServingPki pki_;
+  int port_ = 0;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<IdentityDirectory> directory_;
+  std::unique_ptr<Enroller> enroller_;
+  std::unique_ptr<common::WorkerPool> pool_;
+  std::unique_ptr<EnrollmentService> enrollment_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<DiagnosticsService> diagnostics_;
+  std::unique_ptr<grpc::Server> grpc_;
+};
+
+}  // namespace drawbridge::server

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace drawbridge::store {
+
+// Server state. Identities are "KIND/NAME" strings here; the store does not
+// interpret them. Times are unix seconds.
+struct IdentityRecord {
+  std::string identity;
+  bool enabled = true;
+  std::vector<std::string> cidrs;  // empty: any source address
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+struct KeyRecord {
+  std::string key_id;
+  std::string identity;
+  std::string algorithm;  // JOSE name
+  std::string public_key_pem;
+  int64_t created_at = 0;
+  int64_t removed_at = 0;  // 0 while active
+};
+
+struct CertificateRecord {
+  std::string serial;
+  std::string identity;
+  std::string key_id;
+  int64_t not_before = 0;
+  int64_t not_after = 0;
+};
+
+// The server's durable state. Implementations are thread-safe. Every write is
+// durable when the call returns (a crash after OK loses nothing).
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // AlreadyExists if the identity or key id is taken. Atomic: both or neither.
+  virtual absl::Status CreateIdentity(const IdentityRecord& identity, const KeyRecord& key) = 0;
+  virtual absl::StatusOr<IdentityRecord> GetIdentity(const std::string& identity) = 0;
+  virtual absl::StatusOr<std::vector<IdentityRecord>> ListIdentities() = 0;
+  virtual absl::Status SetIdentityEnabled(const std::string& identity, bool enabled,
+                                          int64_t now) = 0;
+
+  virtual absl::Status AddKey(const KeyRecord& key) = 0;
+  virtual absl::StatusOr<KeyRecord> GetKey(const std::string& key_id) = 0;
+  virtual absl::StatusOr<std::vector<KeyRecord>> ListKeys(const std::string& identity) = 0;
+  // NotFound unless the key belongs to `identity`; FailedPrecondition if removed already.
+  virtual absl::Status RemoveKey(const std::string& identity, const std::string& key_id,
+                                 int64_t now) = 0;
+
+  // Marks an enrollment token id as used until `expires_at`. AlreadyExists if it
+  // was used before (replay). Forgets ids whose expiry is before `now`, since
+  // those tokens are refused on time alone.
+  virtual absl::Status ConsumeTokenId(const std::string& token_id, int64_t expires_at,
+                                      int64_t now) = 0;
+
+  virtual absl::Status RecordCertificate(const CertificateRecord& cert) = 0;
+  virtual absl::StatusOr<CertificateRecord> GetCertificate(const std::string& serial) = 0;
+};
+
+// Opens (creating and migrating if needed) the SQLite database at `path`
+// (":memory:" for tests). WAL mode, synchronous=FULL.
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace drawbridge::store
