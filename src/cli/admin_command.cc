@@ -93,19 +93,19 @@ void PrintKeyTable(const google::protobuf::RepeatedPtrField<v1::KeyInfo>& keys) 
   std::printf("%-24s %-7s %-9s %-22s %s\n", "KEY ID", "ALG", "STATUS", "CREATED", "REMOVED");
   for (const auto& k : keys) {
     std::printf("%-24s %-7s %-9s %-22s %s\n", k.key_id().c_str(), k.algorithm().c_str(),
-                k.removed_unix() == 0 ? "active" : "removed",
-                FormatTime(k.created_unix()).c_str(), FormatTime(k.removed_unix()).c_str());
+                k.removed_unix() == 0 ? "active" : "removed", FormatTime(k.created_unix()).c_str(),
+                FormatTime(k.removed_unix()).c_str());
   }
 }
 
 void PrintIdentity(const v1::IdentityInfo& id) {
   std::vector<std::string> cidrs(id.cidrs().begin(), id.cidrs().end());
-  std::printf("identity:  %s\nspiffe id: %s\nstatus:    %s\ncidrs:     %s\ncreated:   %s\n"
-              "updated:   %s\n\n",
-              id.identity().c_str(), id.spiffe_id().c_str(),
-              id.enabled() ? "enabled" : "disabled",
-              cidrs.empty() ? "any" : common::Join(cidrs, ", ").c_str(),
-              FormatTime(id.created_unix()).c_str(), FormatTime(id.updated_unix()).c_str());
+  std::printf(
+      "identity:  %s\nspiffe id: %s\nstatus:    %s\ncidrs:     %s\ncreated:   %s\n"
+      "updated:   %s\n\n",
+      id.identity().c_str(), id.spiffe_id().c_str(), id.enabled() ? "enabled" : "disabled",
+      cidrs.empty() ? "any" : common::Join(cidrs, ", ").c_str(),
+      FormatTime(id.created_unix()).c_str(), FormatTime(id.updated_unix()).c_str());
   PrintKeyTable(id.keys());
 }
 
@@ -175,10 +175,11 @@ int IdentityCreate(const AdminFlags& f) {
   if (f.json) {
     PrintJson(resp);
   } else {
-    std::printf("Created %s (key %s); credential written to %s (mode 0600).\n"
-                "Hand that file to the %s; it enrolls with it and never needs another secret.\n",
-                resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.out.c_str(),
-                std::string(pki::KindName(cred->credential.identity.kind)).c_str());
+    std::printf(
+        "Created %s (key %s); credential written to %s (mode 0600).\n"
+        "Hand that file to the %s; it enrolls with it and never needs another secret.\n",
+        resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.out.c_str(),
+        std::string(pki::KindName(cred->credential.identity.kind)).c_str());
   }
   return kExitOk;
 }
@@ -270,10 +271,10 @@ int KeyAdd(const AdminFlags& f) {
   if (f.json) {
     PrintJson(resp);
   } else {
-    std::printf("Added key %s to %s; credential written to %s.\n"
-                "Roll it out, then remove the old key with `admin key remove %s OLD_KEY_ID`.\n",
-                resp.key_id().c_str(), resp.identity().c_str(), f.out.c_str(),
-                resp.identity().c_str());
+    std::printf(
+        "Added key %s to %s; credential written to %s.\n"
+        "Roll it out, then remove the old key with `admin key remove %s OLD_KEY_ID`.\n",
+        resp.key_id().c_str(), resp.identity().c_str(), f.out.c_str(), resp.identity().c_str());
   }
   return kExitOk;
 }
@@ -320,8 +321,11 @@ int KeyRemove(const AdminFlags& f) {
 
 void RegisterAdminCommands(CLI::App& app, Action* run) {
   auto f = std::make_shared<AdminFlags>();
-  auto* admin = app.add_subcommand("admin", "Manage identities and keys (needs an admin credential)");
+  auto* admin =
+      app.add_subcommand("admin", "Manage identities and keys (needs an admin credential)");
   admin->require_subcommand(1);
+  // Let --credentials and --json appear after the subcommand too (`identity list --json`).
+  admin->fallthrough();
   admin->add_option("--credentials", f->credentials, "Admin credential file (admin.json)")
       ->envname("DRAWBRIDGE_CREDENTIALS");
   admin->add_flag("--json", f->json, "Print JSON instead of tables");
@@ -332,6 +336,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
 
   auto* identity = admin->add_subcommand("identity", "Create, list, show, disable, enable");
   identity->require_subcommand(1);
+  identity->fallthrough();
   auto* create = identity->add_subcommand("create", "Create an identity and its first credential");
   create->add_option("identity", f->identity, "KIND/NAME, KIND one of agent, client, admin")
       ->required();
@@ -342,14 +347,15 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
       ->capture_default_str();
   bind(create, IdentityCreate);
   auto* list = identity->add_subcommand("list", "List identities");
-  list->add_option("--kind", f->kind, "Only this kind")->check(
-      CLI::IsMember({"agent", "client", "admin"}));
+  list->add_option("--kind", f->kind, "Only this kind")
+      ->check(CLI::IsMember({"agent", "client", "admin"}));
   bind(list, IdentityList);
   auto* show = identity->add_subcommand("show", "Show one identity and its keys");
   show->add_option("identity", f->identity, "KIND/NAME")->required();
   bind(show, IdentityShow);
-  auto* disable = identity->add_subcommand("disable", "Disable an identity (refuses its next "
-                                                      "enrollment and RPCs)");
+  auto* disable = identity->add_subcommand("disable",
+                                           "Disable an identity (refuses its next "
+                                           "enrollment and RPCs)");
   disable->add_option("identity", f->identity, "KIND/NAME")->required();
   bind(disable, [](const AdminFlags& fl) { return IdentitySetEnabled(fl, false); });
   auto* enable = identity->add_subcommand("enable", "Enable a disabled identity");
@@ -358,6 +364,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
 
   auto* key = admin->add_subcommand("key", "Rotate credential keys: add, list, remove");
   key->require_subcommand(1);
+  key->fallthrough();
   auto* add = key->add_subcommand("add", "Add a key and write a credential that uses it");
   add->add_option("identity", f->identity, "KIND/NAME")->required();
   add->add_option("--out", f->out, "Where to write the credential file (0600)")->required();

@@ -39,10 +39,9 @@ int RunCheck(const std::string& credentials, int count) {
     if (!stream->Write(req) || !stream->Read(&resp)) {
       break;
     }
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                    .count();
-    std::printf("ping %d:      %.3f ms (server sees %s)\n", i, ms,
-                resp.caller_spiffe_id().c_str());
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::printf("ping %d:      %.3f ms (server sees %s)\n", i, ms, resp.caller_spiffe_id().c_str());
   }
   stream->WritesDone();
   grpc::Status st = stream->Finish();

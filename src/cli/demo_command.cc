@@ -142,7 +142,8 @@ int RunDemo(bool wait) {
 void RegisterDemoCommand(CLI::App& app, Action* run) {
   auto no_wait = std::make_shared<bool>(false);
   auto* demo = app.add_subcommand("demo", "Run a server on loopback and walk through enrollment");
-  demo->add_flag("--no-wait", *no_wait, "Exit after the walk-through instead of waiting for Ctrl-C");
+  demo->add_flag("--no-wait", *no_wait,
+                 "Exit after the walk-through instead of waiting for Ctrl-C");
   demo->callback([=] { *run = [=] { return RunDemo(!*no_wait); }; });
 }
 

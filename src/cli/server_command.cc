@@ -18,8 +18,9 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
   server->add_option("--data-dir", serve->data_dir, "Data directory made by `server init`");
   server->add_option("--listen", serve->listen_override,
                      "HOST:PORT to listen on (overrides server.yaml)");
-  server->add_option("--shutdown-grace-ms", *grace_ms,
-                     "How long in-flight calls may run after SIGINT/SIGTERM")
+  server
+      ->add_option("--shutdown-grace-ms", *grace_ms,
+                   "How long in-flight calls may run after SIGINT/SIGTERM")
       ->check(CLI::Range(0, 600000));
   server->callback([server, serve, grace_ms, run] {
     if (server->get_subcommands().size() > 0) {
@@ -35,20 +36,20 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
         return Fail(s.status());
       }
       int sig = WaitForTerminationSignal();
-      common::LogInfo("server.shutdown", {{"signal", common::StrCat(sig)},
-                                          {"grace_ms", common::StrCat(*grace_ms)}});
+      common::LogInfo("server.shutdown",
+                      {{"signal", common::StrCat(sig)}, {"grace_ms", common::StrCat(*grace_ms)}});
       (*s)->Shutdown(std::chrono::milliseconds(*grace_ms));
       return kExitOk;
     };
   });
 
-  auto* init = server->add_subcommand("init", "Create a data directory: CA, server TLS "
-                                              "certificate, state database, first admin");
+  auto* init = server->add_subcommand("init",
+                                      "Create a data directory: CA, server TLS "
+                                      "certificate, state database, first admin");
   auto opts = std::make_shared<server::InitOptions>();
   init->add_option("--data-dir", opts->data_dir, "Directory to create (must be new or empty)")
       ->required();
-  init->add_option("--trust-domain", opts->trust_domain,
-                   "SPIFFE trust domain, e.g. example.com")
+  init->add_option("--trust-domain", opts->trust_domain, "SPIFFE trust domain, e.g. example.com")
       ->required();
   init->add_option("--listen", opts->listen, "HOST:PORT the server will listen on")
       ->capture_default_str();

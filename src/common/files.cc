@@ -10,8 +10,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/strings.h"
 #include "common/random.h"
+#include "common/strings.h"
 
 namespace drawbridge::common {
 namespace {
@@ -77,8 +77,8 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& data, m
   if (dir.empty()) {
     dir = ".";
   }
-  std::string tmp = (dir / StrCat(".", target.filename().string(), ".", RandomHex(6), ".tmp"))
-                        .string();
+  std::string tmp =
+      (dir / StrCat(".", target.filename().string(), ".", RandomHex(6), ".tmp")).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     return ErrnoStatus("cannot create", tmp);

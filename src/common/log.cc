@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <ctime>
 
-#include "common/strings.h"
 #include "absl/synchronization/mutex.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace drawbridge::common {
@@ -76,9 +76,9 @@ void Log(LogLevel level, std::string_view event, const LogFields& fields) {
     for (const auto& [k, v] : fields) {
       // JSON string escaping gives an unambiguous, single-line rendering.
       StrAppend(&line, " ", k, "=",
-                      NeedsQuoting(v) ? nlohmann::json(v).dump(-1, ' ', false,
-                                                               nlohmann::json::error_handler_t::replace)
-                                      : v);
+                NeedsQuoting(v) ? nlohmann::json(v).dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace)
+                                : v);
     }
   }
   line.push_back('\n');

@@ -4,12 +4,12 @@
 #include "absl/status/statusor.h"
 
 // RETURN_IF_ERROR(expr): returns the status from the enclosing function when not OK.
-#define RETURN_IF_ERROR(expr)                                  \
-  do {                                                         \
-    const ::absl::Status _db_status = (expr);                  \
-    if (!_db_status.ok()) {                                    \
-      return _db_status;                                       \
-    }                                                          \
+#define RETURN_IF_ERROR(expr)                 \
+  do {                                        \
+    const ::absl::Status _db_status = (expr); \
+    if (!_db_status.ok()) {                   \
+      return _db_status;                      \
+    }                                         \
   } while (0)
 
 #define DB_STATUS_CONCAT_INNER(a, b) a##b

@@ -142,9 +142,8 @@ absl::Status CertManager::RenewNow() {
 bool CertManager::WaitForGenerationAbove(uint64_t generation,
                                          std::chrono::milliseconds timeout) const {
   absl::MutexLock lock(&mu_);
-  auto cond = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return current_.generation > generation;
-  };
+  auto cond = [this, generation]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return current_.generation > generation; };
   return mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Milliseconds(timeout.count()));
 }
 
@@ -161,8 +160,8 @@ void CertManager::RenewLoop() {
     Snapshot cur = Current();
     const int64_t lifetime_ms = (cur.not_after - cur.not_before) * 1000;
     // Half-life ± 5 % so that a fleet enrolled together does not renew together.
-    const int64_t jitter = static_cast<int64_t>(
-        common::RandomUniform(static_cast<uint64_t>(lifetime_ms / 10 + 1)));
+    const int64_t jitter =
+        static_cast<int64_t>(common::RandomUniform(static_cast<uint64_t>(lifetime_ms / 10 + 1)));
     const int64_t at_ms = cur.not_before * 1000 + lifetime_ms / 2 - lifetime_ms / 20 + jitter;
     const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                options_.clock->Now().time_since_epoch())

@@ -6,11 +6,11 @@
 
 #include <cstring>
 
-#include "common/strings.h"
 #include "common/encoding.h"
 #include "common/ip.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "pki/keys.h"
 
 namespace drawbridge::pki {
@@ -68,7 +68,8 @@ absl::Status SetRandomSerial(X509* cert) {
   std::string bytes = common::RandomBytes(16);
   bytes[0] = static_cast<char>(bytes[0] & 0x7f);
   bytes[0] = static_cast<char>(bytes[0] | 0x01);  // never a leading zero byte
-  common::BignumPtr bn(BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.data()), 16, nullptr));
+  common::BignumPtr bn(
+      BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.data()), 16, nullptr));
   if (!bn || BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert)) == nullptr) {
     return OpenSslError("cannot set serial");
   }
@@ -173,14 +174,14 @@ absl::StatusOr<CertificateInfo> InspectCertificate(X509* cert) {
   info.not_before = Asn1TimeToUnix(X509_get0_notBefore(cert));
   info.not_after = Asn1TimeToUnix(X509_get0_notAfter(cert));
   info.is_ca = X509_check_ca(cert) != 0;
-  common::GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  common::GeneralNamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
   if (names) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
       const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
       if (gn->type == GEN_URI || gn->type == GEN_DNS) {
-        const ASN1_IA5STRING* s = gn->type == GEN_URI ? gn->d.uniformResourceIdentifier
-                                                     : gn->d.dNSName;
+        const ASN1_IA5STRING* s =
+            gn->type == GEN_URI ? gn->d.uniformResourceIdentifier : gn->d.dNSName;
         std::string v(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                       static_cast<size_t>(ASN1_STRING_length(s)));
         (gn->type == GEN_URI ? info.uri_sans : info.dns_sans).push_back(v);
@@ -250,8 +251,13 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Crea
   ASSIGN_OR_RETURN(m.intermediate_key, GenerateKey(KeyAlgorithm::kEs256));
   std::string td(trust_domain);
   // Leaves may only carry URIs in our trust domain and the DNS/IP names of servers.
-  auto root_name = MakeName({{"O", "Drawbridge"}, {"CN", common::StrCat("Drawbridge Root CA ", td)}});
-  CertSpec root{m.root_key.get(), root_name.get(), nullptr, m.root_key.get(), now - 60,
+  auto root_name =
+      MakeName({{"O", "Drawbridge"}, {"CN", common::StrCat("Drawbridge Root CA ", td)}});
+  CertSpec root{m.root_key.get(),
+                root_name.get(),
+                nullptr,
+                m.root_key.get(),
+                now - 60,
                 now + 3650 * kDay,
                 {{NID_basic_constraints, "critical,CA:TRUE,pathlen:1"},
                  {NID_key_usage, "critical,keyCertSign,cRLSign"},
@@ -259,8 +265,12 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Crea
   ASSIGN_OR_RETURN(m.root_cert, Build(root));
   auto inter_name =
       MakeName({{"O", "Drawbridge"}, {"CN", common::StrCat("Drawbridge Intermediate CA ", td)}});
-  CertSpec inter{m.intermediate_key.get(), inter_name.get(), m.root_cert.get(), m.root_key.get(),
-                 now - 60, now + 1825 * kDay,
+  CertSpec inter{m.intermediate_key.get(),
+                 inter_name.get(),
+                 m.root_cert.get(),
+                 m.root_key.get(),
+                 now - 60,
+                 now + 1825 * kDay,
                  {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
                   {NID_key_usage, "critical,keyCertSign,cRLSign"},
                   {NID_subject_key_identifier, "hash"},
@@ -321,8 +331,12 @@ absl::StatusOr<X509Ptr> CertificateAuthority::Issue(const LeafSpec& spec) const 
   if (spec.client_auth) {
     common::StrAppend(&eku, eku.empty() ? "" : ",", "clientAuth");
   }
-  CertSpec leaf{spec.public_key, subject.get(), material_.intermediate_cert.get(),
-                material_.intermediate_key.get(), spec.not_before, spec.not_after,
+  CertSpec leaf{spec.public_key,
+                subject.get(),
+                material_.intermediate_cert.get(),
+                material_.intermediate_key.get(),
+                spec.not_before,
+                spec.not_after,
                 {{NID_basic_constraints, "critical,CA:FALSE"},
                  {NID_key_usage, "critical,digitalSignature"},
                  {NID_subject_key_identifier, "hash"},

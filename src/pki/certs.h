@@ -41,8 +41,8 @@ absl::StatusOr<common::PKeyPtr> PublicKeyFromCsrDer(std::string_view der);
 struct LeafSpec {
   EVP_PKEY* public_key = nullptr;
   std::string common_name;
-  std::string key_id;        // credential key the enrollment was signed with
-  std::string spiffe_id;     // URI SAN; empty for none
+  std::string key_id;     // credential key the enrollment was signed with
+  std::string spiffe_id;  // URI SAN; empty for none
   std::vector<std::string> dns_names;
   std::vector<std::string> ip_addresses;
   int64_t not_before = 0;

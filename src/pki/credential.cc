@@ -1,8 +1,8 @@
 #include "pki/credential.h"
 
-#include "common/strings.h"
 #include "common/files.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 #include "pki/certs.h"
 

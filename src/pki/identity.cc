@@ -42,8 +42,8 @@ std::string Identity::SpiffeId(std::string_view trust_domain) const {
 absl::StatusOr<Identity> ParseIdentity(std::string_view text) {
   auto slash = text.find('/');
   if (slash == std::string_view::npos) {
-    return absl::InvalidArgumentError(common::StrCat(
-        "invalid identity \"", text.substr(0, 80), "\": expected KIND/NAME, e.g. agent/acme"));
+    return absl::InvalidArgumentError(common::StrCat("invalid identity \"", text.substr(0, 80),
+                                                     "\": expected KIND/NAME, e.g. agent/acme"));
   }
   std::string_view kind = text.substr(0, slash);
   std::string_view name = text.substr(slash + 1);
@@ -56,12 +56,12 @@ absl::StatusOr<Identity> ParseIdentity(std::string_view text) {
     id.kind = IdentityKind::kAdmin;
   } else {
     return absl::InvalidArgumentError(common::StrCat("invalid identity \"", text.substr(0, 80),
-                                                   "\": KIND must be agent, client or admin"));
+                                                     "\": KIND must be agent, client or admin"));
   }
   if (!ValidName(name)) {
     return absl::InvalidArgumentError(
         common::StrCat("invalid identity \"", text.substr(0, 80),
-                     "\": NAME must match [a-z0-9][a-z0-9._-]{0,62}"));
+                       "\": NAME must match [a-z0-9][a-z0-9._-]{0,62}"));
   }
   id.name = std::string(name);
   return id;
@@ -83,7 +83,7 @@ absl::Status ValidateTrustDomain(std::string_view td) {
   if (!ok) {
     return absl::InvalidArgumentError(
         common::StrCat("invalid trust domain \"", td.substr(0, 80),
-                     "\": use a lower-case DNS-like name such as example.com"));
+                       "\": use a lower-case DNS-like name such as example.com"));
   }
   return absl::OkStatus();
 }

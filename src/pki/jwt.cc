@@ -1,8 +1,8 @@
 #include "pki/jwt.h"
 
-#include "common/strings.h"
 #include "common/encoding.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace drawbridge::pki {
@@ -62,14 +62,14 @@ absl::StatusOr<std::string> SignEnrollmentToken(EVP_PKEY* key, std::string_view 
                                                 const EnrollmentClaims& c) {
   ASSIGN_OR_RETURN(KeyAlgorithm alg, AlgorithmOf(key));
   json header = {{"alg", std::string(JoseName(alg))}, {"typ", "JWT"}, {"kid", std::string(key_id)}};
-  json payload = {{"sub", c.subject},       {"aud", c.audience},  {"iat", c.issued_at},
-                  {"exp", c.expires_at},    {"jti", c.token_id},
-                  {"cnf", {{"jkt", c.tls_key_thumbprint}}}};
+  json payload = {{"sub", c.subject},   {"aud", c.audience},
+                  {"iat", c.issued_at}, {"exp", c.expires_at},
+                  {"jti", c.token_id},  {"cnf", {{"jkt", c.tls_key_thumbprint}}}};
   if (c.not_before != 0) {
     payload["nbf"] = c.not_before;
   }
   std::string input = common::StrCat(common::Base64UrlEncode(header.dump()), ".",
-                                   common::Base64UrlEncode(payload.dump()));
+                                     common::Base64UrlEncode(payload.dump()));
   ASSIGN_OR_RETURN(std::string sig, SignJose(key, input));
   return common::StrCat(input, ".", common::Base64UrlEncode(sig));
 }

@@ -11,12 +11,12 @@ namespace drawbridge::pki {
 
 // Claims of an enrollment token (compact JWS). See docs/enrollment.md.
 struct EnrollmentClaims {
-  std::string subject;   // "sub": KIND/NAME
-  std::string audience;  // "aud": the trust domain
-  int64_t issued_at = 0;   // "iat"
-  int64_t not_before = 0;  // "nbf" (optional on the wire; 0 = absent)
-  int64_t expires_at = 0;  // "exp"
-  std::string token_id;    // "jti": single use
+  std::string subject;             // "sub": KIND/NAME
+  std::string audience;            // "aud": the trust domain
+  int64_t issued_at = 0;           // "iat"
+  int64_t not_before = 0;          // "nbf" (optional on the wire; 0 = absent)
+  int64_t expires_at = 0;          // "exp"
+  std::string token_id;            // "jti": single use
   std::string tls_key_thumbprint;  // "cnf": {"jkt": RFC 7638 thumbprint of the TLS key}
 };
 

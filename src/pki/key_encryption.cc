@@ -5,12 +5,12 @@
 #include <cstdlib>
 
 #include "absl/strings/escaping.h"
-#include "common/strings.h"
 #include "common/encoding.h"
 #include "common/files.h"
 #include "common/openssl_util.h"
 #include "common/random.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 
 namespace drawbridge::pki {
 namespace {
@@ -32,8 +32,8 @@ std::string KekPath(const std::string& data_dir) {
 
 absl::StatusOr<KeyEncryptionKey> KeyEncryptionKey::CreateFile(const std::string& path) {
   if (common::PathExists(path)) {
-    return absl::AlreadyExistsError(
-        common::StrCat("key-encryption key file ", path, " already exists; refusing to replace it"));
+    return absl::AlreadyExistsError(common::StrCat("key-encryption key file ", path,
+                                                   " already exists; refusing to replace it"));
   }
   std::string key = common::RandomBytes(kKeyLen);
   RETURN_IF_ERROR(common::WriteFileAtomic(path, common::HexEncode(key) + "\n", 0600));
@@ -75,7 +75,8 @@ absl::StatusOr<std::string> KeyEncryptionKey::Seal(std::string_view plaintext,
   if (EVP_EncryptInit_ex2(ctx.get(), EVP_aes_256_gcm(),
                           reinterpret_cast<const unsigned char*>(key_.data()),
                           reinterpret_cast<const unsigned char*>(nonce.data()), nullptr) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len,
+                        reinterpret_cast<const unsigned char*>(aad.data()),
                         static_cast<int>(aad.size())) != 1 ||
       EVP_EncryptUpdate(ctx.get(), ct, &len,
                         reinterpret_cast<const unsigned char*>(plaintext.data()),
@@ -105,7 +106,8 @@ absl::StatusOr<std::string> KeyEncryptionKey::Open(std::string_view sealed,
       EVP_DecryptInit_ex2(ctx.get(), EVP_aes_256_gcm(),
                           reinterpret_cast<const unsigned char*>(key_.data()),
                           reinterpret_cast<const unsigned char*>(nonce.data()), nullptr) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len,
+                        reinterpret_cast<const unsigned char*>(aad.data()),
                         static_cast<int>(aad.size())) == 1 &&
       EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
                         reinterpret_cast<const unsigned char*>(ct.data()),

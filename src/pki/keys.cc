@@ -5,9 +5,9 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
-#include "common/strings.h"
 #include "common/encoding.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 
 namespace drawbridge::pki {
 
@@ -135,10 +135,9 @@ absl::StatusOr<std::string> JwkThumbprint(EVP_PKEY* key) {
       return OpenSslError("cannot read Ed25519 public key");
     }
     // Members in lexicographic order, no whitespace (RFC 7638 §3).
-    canonical = common::StrCat(R"({"crv":"Ed25519","kty":"OKP","x":")",
-                             common::Base64UrlEncode(std::string_view(
-                                 reinterpret_cast<char*>(raw), len)),
-                             R"("})");
+    canonical = common::StrCat(
+        R"({"crv":"Ed25519","kty":"OKP","x":")",
+        common::Base64UrlEncode(std::string_view(reinterpret_cast<char*>(raw), len)), R"("})");
   } else {
     unsigned char point[65];
     size_t len = 0;
@@ -150,14 +149,18 @@ absl::StatusOr<std::string> JwkThumbprint(EVP_PKEY* key) {
     std::string_view x(reinterpret_cast<char*>(point + 1), 32);
     std::string_view y(reinterpret_cast<char*>(point + 33), 32);
     canonical = common::StrCat(R"({"crv":"P-256","kty":"EC","x":")", common::Base64UrlEncode(x),
-                             R"(","y":")", common::Base64UrlEncode(y), R"("})");
+                               R"(","y":")", common::Base64UrlEncode(y), R"("})");
   }
   return common::Base64UrlEncode(Sha256(canonical));
 }
 
 absl::StatusOr<std::string> KeyIdOf(EVP_PKEY* key) {
   ASSIGN_OR_RETURN(std::string thumb, JwkThumbprint(key));
-  return thumb.substr(0, 22);
+  auto digest = common::Base64UrlDecode(thumb);
+  if (!digest) {
+    return absl::InternalError("thumbprint is not base64url");
+  }
+  return common::HexEncode(digest->substr(0, 12));
 }
 
 absl::StatusOr<std::string> SignJose(EVP_PKEY* key, std::string_view data) {

@@ -33,7 +33,8 @@ absl::StatusOr<std::string> PublicKeyToDer(EVP_PKEY* key);
 // a TLS key in enrollment tokens, and (truncated) as credential key ids.
 absl::StatusOr<std::string> JwkThumbprint(EVP_PKEY* key);
 
-// Key id of a credential key: the first 22 characters (132 bits) of its thumbprint.
+// Key id of a credential key: the first 96 bits of its thumbprint as 24 lower-case
+// hex digits (never starts with '-', so it is safe as a command-line argument).
 absl::StatusOr<std::string> KeyIdOf(EVP_PKEY* key);
 
 // JOSE signatures: ES256 produces the 64-byte r||s form (RFC 7518 §3.4), not DER.

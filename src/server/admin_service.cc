@@ -22,14 +22,12 @@ absl::StatusOr<store::KeyRecord> NewKeyRecord(const std::string& identity,
                                               const std::string& public_key_pem, int64_t now) {
   auto key = pki::PublicKeyFromPem(public_key_pem);
   if (!key.ok()) {
-    return absl::InvalidArgumentError(
-        "public key must be a PEM ECDSA P-256 or Ed25519 public key");
+    return absl::InvalidArgumentError("public key must be a PEM ECDSA P-256 or Ed25519 public key");
   }
   ASSIGN_OR_RETURN(pki::KeyAlgorithm alg, pki::AlgorithmOf(key->get()));
   ASSIGN_OR_RETURN(std::string key_id, pki::KeyIdOf(key->get()));
   ASSIGN_OR_RETURN(std::string canonical_pem, pki::PublicKeyToPem(key->get()));
-  return store::KeyRecord{key_id, identity, std::string(pki::JoseName(alg)), canonical_pem, now,
-                          0};
+  return store::KeyRecord{key_id, identity, std::string(pki::JoseName(alg)), canonical_pem, now, 0};
 }
 
 absl::StatusOr<std::string> CanonicalIdentity(const std::string& text) {
@@ -49,9 +47,9 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     caller = absl::PermissionDeniedError("the admin API requires an admin/* identity");
   }
   if (!caller.ok()) {
-    common::LogWarn("admin.denied",
-                    {{"method", method}, {"peer", context->peer()},
-                     {"reason", std::string(caller.status().message())}});
+    common::LogWarn("admin.denied", {{"method", method},
+                                     {"peer", context->peer()},
+                                     {"reason", std::string(caller.status().message())}});
     reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;
   }

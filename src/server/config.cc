@@ -22,8 +22,8 @@ absl::Status ValidateHostPort(const std::string& address, bool allow_zero_port) 
   std::string_view port_text = std::string_view(address).substr(colon + 1);
   int port = -1;
   auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port < 0 ||
-      port > 65535 || (port == 0 && !allow_zero_port)) {
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port < 0 || port > 65535 ||
+      (port == 0 && !allow_zero_port)) {
     return absl::InvalidArgumentError(
         common::StrCat("address \"", address, "\" has an invalid port"));
   }
@@ -36,10 +36,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   RETURN_IF_ERROR(ValidateHostPort(c.advertise, /*allow_zero_port=*/true));
   if (c.certificate_lifetime_seconds < kMinCertificateLifetimeSeconds ||
       c.certificate_lifetime_seconds > kMaxCertificateLifetimeSeconds) {
-    return absl::InvalidArgumentError(
-        common::StrCat("certificate_lifetime_seconds must be between ",
-                       kMinCertificateLifetimeSeconds, " and ", kMaxCertificateLifetimeSeconds,
-                       " (24 h)"));
+    return absl::InvalidArgumentError(common::StrCat(
+        "certificate_lifetime_seconds must be between ", kMinCertificateLifetimeSeconds, " and ",
+        kMaxCertificateLifetimeSeconds, " (24 h)"));
   }
   if (c.max_clock_skew_seconds < 0 || c.max_clock_skew_seconds > 300) {
     return absl::InvalidArgumentError("max_clock_skew_seconds must be between 0 and 300");
@@ -74,8 +73,7 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
       } else if (key == "max_token_lifetime_seconds") {
         c.max_token_lifetime_seconds = v.as<int64_t>();
       } else {
-        return absl::InvalidArgumentError(
-            common::StrCat(path, ": unknown setting \"", key, "\""));
+        return absl::InvalidArgumentError(common::StrCat(path, ": unknown setting \"", key, "\""));
       }
     }
   } catch (const YAML::Exception& e) {
@@ -94,11 +92,10 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
 absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
   std::string text = common::StrCat(
       "# Drawbridge server configuration (see docs/operations.md).\n",
-      "trust_domain: ", c.trust_domain, "\n",
-      "# Address the gRPC/TLS 1.3 listener binds to.\n",
+      "trust_domain: ", c.trust_domain, "\n", "# Address the gRPC/TLS 1.3 listener binds to.\n",
       "listen: \"", c.listen, "\"\n",
-      "# Address written into credentials: what agents and clients dial.\n",
-      "advertise: \"", c.advertise, "\"\n",
+      "# Address written into credentials: what agents and clients dial.\n", "advertise: \"",
+      c.advertise, "\"\n",
       "# Lifetime of issued certificates (at most 86400). Renewal starts at half-life.\n",
       "certificate_lifetime_seconds: ", c.certificate_lifetime_seconds, "\n",
       "max_clock_skew_seconds: ", c.max_clock_skew_seconds, "\n",

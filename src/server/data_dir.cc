@@ -104,9 +104,10 @@ absl::Status InitDataDir(const InitOptions& options) {
   config.advertise = options.advertise;
   if (config.advertise.empty()) {
     std::string host = pki::HostOf(config.listen);
-    config.advertise = IsWildcardHost(host)
-                           ? common::StrCat("localhost", config.listen.substr(config.listen.rfind(':')))
-                           : config.listen;
+    config.advertise =
+        IsWildcardHost(host)
+            ? common::StrCat("localhost", config.listen.substr(config.listen.rfind(':')))
+            : config.listen;
   }
   RETURN_IF_ERROR(ValidateConfig(config));
   if (pki::HostOf(config.advertise).empty() || config.advertise.ends_with(":0")) {
@@ -116,9 +117,9 @@ absl::Status InitDataDir(const InitOptions& options) {
   std::error_code ec;
   if (std::filesystem::exists(options.data_dir, ec) &&
       !std::filesystem::is_empty(options.data_dir, ec)) {
-    return absl::AlreadyExistsError(common::StrCat(
-        "data directory ", options.data_dir,
-        " is not empty; refusing to touch it (choose a new directory)"));
+    return absl::AlreadyExistsError(
+        common::StrCat("data directory ", options.data_dir,
+                       " is not empty; refusing to touch it (choose a new directory)"));
   }
   RETURN_IF_ERROR(common::EnsurePrivateDir(options.data_dir));
   DataDir dir(options.data_dir);
@@ -126,12 +127,12 @@ absl::Status InitDataDir(const InitOptions& options) {
   RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "tls")));
 
   ASSIGN_OR_RETURN(pki::KeyEncryptionKey kek, pki::KeyEncryptionKey::CreateFile(dir.kek));
-  ASSIGN_OR_RETURN(auto ca, pki::CertificateAuthority::CreateNew(config.trust_domain,
-                                                                 *options.clock));
+  ASSIGN_OR_RETURN(auto ca,
+                   pki::CertificateAuthority::CreateNew(config.trust_domain, *options.clock));
   const auto& m = ca->material();
   RETURN_IF_ERROR(WriteSealedKey(kek, m.root_key.get(), dir.root_key, kRootKeyLabel));
-  RETURN_IF_ERROR(WriteSealedKey(kek, m.intermediate_key.get(), dir.intermediate_key,
-                                 kIntermediateKeyLabel));
+  RETURN_IF_ERROR(
+      WriteSealedKey(kek, m.intermediate_key.get(), dir.intermediate_key, kIntermediateKeyLabel));
   RETURN_IF_ERROR(common::WriteFileAtomic(dir.root_cert, pki::CertToPem(m.root_cert.get()), 0644));
   RETURN_IF_ERROR(common::WriteFileAtomic(dir.intermediate_cert,
                                           pki::CertToPem(m.intermediate_cert.get()), 0644));
@@ -145,9 +146,9 @@ absl::Status InitDataDir(const InitOptions& options) {
   ASSIGN_OR_RETURN(std::string key_id, pki::KeyIdOf(admin_key.get()));
   ASSIGN_OR_RETURN(std::string public_pem, pki::PublicKeyToPem(admin_key.get()));
   int64_t now = options.clock->NowUnix();
-  RETURN_IF_ERROR(db->CreateIdentity(
-      store::IdentityRecord{kBootstrapAdmin, true, {}, now, now},
-      store::KeyRecord{key_id, kBootstrapAdmin, "ES256", public_pem, now, 0}));
+  RETURN_IF_ERROR(
+      db->CreateIdentity(store::IdentityRecord{kBootstrapAdmin, true, {}, now, now},
+                         store::KeyRecord{key_id, kBootstrapAdmin, "ES256", public_pem, now, 0}));
   pki::Credential cred;
   ASSIGN_OR_RETURN(cred.identity, pki::ParseIdentity(kBootstrapAdmin));
   cred.trust_domain = config.trust_domain;
@@ -182,12 +183,12 @@ absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig
       AddressNames(config, &dns, &ips);
       bool covers = info.ok();
       for (const auto& d : dns) {
-        covers = covers && std::find(info->dns_sans.begin(), info->dns_sans.end(), d) !=
-                               info->dns_sans.end();
+        covers = covers &&
+                 std::find(info->dns_sans.begin(), info->dns_sans.end(), d) != info->dns_sans.end();
       }
       for (const auto& ip : ips) {
-        covers = covers && std::find(info->ip_sans.begin(), info->ip_sans.end(), ip) !=
-                               info->ip_sans.end();
+        covers = covers &&
+                 std::find(info->ip_sans.begin(), info->ip_sans.end(), ip) != info->ip_sans.end();
       }
       reissue = !covers || info->not_after - clock.NowUnix() < kServerCertRenewBefore;
     }
@@ -197,8 +198,7 @@ absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig
     RETURN_IF_ERROR(IssueServerCert(*out.ca, kek, dir, config, clock));
   }
   ASSIGN_OR_RETURN(out.server_chain_pem, common::ReadFile(dir.server_cert));
-  ASSIGN_OR_RETURN(common::PKeyPtr server_key,
-                   ReadSealedKey(kek, dir.server_key, kServerKeyLabel));
+  ASSIGN_OR_RETURN(common::PKeyPtr server_key, ReadSealedKey(kek, dir.server_key, kServerKeyLabel));
   ASSIGN_OR_RETURN(out.server_key_pem, pki::PrivateKeyToPem(server_key.get()));
   return out;
 }

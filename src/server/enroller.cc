@@ -15,8 +15,7 @@ constexpr char kNotAccepted[] = "enrollment refused: credential not accepted";
 
 }  // namespace
 
-absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token,
-                                                  std::string_view csr_der,
+absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::string_view csr_der,
                                                   std::optional<common::IpAddress> peer,
                                                   EnrollmentRefusal* refusal) {
   std::string claimed;
@@ -63,18 +62,17 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token,
   }
   if (absl::Status s = pki::VerifyTokenSignature(*parsed, public_key->get()); !s.ok()) {
     return refuse(absl::StatusCode::kPermissionDenied,
-                  common::StrCat("signature check failed for key ", key->key_id, ": ",
-                                 s.message()),
+                  common::StrCat("signature check failed for key ", key->key_id, ": ", s.message()),
                   kNotAccepted);
   }
 
   // From here on the caller holds the credential key: tell them what is wrong.
   // 2. Audience and time.
   if (claims.audience != config_.trust_domain) {
-    return refuse(absl::StatusCode::kPermissionDenied,
-                  common::StrCat("audience \"", claims.audience.substr(0, 64),
-                                 "\" is not this trust domain"),
-                  "enrollment refused: token audience is not this server's trust domain");
+    return refuse(
+        absl::StatusCode::kPermissionDenied,
+        common::StrCat("audience \"", claims.audience.substr(0, 64), "\" is not this trust domain"),
+        "enrollment refused: token audience is not this server's trust domain");
   }
   const int64_t now = clock_->NowUnix();
   const int64_t skew = config_.max_clock_skew_seconds;
@@ -172,9 +170,8 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token,
                   "enrollment failed: server error");
   }
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
-  absl::Status recorded = store_->RecordCertificate(
-      store::CertificateRecord{info.serial, claims.subject, key->key_id, spec.not_before,
-                               spec.not_after});
+  absl::Status recorded = store_->RecordCertificate(store::CertificateRecord{
+      info.serial, claims.subject, key->key_id, spec.not_before, spec.not_after});
   if (!recorded.ok()) {
     return refuse(absl::StatusCode::kUnavailable,
                   common::StrCat("cannot record certificate: ", recorded.message()),

@@ -92,8 +92,7 @@ absl::Status IdentityDirectory::CreateIdentity(const store::IdentityRecord& iden
   return absl::OkStatus();
 }
 
-absl::Status IdentityDirectory::SetEnabled(const std::string& identity, bool enabled,
-                                           int64_t now) {
+absl::Status IdentityDirectory::SetEnabled(const std::string& identity, bool enabled, int64_t now) {
   absl::MutexLock write(&write_mu_);
   RETURN_IF_ERROR(store_->SetIdentityEnabled(identity, enabled, now));
   absl::MutexLock lock(&mu_);

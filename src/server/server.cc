@@ -15,10 +15,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   std::unique_ptr<Server> s(new Server());
   DataDir dir(options.data_dir);
   if (!common::PathExists(dir.config)) {
-    return absl::NotFoundError(common::StrCat(
-        "no server configuration in ", options.data_dir,
-        "; create one with: drawbridge server init --data-dir ", options.data_dir,
-        " --trust-domain example.com"));
+    return absl::NotFoundError(
+        common::StrCat("no server configuration in ", options.data_dir,
+                       "; create one with: drawbridge server init --data-dir ", options.data_dir,
+                       " --trust-domain example.com"));
   }
   ASSIGN_OR_RETURN(s->config_, LoadConfig(dir.config));
   if (!options.listen_override.empty()) {
@@ -51,15 +51,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.SetMaxReceiveMessageSize(1 << 20);
   s->grpc_ = builder.BuildAndStart();
   if (!s->grpc_ || s->port_ == 0) {
-    return absl::UnavailableError(common::StrCat("cannot listen on ", s->config_.listen,
-                                                 " (address in use or not local?)"));
+    return absl::UnavailableError(
+        common::StrCat("cannot listen on ", s->config_.listen, " (address in use or not local?)"));
   }
-  common::LogInfo("server.listening",
-                  {{"address", s->config_.listen},
-                   {"port", common::StrCat(s->port_)},
-                   {"trust_domain", s->config_.trust_domain},
-                   {"certificate_lifetime_seconds",
-                    common::StrCat(s->config_.certificate_lifetime_seconds)}});
+  common::LogInfo("server.listening", {{"address", s->config_.listen},
+                                       {"port", common::StrCat(s->port_)},
+                                       {"trust_domain", s->config_.trust_domain},
+                                       {"certificate_lifetime_seconds",
+                                        common::StrCat(s->config_.certificate_lifetime_seconds)}});
   return s;
 }
 

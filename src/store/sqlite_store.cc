@@ -1,10 +1,12 @@
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <functional>
 
-#include "common/strings.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "store/store.h"
 
 namespace drawbridge::store {
@@ -130,7 +132,7 @@ class SqliteStore : public Store {
       return absl::OkStatus();
     }
     return Exec(common::StrCat("INSERT INTO meta(key, value) VALUES('schema_version','",
-                             kSchemaVersion, "')"));
+                               kSchemaVersion, "')"));
   }
 
   absl::Status CreateIdentity(const IdentityRecord& id, const KeyRecord& key) override {
@@ -179,8 +181,7 @@ class SqliteStore : public Store {
     return out;
   }
 
-  absl::Status SetIdentityEnabled(const std::string& identity, bool enabled,
-                                  int64_t now) override {
+  absl::Status SetIdentityEnabled(const std::string& identity, bool enabled, int64_t now) override {
     absl::MutexLock lock(&mu_);
     Stmt s(db_, "UPDATE identities SET enabled=?, updated_at=? WHERE identity=?");
     RETURN_IF_ERROR(s.Prepared());
@@ -277,8 +278,11 @@ class SqliteStore : public Store {
            "INSERT INTO certificates(serial, identity, key_id, not_before, not_after) "
            "VALUES(?,?,?,?,?)");
     RETURN_IF_ERROR(s.Prepared());
-    s.Bind(1, c.serial).Bind(2, c.identity).Bind(3, c.key_id).Bind(4, c.not_before).Bind(
-        5, c.not_after);
+    s.Bind(1, c.serial)
+        .Bind(2, c.identity)
+        .Bind(3, c.key_id)
+        .Bind(4, c.not_before)
+        .Bind(5, c.not_after);
     int rc = s.Step();
     return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "certificate");
   }
@@ -342,6 +346,14 @@ class SqliteStore : public Store {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  if (path != ":memory:") {
+    // Create the file 0600 ourselves: SQLite gives its -wal and -shm files the
+    // database's mode, and the state includes identities and token ids.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
