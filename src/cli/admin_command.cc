@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "drawbridge/v1/admin.grpc.pb.h"
@@ -39,6 +40,8 @@ absl::StatusOr<Session> Connect(const AdminFlags& f) {
     return absl::InvalidArgumentError(
         "--credentials FILE (or $DRAWBRIDGE_CREDENTIALS) is required");
   }
+  // The session's TLS key lives only in this process's memory.
+  RETURN_IF_ERROR(common::MakeNonDumpable());
   Session s;
   ASSIGN_OR_RETURN(s.credential, pki::LoadCredentialFile(f.credentials));
   enroll::CertManager::Options opts;

@@ -10,6 +10,7 @@
 #include "cli/util.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/strings.h"
 #include "drawbridge/v1/admin.grpc.pb.h"
 #include "drawbridge/v1/diagnostics.grpc.pb.h"
@@ -41,6 +42,11 @@ int FreeLoopbackPort() {
 void Step(const char* text) { std::printf("\n==> %s\n", text); }
 
 int RunDemo(bool wait) {
+  // The walk-through narrates; the server's own log shows only warnings (refusals).
+  common::SetLogLevel(common::LogLevel::kWarn);
+  if (absl::Status s = common::MakeNonDumpable(); !s.ok()) {
+    return Fail(s);
+  }
   std::string dir = common::StrCat(std::filesystem::temp_directory_path().string(),
                                    "/drawbridge-demo-", ::getpid());
   std::string data = dir + "/server";

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/strings.h"
 #include "server/data_dir.h"
 #include "server/server.h"
@@ -29,6 +30,10 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
     *run = [serve, grace_ms] {
       if (serve->data_dir.empty()) {
         return Fail("--data-dir is required");
+      }
+      // The unsealed CA key lives in this process: no core dumps, no ptrace.
+      if (absl::Status s = common::MakeNonDumpable(); !s.ok()) {
+        return Fail(s);
       }
       BlockTerminationSignals();
       auto s = server::Server::Start(*serve);
