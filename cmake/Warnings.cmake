@@ -1,7 +1,9 @@
 # Warnings for our own code only (applied per target by drawbridge_add_library).
-set(DRAWBRIDGE_WARNINGS -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor
+set(DRAWBRIDGE_WARNINGS -Wall -Wextra -Wpedantic -Wnon-virtual-dtor
     -Wno-unused-parameter -Wno-missing-field-initializers)
-if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  list(APPEND DRAWBRIDGE_WARNINGS -Wshadow=local)
+elseif(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
   list(APPEND DRAWBRIDGE_WARNINGS -Wthread-safety)
 endif()
 

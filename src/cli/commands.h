@@ -12,6 +12,8 @@ using Action = std::function<int()>;
 void RegisterServerCommands(CLI::App& app, Action* run);
 void RegisterAdminCommands(CLI::App& app, Action* run);
 void RegisterCheckCommand(CLI::App& app, Action* run);
+void RegisterAgentCommand(CLI::App& app, Action* run);
+void RegisterClientCommand(CLI::App& app, Action* run);
 void RegisterDemoCommand(CLI::App& app, Action* run);
 
 // Entry point used by app/main.cc.

@@ -33,6 +33,8 @@ int Main(int argc, char** argv) {
   RegisterServerCommands(app, &run);
   RegisterAdminCommands(app, &run);
   RegisterCheckCommand(app, &run);
+  RegisterAgentCommand(app, &run);
+  RegisterClientCommand(app, &run);
   RegisterDemoCommand(app, &run);
 
   try {

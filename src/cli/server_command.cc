@@ -1,3 +1,4 @@
+#include <csignal>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -19,6 +20,8 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
   server->add_option("--data-dir", serve->data_dir, "Data directory made by `server init`");
   server->add_option("--listen", serve->listen_override,
                      "HOST:PORT to listen on (overrides server.yaml)");
+  server->add_option("--policy", serve->policy_file,
+                     "Policy YAML (reloaded on SIGHUP); without it every dial is denied");
   server
       ->add_option("--shutdown-grace-ms", *grace_ms,
                    "How long in-flight calls may run after SIGINT/SIGTERM")
@@ -40,7 +43,10 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
       if (!s.ok()) {
         return Fail(s.status());
       }
-      int sig = WaitForTerminationSignal();
+      int sig;
+      while ((sig = WaitForSignal(/*hangup=*/true)) == SIGHUP) {
+        (void)(*s)->ReloadPolicy();  // logs the outcome; a bad policy keeps the old one
+      }
       common::LogInfo("server.shutdown",
                       {{"signal", common::StrCat(sig)}, {"grace_ms", common::StrCat(*grace_ms)}});
       (*s)->Shutdown(std::chrono::milliseconds(*grace_ms));

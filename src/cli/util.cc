@@ -30,6 +30,7 @@ sigset_t TerminationSignals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 }  // namespace
@@ -39,11 +40,17 @@ void BlockTerminationSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int WaitForTerminationSignal() {
+int WaitForSignal(bool hangup) {
   sigset_t set = TerminationSignals();
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
+  while (true) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig != SIGHUP || hangup) {
+      return sig;
+    }
+  }
 }
+
+int WaitForTerminationSignal() { return WaitForSignal(false); }
 
 }  // namespace drawbridge::cli

@@ -17,6 +17,7 @@ std::string FormatTime(int64_t unix_seconds);
 // Blocks SIGINT/SIGTERM in this thread (call before starting threads) and returns
 // a function that waits for one of them.
 void BlockTerminationSignals();
-int WaitForTerminationSignal();
+int WaitForTerminationSignal();  // SIGINT or SIGTERM (SIGHUP too if `hangup` is set)
+int WaitForSignal(bool hangup);
 
 }  // namespace drawbridge::cli

@@ -23,7 +23,9 @@ std::optional<IpAddress> ParseIp(std::string_view text) {
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
     text = text.substr(1, text.size() - 2);
   }
-  if (text.empty() || text.size() >= INET6_ADDRSTRLEN) {
+  // inet_pton stops at a NUL: "1.2.3.4\0junk" must not parse as 1.2.3.4.
+  if (text.empty() || text.size() >= INET6_ADDRSTRLEN ||
+      text.find('\0') != std::string_view::npos) {
     return std::nullopt;
   }
   std::string s(text);
@@ -75,9 +77,12 @@ absl::StatusOr<Cidr> ParseCidr(std::string_view text) {
   int len = max;
   if (slash != std::string_view::npos) {
     std::string_view num = text.substr(slash + 1);
+    // Digits only, no sign and no leading zeros: one spelling per prefix length.
+    bool digits = !num.empty() && num.size() <= 3 &&
+                  num.find_first_not_of("0123456789") == std::string_view::npos &&
+                  (num.size() == 1 || num[0] != '0');
     auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), len);
-    if (num.empty() || ec != std::errc() || ptr != num.data() + num.size() || len < 0 ||
-        len > max) {
+    if (!digits || ec != std::errc() || ptr != num.data() + num.size() || len < 0 || len > max) {
       return absl::InvalidArgumentError(
           StrCat("invalid CIDR \"", text, "\": prefix length must be 0..", max));
     }

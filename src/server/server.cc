@@ -39,6 +39,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->enrollment_ = std::make_unique<EnrollmentService>(ctx);
   s->admin_ = std::make_unique<AdminService>(ctx);
   s->diagnostics_ = std::make_unique<DiagnosticsService>(ctx);
+  s->policy_file_ = options.policy_file;
+  s->policy_ = std::make_unique<PolicyHolder>(policy::Policy::DenyAll());
+  if (!s->policy_file_.empty()) {
+    RETURN_IF_ERROR(s->ReloadPolicy());
+  } else {
+    common::LogWarn("policy.empty", {{"effect", "no --policy given: every dial is denied"}});
+  }
+  s->tunnel_ = std::make_unique<TunnelService>(ctx, s->policy_.get(), &s->registry_,
+                                               TunnelOptions{.dial_timeout = options.dial_timeout});
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   tls.pem_root_certs = s->pki_.ca->TrustBundlePem();
@@ -48,6 +57,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.RegisterService(s->enrollment_.get());
   builder.RegisterService(s->admin_.get());
   builder.RegisterService(s->diagnostics_.get());
+  builder.RegisterService(s->tunnel_.get());
+  // Agents keep their control stream alive with pings; allow them every 10 s.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.SetMaxReceiveMessageSize(1 << 20);
   s->grpc_ = builder.BuildAndStart();
   if (!s->grpc_ || s->port_ == 0) {
@@ -60,6 +73,26 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                        {"certificate_lifetime_seconds",
                                         common::StrCat(s->config_.certificate_lifetime_seconds)}});
   return s;
+}
+
+absl::Status Server::ReloadPolicy() {
+  if (policy_file_.empty()) {
+    return absl::FailedPreconditionError("no --policy file to reload");
+  }
+  auto text = common::ReadFile(policy_file_);
+  absl::StatusOr<std::shared_ptr<const policy::Policy>> parsed =
+      text.ok() ? policy::Policy::Parse(*text) : text.status();
+  if (!parsed.ok()) {
+    common::LogError("policy.rejected", {{"file", policy_file_},
+                                         {"error", std::string(parsed.status().message())},
+                                         {"effect", "the previous policy stays in force"}});
+    return absl::InvalidArgumentError(
+        common::StrCat(policy_file_, ": ", parsed.status().message()));
+  }
+  policy_->Set(*parsed);
+  common::LogInfo("policy.loaded",
+                  {{"file", policy_file_}, {"rules", common::StrCat((*parsed)->rules().size())}});
+  return absl::OkStatus();
 }
 
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }

@@ -10,11 +10,13 @@
 #include "common/clock.h"
 #include "common/worker_pool.h"
 #include "pki/certs.h"
+#include "server/agent_registry.h"
 #include "server/config.h"
 #include "server/data_dir.h"
 #include "server/enroller.h"
 #include "server/identity_directory.h"
 #include "server/services.h"
+#include "server/tunnel_service.h"
 #include "store/store.h"
 
 namespace drawbridge::server {
@@ -24,8 +26,10 @@ struct ServerOptions {
   std::string listen_override;  // empty: the config's `listen`
   // Test hook: overrides the configured certificate lifetime when > 0.
   int64_t certificate_lifetime_override_seconds = 0;
+  std::string policy_file;  // YAML (DESIGN §4); empty: deny everything
   const common::Clock* clock = common::Clock::Real();
   int worker_threads = 2;
+  std::chrono::milliseconds dial_timeout{10000};
 };
 
 // The broker: one TLS 1.3 gRPC port serving Enrollment (no client certificate
@@ -39,6 +43,10 @@ class Server {
   const ServerConfig& config() const { return config_; }
   IdentityDirectory* directory() { return directory_.get(); }
   const pki::CertificateAuthority& ca() const { return *pki_.ca; }
+
+  // Re-reads the policy file. An invalid policy is rejected whole; the old stays.
+  absl::Status ReloadPolicy();
+  AgentRegistry* registry() { return &registry_; }
 
   // Stops accepting, lets in-flight calls finish up to `grace`, then cancels them.
   void Shutdown(std::chrono::milliseconds grace);
@@ -57,6 +65,10 @@ class Server {
   std::unique_ptr<EnrollmentService> enrollment_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<DiagnosticsService> diagnostics_;
+  std::string policy_file_;
+  std::unique_ptr<PolicyHolder> policy_;
+  AgentRegistry registry_;
+  std::unique_ptr<TunnelService> tunnel_;
   std::unique_ptr<grpc::Server> grpc_;
 };
 

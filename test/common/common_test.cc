@@ -52,6 +52,9 @@ TEST(Ip, ParsesAndNormalisesMappedV4) {
   EXPECT_FALSE(ParseIp("10.1.2").has_value());
   EXPECT_FALSE(ParseIp("example.com").has_value());
   EXPECT_FALSE(ParseIp("").has_value());
+  // Found by ip_fuzz: inet_pton stops at NUL, so trailing junk used to be ignored.
+  EXPECT_FALSE(ParseIp(std::string_view("1.2.3.4\0evil", 12)).has_value());
+  EXPECT_FALSE(IpFromGrpcPeer(std::string_view("ipv4:127.0.0.1\0x:1", 19)).has_value());
 }
 
 TEST(Cidr, ContainsAndCanonicalForm) {

@@ -1,0 +1,412 @@
+#include "agent/agent.h"
+
+#include <deque>
+
+#include "common/encoding.h"
+#include "common/log.h"
+#include "common/random.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "common/tls_policy.h"
+
+namespace drawbridge::agent {
+namespace {
+
+constexpr char kInstanceHeader[] = "drawbridge-instance";
+constexpr auto kHeartbeatEvery = std::chrono::seconds(15);
+
+v1::DialCode CodeForError(const asio::error_code& ec) {
+  if (ec == asio::error::connection_refused) {
+    return v1::DIAL_REFUSED;
+  }
+  if (ec == asio::error::timed_out || ec == asio::error::operation_aborted) {
+    return v1::DIAL_TIMEOUT;
+  }
+  return v1::DIAL_UNREACHABLE;
+}
+
+}  // namespace
+
+// The agent's end of Tunnel.Control. Writes come from our own threads, so they
+// are queued with one in flight and issued outside the lock; a hold keeps the
+// call open until both reading and writing have stopped.
+class Agent::ControlStream final
+    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessage> {
+ public:
+  ControlStream(Agent* agent, std::shared_ptr<grpc::Channel> channel)
+      : agent_(agent), stub_(v1::Tunnel::NewStub(channel)) {}
+
+  void Start() {
+    context_.AddMetadata(kInstanceHeader, agent_->instance_id());
+    stub_->async()->Control(&context_, this);
+    AddHold();
+    v1::AgentMessage hello;
+    hello.mutable_hello()->set_instance_id(agent_->instance_id());
+    hello.mutable_hello()->set_version("drawbridge-agent/0.1");
+    for (const auto& a : agent_->options_.allow) {
+      hello.mutable_hello()->add_allowlist(a);
+    }
+    Send(hello);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void Send(const v1::AgentMessage& message) {
+    const v1::AgentMessage* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_) {
+        return;
+      }
+      queue_.push_back(message);
+      if (!writing_) {
+        writing_ = true;
+        next = &queue_.front();
+      }
+    }
+    if (next != nullptr) {
+      StartWrite(next);
+    }
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void OnWriteDone(bool ok) override {
+    const v1::AgentMessage* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.pop_front();
+      if (ok && !closed_ && !queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+        if (!ok) {
+          closed_ = true;
+        }
+      }
+    }
+    if (next != nullptr) {
+      StartWrite(next);
+    } else {
+      MaybeRelease();
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        closed_ = true;
+      }
+      MaybeRelease();
+      return;
+    }
+    if (in_.has_heartbeat()) {
+      agent_->SetConnected(true);  // the server acknowledges our hello
+    } else if (in_.has_open()) {
+      agent_->HandleOpen(in_.open());
+    }
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+    status_ = status;
+  }
+
+  // Blocks until OnDone, or until `deadline`. Returns true when done.
+  bool WaitDone(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+  }
+  grpc::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  void MaybeRelease() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!closed_ || writing_ || released_) {
+        return;
+      }
+      released_ = true;
+    }
+    RemoveHold();
+  }
+
+  Agent* agent_;
+  std::unique_ptr<v1::Tunnel::Stub> stub_;
+  grpc::ClientContext context_;
+  v1::ControlMessage in_;
+  absl::Mutex mu_;
+  std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
+  RETURN_IF_ERROR(common::EnforceTls13Only());
+  if (options.credential.identity.kind != pki::IdentityKind::kAgent) {
+    return absl::InvalidArgumentError(common::StrCat("the agent needs an agent/* credential, not ",
+                                                     options.credential.identity.ToString()));
+  }
+  ASSIGN_OR_RETURN(policy::Allowlist allowlist, policy::Allowlist::Parse(options.allow));
+  if (options.instance_id.empty()) {
+    options.instance_id = common::RandomHex(8);
+  }
+  std::unique_ptr<Agent> agent(new Agent(std::move(options), std::move(allowlist)));
+  ASSIGN_OR_RETURN(agent->certs_,
+                   enroll::CertManager::Create({.credential = agent->options_.credential}));
+  agent->certs_->StartAutoRenew();
+  agent->work_.emplace(agent->io_.get_executor());
+  for (int i = 0; i < agent->options_.io_threads; ++i) {
+    agent->io_threads_.emplace_back([a = agent.get()] { a->io_.run(); });
+  }
+  agent->control_thread_ = std::thread([a = agent.get()] { a->ControlLoop(); });
+  common::LogInfo("agent.started", {{"identity", agent->options_.credential.identity.ToString()},
+                                    {"instance", agent->options_.instance_id},
+                                    {"server", agent->options_.credential.server_address},
+                                    {"allowlist", common::Join(agent->options_.allow, ",")}});
+  return agent;
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      return;
+    }
+    stopping_ = true;
+  }
+  if (control_thread_.joinable()) {
+    control_thread_.join();
+  }
+  bridges_.CancelAllAndWait(std::chrono::seconds(5));
+  work_.reset();
+  io_.stop();
+  for (auto& t : io_threads_) {
+    t.join();
+  }
+}
+
+void Agent::SetConnected(bool connected) {
+  absl::MutexLock lock(&mu_);
+  if (connected && !connected_) {
+    common::LogInfo("agent.control_connected", {{"server", options_.credential.server_address},
+                                                {"instance", options_.instance_id}});
+  }
+  connected_ = connected;
+}
+
+bool Agent::WaitConnected(std::chrono::milliseconds timeout) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&connected_), absl::Milliseconds(timeout.count()));
+}
+
+void Agent::ControlLoop() {
+  std::chrono::milliseconds backoff(500);
+  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  while (true) {
+    auto stream = std::make_shared<ControlStream>(this, certs_->Channel());
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        return;
+      }
+      control_ = stream;
+    }
+    stream->Start();
+    bool was_connected = false;
+    // Heartbeats while the stream lives; Stop cancels it.
+    while (!stream->WaitDone(absl::Now() + absl::Milliseconds(250))) {
+      {
+        absl::MutexLock lock(&mu_);
+        was_connected = was_connected || connected_;
+        if (stopping_) {
+          break;
+        }
+      }
+      static thread_local auto last = std::chrono::steady_clock::now();
+      if (std::chrono::steady_clock::now() - last > kHeartbeatEvery) {
+        last = std::chrono::steady_clock::now();
+        v1::AgentMessage hb;
+        hb.mutable_heartbeat()->set_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+        stream->Send(hb);
+      }
+    }
+    stream->Cancel();
+    stream->WaitDone(absl::InfiniteFuture());
+    {
+      absl::MutexLock lock(&mu_);
+      control_ = nullptr;
+      was_connected = was_connected || connected_;
+      connected_ = false;
+      if (stopping_) {
+        return;
+      }
+    }
+    if (was_connected) {
+      backoff = std::chrono::milliseconds(500);
+    }
+    // Full jitter: uniformly in [0, backoff], then double up to the cap.
+    auto sleep = std::chrono::milliseconds(
+        common::RandomUniform(static_cast<uint64_t>(backoff.count()) + 1));
+    common::LogWarn("agent.control_lost",
+                    {{"server", options_.credential.server_address},
+                     {"error", stream->status().error_message()},
+                     {"retry_in_ms", common::StrCat(static_cast<int64_t>(sleep.count()))}});
+    stream.reset();
+    backoff = std::min(options_.max_backoff, backoff * 2);
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(sleep.count()))) {
+      return;
+    }
+  }
+}
+
+void Agent::ReportFailure(const std::string& conn_id, v1::DialCode code,
+                          const std::string& message) {
+  v1::AgentMessage msg;
+  msg.mutable_open_failed()->set_conn_id(conn_id);
+  msg.mutable_open_failed()->set_code(code);
+  msg.mutable_open_failed()->set_message(message);
+  std::shared_ptr<ControlStream> control;
+  {
+    absl::MutexLock lock(&mu_);
+    control = control_;
+  }
+  if (control != nullptr) {
+    control->Send(msg);
+  }
+}
+
+void Agent::HandleOpen(const v1::OpenRequest& request) {
+  auto req = std::make_shared<v1::OpenRequest>(request);
+  asio::post(io_, [this, req] {
+    auto refuse = [&](v1::DialCode code, const std::string& why) {
+      common::LogWarn("agent.refused", {{"client", req->client()},
+                                        {"destination", req->destination().substr(0, 300)},
+                                        {"reason", why}});
+      ReportFailure(req->conn_id(), code, why);
+    };
+    auto destination = policy::ParseDestination(req->destination());
+    if (!destination.ok()) {
+      refuse(v1::DIAL_BAD_REQUEST, std::string(destination.status().message()));
+      return;
+    }
+    if (!allowlist_.AllowsName(*destination)) {
+      refuse(v1::DIAL_DENIED_AGENT,
+             common::StrCat(destination->ToString(), " is not in this agent's allowlist"));
+      return;
+    }
+    if (destination->is_ip()) {
+      if (auto s = allowlist_.CheckResolved(*destination, *destination->ip); !s.ok()) {
+        refuse(v1::DIAL_DENIED_AGENT, std::string(s.message()));
+        return;
+      }
+      asio::ip::tcp::endpoint ep(asio::ip::make_address(destination->ip->ToString()),
+                                 destination->port);
+      Connect(req, *destination, {ep});
+      return;
+    }
+    // Resolve once; every address must pass, and only checked addresses are dialled.
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+    resolver->async_resolve(
+        destination->host, std::to_string(destination->port),
+        [this, req, resolver, dest = *destination](const asio::error_code& ec,
+                                                   asio::ip::tcp::resolver::results_type results) {
+          if (ec || results.empty()) {
+            common::LogWarn("agent.dial_failed", {{"destination", dest.ToString()},
+                                                  {"reason", "name does not resolve"}});
+            ReportFailure(req->conn_id(), v1::DIAL_UNREACHABLE,
+                          common::StrCat(dest.host, " does not resolve"));
+            return;
+          }
+          std::vector<asio::ip::tcp::endpoint> endpoints;
+          for (const auto& entry : results) {
+            auto ip = common::ParseIp(entry.endpoint().address().to_string());
+            absl::Status s = ip ? allowlist_.CheckResolved(dest, *ip)
+                                : absl::PermissionDeniedError("unparseable resolved address");
+            if (!s.ok()) {
+              common::LogWarn("agent.refused", {{"client", req->client()},
+                                                {"destination", dest.ToString()},
+                                                {"reason", std::string(s.message())}});
+              ReportFailure(req->conn_id(), v1::DIAL_DENIED_AGENT, std::string(s.message()));
+              return;
+            }
+            endpoints.push_back(entry.endpoint());
+          }
+          Connect(req, dest, std::move(endpoints));
+        });
+  });
+}
+
+void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destination destination,
+                    std::vector<asio::ip::tcp::endpoint> endpoints) {
+  auto socket = std::make_shared<asio::ip::tcp::socket>(asio::make_strand(io_));
+  auto timer = std::make_shared<asio::steady_timer>(socket->get_executor());
+  auto timed_out = std::make_shared<bool>(false);
+  timer->expires_after(options_.dial_timeout);
+  timer->async_wait([socket, timed_out](const asio::error_code& ec) {
+    if (!ec) {
+      *timed_out = true;
+      asio::error_code ignored;
+      socket->close(ignored);
+    }
+  });
+  asio::async_connect(
+      *socket, endpoints,
+      [this, request, destination, socket, timer, timed_out](const asio::error_code& ec,
+                                                             const asio::ip::tcp::endpoint& ep) {
+        timer->cancel();
+        if (ec) {
+          v1::DialCode code = *timed_out ? v1::DIAL_TIMEOUT : CodeForError(ec);
+          std::string why = *timed_out ? "connect timed out" : ec.message();
+          common::LogWarn("agent.dial_failed",
+                          {{"destination", destination.ToString()}, {"reason", why}});
+          ReportFailure(request->conn_id(), code,
+                        common::StrCat("connect to ", destination.ToString(), ": ", why));
+          return;
+        }
+        StartAccept(request->conn_id(), std::move(*socket), destination.ToString(),
+                    ep.address().to_string());
+      });
+}
+
+void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket,
+                        const std::string& destination, const std::string& address) {
+  common::LogInfo("agent.connected_destination",
+                  {{"destination", destination}, {"address", address}});
+  tunnel::SocketBridge::Options opts;
+  opts.open.mutable_open()->set_conn_id(conn_id);
+  opts.on_done = [this, destination](const tunnel::BridgeStats& stats) {
+    common::LogInfo("agent.connection_closed",
+                    {{"destination", destination},
+                     {"bytes_to_destination", common::StrCat(stats.bytes_to_socket)},
+                     {"bytes_from_destination", common::StrCat(stats.bytes_from_socket)},
+                     {"error", stats.error}});
+  };
+  auto channel = certs_->Channel();
+  auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(channel));
+  std::string instance = options_.instance_id;
+  opts.set = &bridges_;
+  tunnel::SocketBridge::Start(
+      std::move(socket), std::move(opts),
+      [stub, instance](grpc::ClientContext* ctx,
+                       grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+        ctx->AddMetadata(kInstanceHeader, instance);
+        stub->async()->Accept(ctx, reactor);
+      });
+}
+
+}  // namespace drawbridge::agent

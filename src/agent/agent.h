@@ -1,0 +1,75 @@
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "drawbridge/v1/tunnel.grpc.pb.h"
+#include "enroll/cert_manager.h"
+#include "policy/allowlist.h"
+#include "tunnel/socket_bridge.h"
+
+namespace drawbridge::agent {
+
+struct AgentOptions {
+  pki::Credential credential;
+  std::vector<std::string> allow;  // destinations, same syntax as policy rules
+  std::string instance_id;         // default: random
+  std::chrono::milliseconds dial_timeout{5000};
+  std::chrono::milliseconds max_backoff{30000};
+  int io_threads = 2;
+};
+
+// `drawbridge agent`: dials out to the server only. Holds one Control stream,
+// reconnecting with exponential backoff and full jitter; for each OpenRequest it
+// checks its own allowlist (deny by default), resolves the name once, checks
+// every resolved address (DNS rebinding to loopback, link-local or metadata
+// addresses is refused unless a rule names them), connects with a timeout, and
+// either opens an Accept stream or reports the failure on the Control stream.
+class Agent {
+ public:
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(AgentOptions options);
+  ~Agent();
+
+  // Stops dialing, cancels live connections and the Control stream.
+  void Stop();
+  const std::string& instance_id() const { return options_.instance_id; }
+  // True once a Control stream is established (hello sent); for tests and ops.
+  bool WaitConnected(std::chrono::milliseconds timeout);
+  size_t active_connections() const { return bridges_.size(); }
+
+  class ControlStream;  // internal
+
+ private:
+  explicit Agent(AgentOptions options, policy::Allowlist allowlist)
+      : options_(std::move(options)), allowlist_(std::move(allowlist)) {}
+  void ControlLoop();
+  void HandleOpen(const v1::OpenRequest& request);
+  void Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destination destination,
+               std::vector<asio::ip::tcp::endpoint> endpoints);
+  void ReportFailure(const std::string& conn_id, v1::DialCode code, const std::string& message);
+  void StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket,
+                   const std::string& destination, const std::string& address);
+  void SetConnected(bool connected);
+
+  AgentOptions options_;
+  policy::Allowlist allowlist_;
+  std::unique_ptr<enroll::CertManager> certs_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  std::thread control_thread_;
+  tunnel::BridgeSet bridges_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<ControlStream> control_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace drawbridge::agent

@@ -1,0 +1,80 @@
+#include <cstdio>
+
+#include "agent/agent.h"
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "pki/credential.h"
+#include "yaml-cpp/yaml.h"
+
+namespace drawbridge::cli {
+namespace {
+
+// Reads `allow:` (a list of destinations) from an agent config file.
+absl::Status ReadAllowFile(const std::string& path, std::vector<std::string>* allow) {
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    for (const auto& kv : root) {
+      std::string key = kv.first.as<std::string>();
+      if (key != "allow") {
+        return absl::InvalidArgumentError(path + ": unknown setting \"" + key + "\"");
+      }
+      for (const auto& entry : kv.second) {
+        allow->push_back(entry.as<std::string>());
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(path + ": " + e.what());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterAgentCommand(CLI::App& app, Action* run) {
+  auto credentials = std::make_shared<std::string>();
+  auto config = std::make_shared<std::string>();
+  auto opts = std::make_shared<agent::AgentOptions>();
+  auto* cmd = app.add_subcommand(
+      "agent", "Run inside the private network: dial out to the server, connect to allowed hosts");
+  cmd->add_option("--credentials", *credentials, "Agent credential file")
+      ->required()
+      ->envname("DRAWBRIDGE_CREDENTIALS");
+  cmd->add_option("--allow", opts->allow,
+                  "Destination this agent may reach (repeatable): host:443, *.corp:22, "
+                  "10.0.0.0/8:443");
+  cmd->add_option("--config", *config, "YAML file with `allow:` (a list of destinations)");
+  cmd->add_option("--instance-id", opts->instance_id, "Name of this instance (default: random)");
+  cmd->callback([=] {
+    *run = [=] {
+      if (absl::Status s = common::MakeNonDumpable(); !s.ok()) {
+        return Fail(s);
+      }
+      auto cred = pki::LoadCredentialFile(*credentials);
+      if (!cred.ok()) {
+        return Fail(cred.status());
+      }
+      agent::AgentOptions options = *opts;
+      options.credential = *cred;
+      if (!config->empty()) {
+        if (absl::Status s = ReadAllowFile(*config, &options.allow); !s.ok()) {
+          return Fail(s);
+        }
+      }
+      if (options.allow.empty()) {
+        common::LogWarn("agent.allowlist_empty", {{"effect", "every connection is refused"}});
+      }
+      BlockTerminationSignals();
+      auto agent = agent::Agent::Start(options);
+      if (!agent.ok()) {
+        return Fail(agent.status());
+      }
+      WaitForTerminationSignal();
+      (*agent)->Stop();
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace drawbridge::cli

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <asio.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/proxy_protocol.h"
+#include "drawbridge/v1/tunnel.grpc.pb.h"
+#include "enroll/cert_manager.h"
+#include "tunnel/socket_bridge.h"
+
+namespace drawbridge::client {
+
+struct Forward {
+  std::string listen;       // 127.0.0.1:2222
+  std::string destination;  // gitlab.corp:22
+};
+
+struct ClientOptions {
+  pki::Credential credential;
+  std::string listen;  // CONNECT + SOCKS5 proxy; empty for none
+  std::vector<Forward> forwards;
+  std::string agent_selector;  // optional agent/NAME
+  std::chrono::milliseconds handshake_timeout{10000};
+  int io_threads = 2;
+};
+
+// Parses "LISTEN=DEST" as given to --forward.
+absl::StatusOr<Forward> ParseForward(const std::string& text);
+
+// Maps the server's dial result to what the proxy protocols can say.
+TunnelResult ResultFor(v1::DialCode code);
+
+// `drawbridge client`: a forward proxy next to the application. Every accepted
+// connection becomes one Tunnel.Dial stream.
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Start(ClientOptions options);
+  ~Client();
+  void Stop();
+
+  int proxy_port() const { return proxy_port_; }
+  const std::vector<int>& forward_ports() const { return forward_ports_; }
+  size_t active_connections() const { return bridges_.size(); }
+
+  // Opens one tunnel to `destination` for an already connected socket (on a strand).
+  // `reply` builds the bytes sent to the socket once the result is known.
+  void Tunnel(asio::ip::tcp::socket socket, const std::string& destination,
+              std::string initial_payload, std::function<std::string(const v1::DialResult&)> reply);
+
+ private:
+  explicit Client(ClientOptions options) : options_(std::move(options)) {}
+  absl::Status Listen(const std::string& address, std::optional<std::string> forward_to, int* port);
+  void AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor,
+                  std::optional<std::string> forward_to);
+
+  ClientOptions options_;
+  std::unique_ptr<enroll::CertManager> certs_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  tunnel::BridgeSet bridges_;
+  int proxy_port_ = 0;
+  std::vector<int> forward_ports_;
+  bool stopped_ = false;
+};
+
+// `drawbridge client stdio DEST`: one tunnel over stdin/stdout (ssh ProxyCommand).
+// Returns the process exit code.
+int RunStdio(const pki::Credential& credential, const std::string& destination,
+             const std::string& agent_selector);
+
+}  // namespace drawbridge::client

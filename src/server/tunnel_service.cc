@@ -1,0 +1,649 @@
+#include "server/tunnel_service.h"
+
+#include <grpcpp/alarm.h>
+
+#include <chrono>
+#include <deque>
+
+#include "common/encoding.h"
+#include "common/log.h"
+#include "common/random.h"
+#include "common/strings.h"
+
+namespace drawbridge::server {
+namespace {
+
+constexpr char kInstanceHeader[] = "drawbridge-instance";
+constexpr size_t kMaxFrameBytes = 64 * 1024;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string InstanceIdOf(grpc::CallbackServerContext* context) {
+  auto it = context->client_metadata().find(kInstanceHeader);
+  if (it == context->client_metadata().end() || it->second.size() > 64) {
+    return "";
+  }
+  return std::string(it->second.data(), it->second.size());
+}
+
+// Authenticates the caller and requires its kind.
+absl::StatusOr<Caller> Authenticate(const ServiceContext& ctx, grpc::CallbackServerContext* context,
+                                    pki::IdentityKind kind) {
+  auto caller =
+      AuthenticateCaller(*context->auth_context(), ctx.trust_domain, *ctx.directory, *ctx.clock);
+  if (caller.ok() && caller->identity.kind != kind) {
+    return absl::PermissionDeniedError(common::StrCat("this RPC is for ", pki::KindName(kind),
+                                                      "/* identities, not ",
+                                                      caller->identity.ToString()));
+  }
+  return caller;
+}
+
+const char* CodeName(v1::DialCode code) {
+  switch (code) {
+    case v1::DIAL_OK:
+      return "ok";
+    case v1::DIAL_DENIED_POLICY:
+      return "denied_policy";
+    case v1::DIAL_DENIED_AGENT:
+      return "denied_agent";
+    case v1::DIAL_REFUSED:
+      return "refused";
+    case v1::DIAL_UNREACHABLE:
+      return "unreachable";
+    case v1::DIAL_TIMEOUT:
+      return "timeout";
+    case v1::DIAL_NO_AGENT:
+      return "no_agent";
+    case v1::DIAL_BAD_REQUEST:
+      return "bad_request";
+    default:
+      return "internal";
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// A tunneled connection: the client's Dial stream and, once routed, the agent's
+// Accept stream. Every method runs inside a gRPC reaction (or Alarm callback), so
+// calling Start*/Finish under mu_ is safe: their reactions are deferred until the
+// current one returns.
+
+class StreamEnd;
+
+class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
+ public:
+  enum Side { kClient = 0, kAgent = 1 };
+
+  TunnelSession(TunnelService* service, Caller client, std::string peer)
+      : service_(service), client_(std::move(client)), peer_(std::move(peer)) {}
+
+  void Begin(StreamEnd* client_end);
+  void AttachAgent(StreamEnd* agent_end, const Caller& agent, const std::string& instance_id);
+  void AgentFailed(const AgentInstance* instance, v1::DialCode code, const std::string& message);
+  void OnRead(Side side, bool ok);
+  void OnWrite(Side side, bool ok);
+  void OnCancel(Side side);
+  void OnEndDone(Side side);
+
+ private:
+  enum class State { kReadingOpen, kRouting, kResult, kSpliced, kDone };
+
+  void Route(const AgentInstance* exclude) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnTimeout(int attempt);
+  void WriteResult(v1::DialCode code, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Abort(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishEnd(Side side, const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartReadOn(Side side) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartWriteOn(Side side) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LogClosed(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  TunnelService* const service_;
+  const Caller client_;
+  const std::string peer_;
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kReadingOpen;
+  StreamEnd* end_[2] ABSL_GUARDED_BY(mu_) = {nullptr, nullptr};
+  bool finished_[2] ABSL_GUARDED_BY(mu_) = {false, false};
+  v1::Frame read_[2];   // frame read from side i
+  v1::Frame write_[2];  // frame being written to side i
+  bool fin_in_[2] ABSL_GUARDED_BY(mu_) = {false, false};
+  bool fin_out_[2] ABSL_GUARDED_BY(mu_) = {false, false};
+  uint64_t bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};  // bytes read from side i
+  policy::Destination destination_ ABSL_GUARDED_BY(mu_);
+  std::string selector_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<AgentInstance> instance_ ABSL_GUARDED_BY(mu_);
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;
+  std::string conn_id_ ABSL_GUARDED_BY(mu_);
+  int attempt_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::DialCode result_ ABSL_GUARDED_BY(mu_) = v1::DIAL_OK;
+  std::unique_ptr<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
+ public:
+  // A client's Dial stream, bound to its session from the start.
+  StreamEnd(std::shared_ptr<TunnelSession> session, TunnelSession::Side side)
+      : service_(nullptr), side_(side), session_(std::move(session)) {}
+
+  // An agent's Accept stream: reads its open frame, then joins the pending session.
+  StreamEnd(TunnelService* service, grpc::CallbackServerContext* context)
+      : service_(service), side_(TunnelSession::kAgent), instance_id_(InstanceIdOf(context)) {
+    auto caller = Authenticate(service->ctx(), context, pki::IdentityKind::kAgent);
+    if (!caller.ok()) {
+      Finish(ToGrpcStatus(caller.status()));
+      return;
+    }
+    caller_ = *caller;
+    StartRead(&open_);
+  }
+
+  void Bind(std::shared_ptr<TunnelSession> session) {
+    absl::MutexLock lock(&mu_);
+    session_ = std::move(session);
+  }
+
+  void OnReadDone(bool ok) override {
+    auto session = Session();
+    if (session) {
+      session->OnRead(side_, ok);
+      return;
+    }
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "no open frame"));
+      return;
+    }
+    auto pending = service_->TakePending(open_.open().conn_id());
+    if (!pending) {
+      Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown or expired conn_id"));
+      return;
+    }
+    pending->AttachAgent(this, caller_, instance_id_);
+  }
+  void OnWriteDone(bool ok) override {
+    if (auto session = Session()) {
+      session->OnWrite(side_, ok);
+    }
+  }
+  void OnCancel() override {
+    if (auto session = Session()) {
+      session->OnCancel(side_);
+    }
+  }
+  void OnDone() override {
+    if (auto session = Session()) {
+      session->OnEndDone(side_);
+    }
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<TunnelSession> Session() {
+    absl::MutexLock lock(&mu_);
+    return session_;
+  }
+
+  TunnelService* service_;
+  const TunnelSession::Side side_;
+  std::string instance_id_;
+  Caller caller_;
+  v1::Frame open_;
+  absl::Mutex mu_;
+  std::shared_ptr<TunnelSession> session_ ABSL_GUARDED_BY(mu_);
+};
+
+void TunnelSession::Begin(StreamEnd* client_end) {
+  absl::MutexLock lock(&mu_);
+  end_[kClient] = client_end;
+  StartReadOn(kClient);
+}
+
+void TunnelSession::StartReadOn(Side side) {
+  if (end_[side] != nullptr && !finished_[side]) {
+    end_[side]->StartRead(&read_[side]);
+  }
+}
+
+void TunnelSession::StartWriteOn(Side side) {
+  if (end_[side] != nullptr && !finished_[side]) {
+    end_[side]->StartWrite(&write_[side]);
+  }
+}
+
+void TunnelSession::FinishEnd(Side side, const grpc::Status& status) {
+  if (end_[side] != nullptr && !finished_[side]) {
+    finished_[side] = true;
+    end_[side]->Finish(status);
+  }
+}
+
+void TunnelSession::LogClosed(const std::string& reason) {
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  common::LogInfo("dial.closed", {{"client", client_.identity.ToString()},
+                                  {"destination", destination_.ToString()},
+                                  {"agent", instance_ ? instance_->identity() : ""},
+                                  {"instance", instance_ ? instance_->instance_id() : ""},
+                                  {"bytes_up", common::StrCat(bytes_[kClient])},
+                                  {"bytes_down", common::StrCat(bytes_[kAgent])},
+                                  {"seconds", common::StrCat(seconds)},
+                                  {"reason", reason}});
+}
+
+void TunnelSession::Abort(const std::string& reason) {
+  if (state_ == State::kDone) {
+    return;
+  }
+  bool was_spliced = state_ == State::kSpliced;
+  state_ = State::kDone;
+  if (!conn_id_.empty()) {
+    service_->TakePending(conn_id_);
+  }
+  alarm_.reset();
+  if (was_spliced) {
+    LogClosed(reason);
+  }
+  grpc::Status status(grpc::StatusCode::UNAVAILABLE, reason);
+  FinishEnd(kClient, status);
+  FinishEnd(kAgent, status);
+}
+
+void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
+  state_ = State::kResult;
+  result_ = code;
+  alarm_.reset();
+  write_[kClient].Clear();
+  write_[kClient].mutable_result()->set_code(code);
+  write_[kClient].mutable_result()->set_message(message);
+  if (instance_) {
+    write_[kClient].mutable_result()->set_agent_instance(instance_->instance_id());
+  }
+  if (code != v1::DIAL_OK) {
+    (code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT
+         ? common::LogWarn
+         : common::LogInfo)("dial.refused", {{"client", client_.identity.ToString()},
+                                             {"peer", peer_},
+                                             {"destination", destination_.ToString()},
+                                             {"agent", instance_ ? instance_->identity() : ""},
+                                             {"result", CodeName(code)},
+                                             {"reason", message}});
+  }
+  StartWriteOn(kClient);
+}
+
+void TunnelSession::Route(const AgentInstance* exclude) {
+  auto policy = service_->policy()->Get();
+  auto choice = service_->registry()->Pick(*policy, client_.identity.ToString(), destination_,
+                                           selector_, exclude, NowMs());
+  if (!choice.instance) {
+    WriteResult(choice.code, choice.reason);
+    return;
+  }
+  instance_ = choice.instance;
+  state_ = State::kRouting;
+  conn_id_ = common::RandomBytes(16);
+  service_->AddPending(conn_id_, shared_from_this());
+  v1::ControlMessage message;
+  message.mutable_open()->set_conn_id(conn_id_);
+  message.mutable_open()->set_destination(destination_.ToString());
+  message.mutable_open()->set_client(client_.identity.ToString());
+  const int attempt = attempt_;
+  if (!instance_->SendOpen(message)) {
+    service_->TakePending(conn_id_);
+    instance_->ejected_until_ms.store(NowMs() + service_->options().eject_for.count());
+    if (attempt_++ == 0) {
+      Route(instance_.get());
+    } else {
+      WriteResult(v1::DIAL_NO_AGENT, "agent control stream closed");
+    }
+    return;
+  }
+  alarm_ = std::make_unique<grpc::Alarm>();
+  std::weak_ptr<TunnelSession> weak = shared_from_this();
+  alarm_->Set(std::chrono::system_clock::now() + service_->options().dial_timeout,
+              [weak, attempt](bool fired) {
+                if (!fired) {
+                  return;  // cancelled
+                }
+                if (auto self = weak.lock()) {
+                  self->OnTimeout(attempt);
+                }
+              });
+}
+
+void TunnelSession::OnTimeout(int attempt) {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kRouting || attempt != attempt_) {
+    return;
+  }
+  service_->TakePending(conn_id_);
+  instance_->ejected_until_ms.store(NowMs() + service_->options().eject_for.count());
+  common::LogWarn("agent.ejected", {{"identity", instance_->identity()},
+                                    {"instance", instance_->instance_id()},
+                                    {"reason", "no Accept within the dial timeout"}});
+  if (attempt_++ == 0) {
+    Route(instance_.get());
+  } else {
+    WriteResult(v1::DIAL_TIMEOUT, "the agent did not connect in time");
+  }
+}
+
+void TunnelSession::AgentFailed(const AgentInstance* instance, v1::DialCode code,
+                                const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kRouting || instance != instance_.get()) {
+    return;
+  }
+  if (code == v1::DIAL_OK || code > v1::DIAL_INTERNAL) {
+    code = v1::DIAL_INTERNAL;
+  }
+  WriteResult(code, message);
+}
+
+void TunnelSession::AttachAgent(StreamEnd* agent_end, const Caller& agent,
+                                const std::string& instance_id) {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kRouting || agent.identity.ToString() != instance_->identity() ||
+      instance_id != instance_->instance_id()) {
+    agent_end->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                   "this connection was not asked of this agent instance"));
+    return;
+  }
+  agent_end->Bind(shared_from_this());
+  end_[kAgent] = agent_end;
+  instance_->active_streams.fetch_add(1);
+  counted_ = true;
+  common::LogInfo("dial.allowed", {{"client", client_.identity.ToString()},
+                                   {"peer", peer_},
+                                   {"destination", destination_.ToString()},
+                                   {"agent", instance_->identity()},
+                                   {"instance", instance_->instance_id()}});
+  WriteResult(v1::DIAL_OK, "");
+}
+
+void TunnelSession::OnRead(Side side, bool ok) {
+  absl::MutexLock lock(&mu_);
+  if (state_ == State::kDone) {
+    return;
+  }
+  if (state_ == State::kReadingOpen) {
+    if (!ok) {
+      Abort("client went away before opening");
+      return;
+    }
+    const v1::StreamOpen& open = read_[kClient].open();
+    auto destination = policy::ParseDestination(open.destination());
+    if (!destination.ok()) {
+      WriteResult(v1::DIAL_BAD_REQUEST, std::string(destination.status().message()));
+      return;
+    }
+    destination_ = *destination;
+    selector_ = open.agent().substr(0, 128);
+    auto policy = service_->policy()->Get();
+    if (!policy->AllowsClient(client_.identity.ToString(), destination_)) {
+      WriteResult(v1::DIAL_DENIED_POLICY,
+                  common::StrCat("no policy rule allows ", client_.identity.ToString(),
+                                 " to reach ", destination_.ToString()));
+      return;
+    }
+    Route(nullptr);
+    return;
+  }
+  if (state_ != State::kSpliced) {
+    return;
+  }
+  const Side other = side == kClient ? kAgent : kClient;
+  if (!ok) {
+    if (!fin_in_[side]) {
+      Abort(side == kClient ? "client stream ended" : "agent stream ended");
+    }
+    return;
+  }
+  v1::Frame& frame = read_[side];
+  if (frame.data().size() > kMaxFrameBytes) {
+    Abort("oversized frame");
+    return;
+  }
+  write_[other].Clear();
+  if (frame.fin()) {
+    fin_in_[side] = true;
+    write_[other].set_fin(true);
+  } else {
+    bytes_[side] += frame.data().size();
+    write_[other].mutable_data()->swap(*frame.mutable_data());
+  }
+  StartWriteOn(other);
+}
+
+void TunnelSession::OnWrite(Side side, bool ok) {
+  absl::MutexLock lock(&mu_);
+  if (state_ == State::kDone) {
+    return;
+  }
+  if (!ok) {
+    Abort("stream write failed");
+    return;
+  }
+  if (state_ == State::kResult) {
+    if (result_ != v1::DIAL_OK) {
+      state_ = State::kDone;
+      FinishEnd(kClient, grpc::Status::OK);
+      return;
+    }
+    state_ = State::kSpliced;
+    StartReadOn(kClient);
+    StartReadOn(kAgent);
+    return;
+  }
+  const Side other = side == kClient ? kAgent : kClient;
+  if (write_[side].fin()) {
+    fin_out_[side] = true;
+    if (fin_out_[kClient] && fin_out_[kAgent]) {
+      state_ = State::kDone;
+      LogClosed("closed");
+      FinishEnd(kClient, grpc::Status::OK);
+      FinishEnd(kAgent, grpc::Status::OK);
+    }
+    return;
+  }
+  StartReadOn(other);
+}
+
+void TunnelSession::OnCancel(Side side) {
+  absl::MutexLock lock(&mu_);
+  Abort(side == kClient ? "cancelled by the client" : "cancelled by the agent");
+}
+
+void TunnelSession::OnEndDone(Side side) {
+  absl::MutexLock lock(&mu_);
+  end_[side] = nullptr;
+  finished_[side] = true;
+  if (side == kAgent && counted_) {
+    counted_ = false;
+    instance_->active_streams.fetch_sub(1);
+  }
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Control: one per agent instance.
+
+class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>,
+                             public ControlSender {
+ public:
+  ControlReactor(TunnelService* service, grpc::CallbackServerContext* context)
+      : service_(service), peer_(context->peer()), instance_id_(InstanceIdOf(context)) {
+    auto caller = Authenticate(service->ctx(), context, pki::IdentityKind::kAgent);
+    absl::MutexLock lock(&mu_);
+    if (!caller.ok()) {
+      common::LogWarn("agent.refused",
+                      {{"peer", peer_}, {"reason", std::string(caller.status().message())}});
+      finished_ = true;
+      Finish(ToGrpcStatus(caller.status()));
+      return;
+    }
+    if (instance_id_.empty()) {
+      finished_ = true;
+      Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "missing drawbridge-instance metadata"));
+      return;
+    }
+    caller_ = *caller;
+    StartRead(&in_);
+  }
+
+  bool Send(const v1::ControlMessage& message) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_) {
+      return false;
+    }
+    queue_.push_back(message);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (ok && !finished_ && !queue_.empty()) {
+      StartWrite(&queue_.front());
+    } else {
+      writing_ = false;
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Close("control stream ended");
+      return;
+    }
+    if (in_.has_hello()) {
+      if (instance_) {
+        Close("duplicate hello");
+        return;
+      }
+      std::vector<std::string> entries(in_.hello().allowlist().begin(),
+                                       in_.hello().allowlist().end());
+      auto allowlist = policy::Allowlist::Parse(entries);
+      if (!allowlist.ok()) {
+        Close(common::StrCat("invalid advertised allowlist: ", allowlist.status().message()));
+        return;
+      }
+      instance_ = std::make_shared<AgentInstance>(
+          caller_.identity.ToString(), instance_id_, in_.hello().version().substr(0, 64), peer_,
+          entries, std::move(*allowlist), service_->ctx().clock->NowUnix());
+      instance_->Attach(this);
+      service_->registry()->Add(instance_);
+      v1::ControlMessage ack;  // tells the agent it is registered
+      ack.mutable_heartbeat()->set_unix_ms(service_->ctx().clock->NowUnix() * 1000);
+      Send(ack);
+      common::LogInfo("agent.connected", {{"identity", instance_->identity()},
+                                          {"instance", instance_id_},
+                                          {"peer", peer_},
+                                          {"version", instance_->version()},
+                                          {"allowlist", common::Join(entries, ",")}});
+    } else if (!instance_) {
+      Close("the first control message must be hello");
+      return;
+    } else if (in_.has_open_failed()) {
+      auto session = service_->TakePending(in_.open_failed().conn_id());
+      if (session) {
+        session->AgentFailed(instance_.get(), in_.open_failed().code(),
+                             in_.open_failed().message().substr(0, 512));
+      }
+    }
+    StartRead(&in_);
+  }
+
+  void OnCancel() override { Close("control stream cancelled"); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Close(const std::string& reason) {
+    if (instance_) {
+      instance_->Detach();  // waits for any SendOpen in progress
+      service_->registry()->Remove(instance_.get());
+    }
+    absl::MutexLock lock(&mu_);
+    if (finished_) {
+      return;
+    }
+    finished_ = true;
+    if (instance_) {
+      common::LogInfo(
+          "agent.disconnected",
+          {{"identity", instance_->identity()}, {"instance", instance_id_}, {"reason", reason}});
+    }
+    Finish(grpc::Status::OK);
+  }
+
+  TunnelService* service_;
+  std::string peer_;
+  std::string instance_id_;
+  Caller caller_;
+  v1::AgentMessage in_;
+  std::shared_ptr<AgentInstance> instance_;
+  absl::Mutex mu_;
+  std::deque<v1::ControlMessage> queue_ ABSL_GUARDED_BY(mu_);  // references stay valid
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+void TunnelService::AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session) {
+  absl::MutexLock lock(&mu_);
+  pending_[conn_id] = session;
+}
+
+std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& conn_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(conn_id);
+  if (it == pending_.end()) {
+    return nullptr;
+  }
+  auto session = it->second.lock();
+  pending_.erase(it);
+  return session;
+}
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* TunnelService::Control(
+    grpc::CallbackServerContext* context) {
+  return new ControlReactor(this, context);
+}
+
+grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Dial(
+    grpc::CallbackServerContext* context) {
+  auto caller = Authenticate(ctx_, context, pki::IdentityKind::kClient);
+  if (!caller.ok()) {
+    common::LogWarn("dial.unauthenticated", {{"peer", context->peer()},
+                                             {"reason", std::string(caller.status().message())}});
+    auto* end = new StreamEnd(nullptr, TunnelSession::kClient);
+    end->Finish(ToGrpcStatus(caller.status()));
+    return end;
+  }
+  auto session = std::make_shared<TunnelSession>(this, *caller, context->peer());
+  auto* end = new StreamEnd(session, TunnelSession::kClient);
+  session->Begin(end);
+  return end;
+}
+
+grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Accept(
+    grpc::CallbackServerContext* context) {
+  return new StreamEnd(this, context);
+}
+
+}  // namespace drawbridge::server

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "drawbridge/v1/tunnel.grpc.pb.h"
+#include "server/agent_registry.h"
+#include "server/services.h"
+
+namespace drawbridge::server {
+
+class TunnelSession;
+
+struct TunnelOptions {
+  std::chrono::milliseconds dial_timeout{10000};
+  std::chrono::milliseconds eject_for{30000};  // a failing agent instance rests this long
+};
+
+// Tunnel.Control (agents), Tunnel.Dial (clients) and Tunnel.Accept (agents).
+// Each Dial is routed to one agent instance, which connects and opens an Accept
+// stream with the same conn_id; the two streams are then spliced frame by frame.
+class TunnelService final : public v1::Tunnel::CallbackService {
+ public:
+  TunnelService(ServiceContext ctx, PolicyHolder* policy, AgentRegistry* registry,
+                TunnelOptions options)
+      : ctx_(ctx), policy_(policy), registry_(registry), options_(options) {}
+
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Control(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<v1::Frame, v1::Frame>* Dial(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<v1::Frame, v1::Frame>* Accept(
+      grpc::CallbackServerContext* context) override;
+
+  // Sessions waiting for their agent's Accept stream, by conn_id.
+  void AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session);
+  std::shared_ptr<TunnelSession> TakePending(const std::string& conn_id);
+
+  const ServiceContext& ctx() const { return ctx_; }
+  PolicyHolder* policy() const { return policy_; }
+  AgentRegistry* registry() const { return registry_; }
+  const TunnelOptions& options() const { return options_; }
+
+ private:
+  ServiceContext ctx_;
+  PolicyHolder* policy_;
+  AgentRegistry* registry_;
+  TunnelOptions options_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<TunnelSession>> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace drawbridge::server

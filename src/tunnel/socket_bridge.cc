@@ -1,0 +1,275 @@
+#include "tunnel/socket_bridge.h"
+
+#include "common/log.h"
+
+namespace drawbridge::tunnel {
+
+std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, Options options,
+                                                  Bind bind) {
+  std::shared_ptr<SocketBridge> bridge(new SocketBridge(std::move(socket), std::move(options)));
+  bridge->self_ = bridge;
+  if (bridge->options_.set != nullptr) {
+    bridge->options_.set->Add(bridge);
+  }
+  bridge->OnStrand([bridge, bind = std::move(bind)] { bridge->Begin(bind); });
+  return bridge;
+}
+
+void SocketBridge::Cancel() {
+  OnStrand([self = shared_from_this()] {
+    self->Fail("connection shut down");
+    self->MaybeRelease();
+  });
+}
+
+SocketBridge::SocketBridge(asio::ip::tcp::socket socket, Options options)
+    : socket_(std::move(socket)), options_(std::move(options)) {
+  socket_buffer_.resize(kChunkBytes);
+  result_ok_ = !options_.expect_result;
+  asio::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+void SocketBridge::Begin(Bind bind) {
+  bind(&context_, this);
+  // The hold keeps OnDone away until MaybeRelease: we call into the stream from
+  // the strand, outside any reaction. (Only valid once bound to the call.)
+  AddHold();
+  out_ = options_.open;
+  grpc_write_ = true;
+  StartWrite(&out_);
+  grpc_read_ = true;
+  StartRead(&in_);
+  StartCall();
+}
+
+void SocketBridge::OnWriteDone(bool ok) {
+  OnStrand([this, ok] { HandleWriteDone(ok); });
+}
+
+void SocketBridge::OnReadDone(bool ok) {
+  OnStrand([this, ok] { HandleReadDone(ok); });
+}
+
+void SocketBridge::OnDone(const grpc::Status& status) {
+  OnStrand([this, status] {
+    stats_.status = status;
+    if (options_.on_done) {
+      options_.on_done(stats_);
+    }
+    if (options_.set != nullptr) {
+      options_.set->Remove(this);
+    }
+    self_.reset();  // may destroy this; nothing may follow
+  });
+}
+
+void SocketBridge::HandleWriteDone(bool ok) {
+  grpc_write_ = false;
+  if (!ok) {
+    Fail("stream write failed");
+  } else if (!open_sent_) {
+    open_sent_ = true;
+    StartPumps();
+  } else if (up_fin_sent_) {
+    up_done_ = true;
+  } else if (!failed_) {
+    ReadSocket();
+  }
+  MaybeRelease();
+}
+
+void SocketBridge::HandleReadDone(bool ok) {
+  grpc_read_ = false;
+  if (failed_ || closing_) {
+    MaybeRelease();
+    return;
+  }
+  if (!ok) {
+    // The server ended the stream. Normal only once both directions are done.
+    if (!(up_done_ && down_done_)) {
+      Fail("stream ended by the server");
+    }
+    MaybeRelease();
+    return;
+  }
+  if (in_.has_result()) {
+    if (!options_.expect_result || result_ok_) {
+      Fail("unexpected dial result on an established stream");
+    } else {
+      stats_.result = in_.result().code();
+      reply_ = options_.on_result ? options_.on_result(in_.result()) : std::string();
+      if (in_.result().code() == v1::DIAL_OK) {
+        result_ok_ = true;
+        StartPumps();
+      } else {
+        // Tell the application why (HTTP/SOCKS reply), then close.
+        closing_ = true;
+        socket_write_ = true;
+        asio::async_write(socket_, asio::buffer(reply_), [this](asio::error_code, size_t) {
+          socket_write_ = false;
+          Fail("dial refused");
+          MaybeRelease();
+        });
+      }
+    }
+    MaybeRelease();
+    return;
+  }
+  if (!result_ok_) {
+    Fail("data before the dial result");
+  } else if (in_.fin()) {
+    asio::error_code ec;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    down_done_ = true;
+  } else if (in_.data().size() > kMaxFrameBytes) {
+    Fail("oversized frame");
+  } else {
+    stats_.bytes_to_socket += in_.data().size();
+    socket_write_ = true;
+    asio::async_write(socket_, asio::buffer(in_.data()), [this](asio::error_code ec, size_t) {
+      socket_write_ = false;
+      if (ec) {
+        Fail("socket write failed: " + ec.message());
+      } else if (!failed_) {
+        grpc_read_ = true;
+        StartRead(&in_);
+      }
+      MaybeRelease();
+    });
+  }
+  MaybeRelease();
+}
+
+// Starts both directions once the open frame is out and (for Dial) the result
+// arrived: first the reply to the application, then socket reads and stream reads.
+void SocketBridge::StartPumps() {
+  if (pumps_started_ || !open_sent_ || !result_ok_ || failed_) {
+    return;
+  }
+  pumps_started_ = true;
+  auto start = [this] {
+    if (failed_) {
+      return;
+    }
+    if (!grpc_read_) {  // Accept: the read started in Begin is still pending
+      grpc_read_ = true;
+      StartRead(&in_);
+    }
+    if (!options_.initial_payload.empty()) {
+      out_.Clear();
+      out_.set_data(std::move(options_.initial_payload));
+      options_.initial_payload.clear();
+      stats_.bytes_from_socket += out_.data().size();
+      grpc_write_ = true;
+      StartWrite(&out_);
+    } else {
+      ReadSocket();
+    }
+  };
+  if (reply_.empty()) {
+    start();
+    return;
+  }
+  socket_write_ = true;
+  asio::async_write(socket_, asio::buffer(reply_), [this, start](asio::error_code ec, size_t) {
+    socket_write_ = false;
+    if (ec) {
+      Fail("socket write failed: " + ec.message());
+    } else {
+      start();
+    }
+    MaybeRelease();
+  });
+}
+
+void SocketBridge::ReadSocket() {
+  socket_read_ = true;
+  socket_.async_read_some(asio::buffer(socket_buffer_), [this](asio::error_code ec, size_t n) {
+    socket_read_ = false;
+    if (failed_) {
+      MaybeRelease();
+      return;
+    }
+    out_.Clear();
+    if (ec == asio::error::eof) {
+      out_.set_fin(true);
+      up_fin_sent_ = true;
+    } else if (ec) {
+      Fail("socket read failed: " + ec.message());
+      MaybeRelease();
+      return;
+    } else {
+      out_.set_data(socket_buffer_.data(), n);
+      stats_.bytes_from_socket += n;
+    }
+    grpc_write_ = true;
+    StartWrite(&out_);
+    MaybeRelease();
+  });
+}
+
+void SocketBridge::Fail(const std::string& why) {
+  if (failed_ || released_) {
+    return;
+  }
+  failed_ = true;
+  if (stats_.error.empty()) {
+    stats_.error = why;
+  }
+  context_.TryCancel();
+  asio::error_code ec;
+  socket_.close(ec);
+}
+
+void SocketBridge::MaybeRelease() {
+  bool finished = failed_ || (up_done_ && down_done_);
+  if (released_ || !finished || grpc_read_ || grpc_write_ || socket_read_ || socket_write_) {
+    return;
+  }
+  released_ = true;
+  asio::error_code ec;
+  socket_.close(ec);
+  // Last statement touching `this`: OnDone (which deletes) may follow at once.
+  RemoveHold();
+}
+
+}  // namespace drawbridge::tunnel
+
+namespace drawbridge::tunnel {
+
+void BridgeSet::Add(const std::shared_ptr<SocketBridge>& bridge) {
+  absl::MutexLock lock(&mu_);
+  bridges_[bridge.get()] = bridge;
+}
+
+void BridgeSet::Remove(const SocketBridge* bridge) {
+  absl::MutexLock lock(&mu_);
+  bridges_.erase(bridge);
+}
+
+size_t BridgeSet::size() const {
+  absl::MutexLock lock(&mu_);
+  return bridges_.size();
+}
+
+bool BridgeSet::CancelAllAndWait(std::chrono::milliseconds timeout) {
+  std::vector<std::shared_ptr<SocketBridge>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [ptr, weak] : bridges_) {
+      if (auto b = weak.lock()) {
+        live.push_back(std::move(b));
+      }
+    }
+  }
+  for (auto& b : live) {
+    b->Cancel();
+  }
+  live.clear();
+  absl::MutexLock lock(&mu_);
+  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return bridges_.empty(); };
+  return mu_.AwaitWithTimeout(absl::Condition(&empty), absl::Milliseconds(timeout.count()));
+}
+
+}  // namespace drawbridge::tunnel

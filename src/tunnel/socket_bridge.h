@@ -1,0 +1,131 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <asio.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "drawbridge/v1/tunnel.grpc.pb.h"
+
+namespace drawbridge::tunnel {
+
+class BridgeSet;
+
+// Bytes read from a socket per frame. Frames carry at most kMaxFrameBytes.
+inline constexpr size_t kChunkBytes = 32 * 1024;
+inline constexpr size_t kMaxFrameBytes = 64 * 1024;
+
+struct BridgeStats {
+  uint64_t bytes_from_socket = 0;  // sent up the stream
+  uint64_t bytes_to_socket = 0;    // received from the stream
+  v1::DialCode result = v1::DIAL_OK;
+  grpc::Status status;
+  std::string error;  // first local error, if any
+};
+
+// Carries one TCP socket over one gRPC bidi stream, as the calling side of
+// Tunnel.Dial (client) or Tunnel.Accept (agent).
+//
+// Flow control: each direction is a strict relay. One socket read of at most
+// kChunkBytes, then one gRPC write; the next socket read starts only when that
+// write completed (gRPC applies HTTP/2 flow control). Likewise one gRPC read,
+// then one socket write, then the next read. So memory per connection is bounded
+// by two chunks and backpressure runs end to end.
+//
+// Threads: every state change runs on the socket's strand; gRPC reactions only
+// post to it. gRPC calls are made from the strand without locks (a reaction may
+// run inline inside them). A hold keeps the call alive until no operation is in
+// flight; then the socket is closed and the object deletes itself after OnDone.
+class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
+                           public std::enable_shared_from_this<SocketBridge> {
+ public:
+  using Bind =
+      std::function<void(grpc::ClientContext*, grpc::ClientBidiReactor<v1::Frame, v1::Frame>*)>;
+
+  struct Options {
+    v1::Frame open;  // first frame sent
+    // Dial: wait for the server's DialResult before moving data. `on_result`
+    // returns the bytes to write to the socket first (a CONNECT or SOCKS5 reply);
+    // when the result is not OK they are written and the socket is closed.
+    bool expect_result = false;
+    std::function<std::string(const v1::DialResult&)> on_result;
+    std::string initial_payload;  // bytes already read from the socket (sent first)
+    std::function<void(const BridgeStats&)> on_done;  // once, at the very end
+    class BridgeSet* set = nullptr;                   // if set, the bridge is in it while live
+  };
+
+  // The socket's executor must be a strand (asio::make_strand). `bind` attaches
+  // the reactor to a call, e.g. stub->async()->Dial(ctx, reactor).
+  // The bridge keeps itself alive until the call is done; the returned pointer
+  // is only needed to Cancel it.
+  static std::shared_ptr<SocketBridge> Start(asio::ip::tcp::socket socket, Options options,
+                                             Bind bind);
+
+  // Ends the connection (shutdown): cancels the stream and closes the socket.
+  void Cancel();
+
+  void OnWriteDone(bool ok) override;
+  void OnReadDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+
+ private:
+  SocketBridge(asio::ip::tcp::socket socket, Options options);
+
+  template <typename Fn>
+  void OnStrand(Fn fn) {
+    asio::post(socket_.get_executor(), std::move(fn));
+  }
+  void Begin(Bind bind);
+  void HandleWriteDone(bool ok);
+  void HandleReadDone(bool ok);
+  void StartPumps();
+  void ReadSocket();
+  void WriteFrame();
+  void Fail(const std::string& why);
+  void MaybeRelease();
+
+  asio::ip::tcp::socket socket_;
+  Options options_;
+  grpc::ClientContext context_;
+  v1::Frame out_;  // frame being written
+  v1::Frame in_;   // frame being read
+  std::string socket_buffer_;
+  std::string reply_;  // bytes written to the socket before the pumps start
+  BridgeStats stats_;
+
+  bool open_sent_ = false;
+  bool result_ok_ = false;  // Dial: OK result received (Accept: always)
+  bool pumps_started_ = false;
+  bool up_fin_sent_ = false;  // socket EOF forwarded
+  bool up_done_ = false;      // ... and acknowledged by the stream
+  bool down_done_ = false;    // fin received, socket write side shut
+  bool failed_ = false;
+  bool closing_ = false;    // result not OK: write the reply, then close
+  bool grpc_read_ = false;  // operations in flight
+  bool grpc_write_ = false;
+  bool socket_read_ = false;
+  bool socket_write_ = false;
+  bool released_ = false;
+  std::shared_ptr<SocketBridge> self_;  // dropped after OnDone
+};
+
+// Live bridges of one owner (agent or client), to cancel them all on shutdown.
+class BridgeSet {
+ public:
+  void Add(const std::shared_ptr<SocketBridge>& bridge);
+  void Remove(const SocketBridge* bridge);
+  size_t size() const;
+  // Cancels every live bridge and waits up to `timeout` for them to finish.
+  bool CancelAllAndWait(std::chrono::milliseconds timeout);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<const SocketBridge*, std::weak_ptr<SocketBridge>> bridges_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace drawbridge::tunnel
