@@ -24,6 +24,13 @@ grpc::ChannelArguments ArgsFor(const pki::Credential& credential) {
   // Separate channels must not share a subchannel (and so a TLS connection):
   // each certificate generation needs its own connection.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // After a server restart, reconnect within seconds rather than gRPC's default
+  // of up to two minutes; keepalive notices a silently dead connection.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   return args;
 }
 

@@ -44,6 +44,7 @@ AgentRegistry::Choice AgentRegistry::Pick(const policy::Policy& policy, const st
                                           const AgentInstance* exclude, int64_t now_ms) const {
   std::vector<std::shared_ptr<AgentInstance>> eligible;
   bool any_allowed_identity = false;
+  bool any_healthy = false;
   for (const auto& inst : Snapshot()) {
     if (!selector.empty() && inst->identity() != selector) {
       continue;
@@ -52,18 +53,27 @@ AgentRegistry::Choice AgentRegistry::Pick(const policy::Policy& policy, const st
       continue;
     }
     any_allowed_identity = true;
-    if (inst.get() == exclude || !inst->Advertises(d) ||
-        inst->ejected_until_ms.load(std::memory_order_relaxed) > now_ms) {
+    if (inst.get() == exclude || inst->ejected_until_ms.load(std::memory_order_relaxed) > now_ms) {
+      continue;
+    }
+    any_healthy = true;
+    if (!inst->Advertises(d)) {
       continue;
     }
     eligible.push_back(inst);
   }
   Choice choice;
   if (eligible.empty()) {
-    choice.code = v1::DIAL_NO_AGENT;
-    choice.reason = any_allowed_identity
-                        ? common::StrCat("no healthy agent instance advertises ", d.ToString())
-                        : common::StrCat("no connected agent may serve ", d.ToString());
+    if (any_healthy) {
+      // Agents are there, but their own allowlists exclude it: the customer said no.
+      choice.code = v1::DIAL_DENIED_AGENT;
+      choice.reason = common::StrCat("no agent's allowlist includes ", d.ToString());
+    } else {
+      choice.code = v1::DIAL_NO_AGENT;
+      choice.reason = any_allowed_identity
+                          ? common::StrCat("no healthy agent instance may serve ", d.ToString())
+                          : common::StrCat("no connected agent may serve ", d.ToString());
+    }
     return choice;
   }
   // Power of two choices: cheap, and avoids herding onto one "least loaded" agent.
