@@ -1,20 +1,23 @@
+// `drawbridge demo`: everything on loopback in one process, with a private HTTP
+// server that only the agent may reach.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
+#include "agent/agent.h"
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "client/client.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/process.h"
 #include "common/strings.h"
-#include "drawbridge/v1/admin.grpc.pb.h"
-#include "drawbridge/v1/diagnostics.grpc.pb.h"
-#include "enroll/cert_manager.h"
 #include "pki/credential.h"
 #include "pki/keys.h"
 #include "server/data_dir.h"
@@ -23,120 +26,238 @@
 namespace drawbridge::cli {
 namespace {
 
-// A free loopback port (the kernel picks; we release it for the server to take).
-int FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+int ListenLoopback(int* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 64) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return -1;
   }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+int FreeLoopbackPort() {
+  int port = 0;
+  int fd = ListenLoopback(&port);
   ::close(fd);
   return port;
 }
 
+// The "private" service: answers every request with one line and closes.
+class PrivateHttpServer {
+ public:
+  PrivateHttpServer() {
+    fd_ = ListenLoopback(&port_);
+    thread_ = std::thread([this] {
+      while (true) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) {
+          return;
+        }
+        char buf[4096];
+        (void)::recv(c, buf, sizeof(buf), 0);
+        std::string body = common::StrCat("Hello from the private network! (127.0.0.1:", port_,
+                                          ", reached through the Drawbridge tunnel)\n");
+        std::string reply = common::StrCat(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ", body.size(),
+            "\r\nConnection: close\r\n\r\n", body);
+        (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+        ::close(c);
+      }
+    });
+  }
+  ~PrivateHttpServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// What `curl -p -x http://PROXY http://TARGET/` does: CONNECT, then GET.
+std::string FetchThroughProxy(int proxy_port, const std::string& target) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(proxy_port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "(cannot connect to the client proxy)";
+  }
+  std::string request =
+      common::StrCat("CONNECT ", target, " HTTP/1.1\r\nHost: ", target,
+                     "\r\n\r\nGET / HTTP/1.1\r\nHost: ", target, "\r\nConnection: close\r\n\r\n");
+  (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string Indent(const std::string& text) {
+  std::string out = "    | ";
+  for (char c : text) {
+    if (c == '\r') {
+      continue;
+    }
+    out.push_back(c);
+    if (c == '\n') {
+      out += "    | ";
+    }
+  }
+  return out;
+}
+
 void Step(const char* text) { std::printf("\n==> %s\n", text); }
 
+absl::StatusOr<pki::Credential> NewIdentity(server::Server& srv, const pki::Credential& admin,
+                                            const std::string& identity,
+                                            const std::string& out_path) {
+  auto key = pki::GenerateKey(pki::KeyAlgorithm::kEs256);
+  if (!key.ok()) {
+    return key.status();
+  }
+  pki::Credential c = admin;
+  c.identity = *pki::ParseIdentity(identity);
+  c.key_id = *pki::KeyIdOf(key->get());
+  c.private_key_pem = *pki::PrivateKeyToPem(key->get());
+  absl::Status s = srv.directory()->CreateIdentity(
+      {identity, true, {}, 0, 0},
+      {c.key_id, identity, "ES256", *pki::PublicKeyToPem(key->get()), 0, 0});
+  if (s.ok()) {
+    s = pki::SaveCredentialFile(out_path, c);
+  }
+  if (!s.ok()) {
+    return s;
+  }
+  return c;
+}
+
 int RunDemo(bool wait) {
-  // The walk-through narrates; the server's own log shows only warnings (refusals).
-  common::SetLogLevel(common::LogLevel::kWarn);
   if (absl::Status s = common::MakeNonDumpable(); !s.ok()) {
     return Fail(s);
   }
+  // The walk-through narrates; the components log warnings only (refusals).
+  common::SetLogLevel(common::LogLevel::kWarn);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep narration and warnings in order
   std::string dir = common::StrCat(std::filesystem::temp_directory_path().string(),
                                    "/drawbridge-demo-", ::getpid());
   std::string data = dir + "/server";
-  int port = FreeLoopbackPort();
-  Step("server init: root and intermediate CA (keys sealed with AES-256-GCM), admin credential");
+  PrivateHttpServer private_http;
+  const int server_port = FreeLoopbackPort();
+  const int proxy_port = FreeLoopbackPort();
+  const int denied_port = FreeLoopbackPort();
+  const std::string private_target = common::StrCat("127.0.0.1:", private_http.port());
+  const std::string denied_target = common::StrCat("127.0.0.1:", denied_port);
+
+  Step("server init: root + intermediate CA (keys sealed with AES-256-GCM), admin credential");
   server::InitOptions init;
   init.data_dir = data;
   init.trust_domain = "demo.drawbridge.local";
-  init.listen = common::StrCat("127.0.0.1:", port);
+  init.listen = common::StrCat("127.0.0.1:", server_port);
   if (absl::Status s = server::InitDataDir(init); !s.ok()) {
     return Fail(s);
   }
-  std::printf("    data dir %s\n", data.c_str());
+  std::string policy = common::StrCat(
+      "rules:\n  - name: demo-client-to-private-web\n    clients: [\"client/demo\"]\n"
+      "    agents: [\"agent/demo\"]\n    destinations: [\"",
+      private_target, "\"]\n");
+  if (absl::Status s = common::WriteFileAtomic(dir + "/policy.yaml", policy, 0600); !s.ok()) {
+    return Fail(s);
+  }
+  std::printf("    data dir %s\n    policy: client/demo may reach %s through agent/demo\n",
+              data.c_str(), private_target.c_str());
 
-  Step("server: TLS 1.3 only; Enroll without a certificate, everything else needs one");
-  server::ServerOptions opts;
-  opts.data_dir = data;
-  auto srv = server::Server::Start(opts);
+  Step("server: TLS 1.3 only, one port for enrollment, agents and clients");
+  server::ServerOptions sopts;
+  sopts.data_dir = data;
+  sopts.policy_file = dir + "/policy.yaml";
+  auto srv = server::Server::Start(sopts);
   if (!srv.ok()) {
     return Fail(srv.status());
   }
-
-  Step("admin enrolls with admin.json and creates agent/demo-agent");
-  server::DataDir paths(data);
-  auto admin_cred = pki::LoadCredentialFile(paths.admin_credential);
-  if (!admin_cred.ok()) {
-    return Fail(admin_cred.status());
-  }
-  auto admin = enroll::CertManager::Create({.credential = *admin_cred});
+  std::printf("    listening on 127.0.0.1:%d\n", server_port);
+  auto admin = pki::LoadCredentialFile(server::DataDir(data).admin_credential);
   if (!admin.ok()) {
     return Fail(admin.status());
   }
-  auto agent_key = pki::GenerateKey(pki::KeyAlgorithm::kEs256);
-  pki::Credential agent_cred = *admin_cred;
-  agent_cred.identity = *pki::ParseIdentity("agent/demo-agent");
-  agent_cred.key_id = *pki::KeyIdOf(agent_key->get());
-  agent_cred.private_key_pem = *pki::PrivateKeyToPem(agent_key->get());
-  std::string agent_path = dir + "/agent.json";
-  if (absl::Status s = pki::SaveCredentialFile(agent_path, agent_cred); !s.ok()) {
-    return Fail(s);
-  }
-  auto stub = v1::Admin::NewStub((*admin)->Channel());
-  {
-    v1::CreateIdentityRequest req;
-    req.set_identity("agent/demo-agent");
-    req.set_public_key_pem(*pki::PublicKeyToPem(agent_key->get()));
-    v1::CreateIdentityResponse resp;
-    grpc::ClientContext ctx;
-    grpc::Status st = stub->CreateIdentity(&ctx, req, &resp);
-    if (!st.ok()) {
-      return Fail(st.error_message());
-    }
-    std::printf("    created %s, key %s, credential %s\n", resp.identity().identity().c_str(),
-                resp.key().key_id().c_str(), agent_path.c_str());
+  auto agent_cred = NewIdentity(**srv, *admin, "agent/demo", dir + "/agent.json");
+  auto client_cred = NewIdentity(**srv, *admin, "client/demo", dir + "/client.json");
+  if (!agent_cred.ok() || !client_cred.ok()) {
+    return Fail(agent_cred.ok() ? client_cred.status() : agent_cred.status());
   }
 
-  Step("agent enrolls: fresh in-memory TLS key, signed one-time token, 1-hour certificate");
-  auto agent = enroll::CertManager::Create({.credential = agent_cred});
+  Step("agent: enrolls (in-memory TLS key, 1-hour certificate) and dials OUT to the server");
+  agent::AgentOptions aopts;
+  aopts.credential = *agent_cred;
+  aopts.allow = {common::StrCat("127.0.0.1/32:", private_http.port())};
+  auto agent = agent::Agent::Start(aopts);
   if (!agent.ok()) {
     return Fail(agent.status());
   }
-  auto snap = (*agent)->Current();
-  std::printf("    certificate %s for %s, expires %s\n", snap.serial.c_str(),
-              snap.spiffe_id.c_str(), FormatTime(snap.not_after).c_str());
-
-  Step("the admin disables agent/demo-agent; its next enrollment is refused");
-  {
-    v1::SetIdentityEnabledRequest req;
-    req.set_identity("agent/demo-agent");
-    req.set_enabled(false);
-    v1::IdentityInfo resp;
-    grpc::ClientContext ctx;
-    (void)stub->SetIdentityEnabled(&ctx, req, &resp);
+  if (!(*agent)->WaitConnected(std::chrono::seconds(10))) {
+    return Fail("the agent did not connect to the server");
   }
-  absl::Status refused = (*agent)->RenewNow();
-  std::printf("    refused as expected: %s\n", std::string(refused.message()).c_str());
-  if (refused.ok()) {
-    return Fail("a disabled identity enrolled: this is a bug");
-  }
+  std::printf("    agent/demo connected; its own allowlist: %s\n", aopts.allow[0].c_str());
 
+  Step("client: HTTP CONNECT + SOCKS5 proxy for the application");
+  client::ClientOptions copts;
+  copts.credential = *client_cred;
+  copts.listen = common::StrCat("127.0.0.1:", proxy_port);
+  auto client = client::Client::Start(copts);
+  if (!client.ok()) {
+    return Fail(client.status());
+  }
+  std::printf("    proxy on 127.0.0.1:%d\n", proxy_port);
+
+  Step(common::StrCat("request through the tunnel: GET http://", private_target, "/").c_str());
+  std::string allowed = FetchThroughProxy(proxy_port, private_target);
+  std::printf("%s\n", Indent(allowed).c_str());
+  bool allowed_ok = allowed.find("Hello from the private network") != std::string::npos;
+
+  Step(common::StrCat("a request the policy does not allow: ", denied_target).c_str());
+  std::string denied = FetchThroughProxy(proxy_port, denied_target);
+  std::printf("%s\n", Indent(denied).c_str());
+  bool denied_ok = denied.rfind("HTTP/1.1 403", 0) == 0;
+
+  std::printf("\n%s\n", allowed_ok && denied_ok
+                            ? "Demo OK: the allowed request went through, the other was denied."
+                            : "Demo FAILED: see above.");
+  if (!allowed_ok || !denied_ok) {
+    return kExitFailed;
+  }
   std::printf(
       "\nTry it yourself while this runs (Ctrl-C to stop):\n"
-      "  ./build/drawbridge admin --credentials %s identity list\n"
-      "  ./build/drawbridge admin --credentials %s identity enable agent/demo-agent\n"
-      "  ./build/drawbridge check --credentials %s\n",
-      paths.admin_credential.c_str(), paths.admin_credential.c_str(), agent_path.c_str());
+      "  curl -p -x http://127.0.0.1:%d http://%s/\n"
+      "  curl --socks5-hostname 127.0.0.1:%d http://%s/\n"
+      "  ./build/drawbridge admin --credentials %s/admin.json identity list\n",
+      proxy_port, private_target.c_str(), proxy_port, private_target.c_str(), data.c_str());
+  std::fflush(stdout);
   if (wait) {
     BlockTerminationSignals();
     WaitForTerminationSignal();
   }
+  (*client)->Stop();
+  (*agent)->Stop();
   (*srv)->Shutdown(std::chrono::milliseconds(1000));
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
@@ -147,7 +268,10 @@ int RunDemo(bool wait) {
 
 void RegisterDemoCommand(CLI::App& app, Action* run) {
   auto no_wait = std::make_shared<bool>(false);
-  auto* demo = app.add_subcommand("demo", "Run a server on loopback and walk through enrollment");
+  auto* demo =
+      app.add_subcommand("demo",
+                         "Server, agent, client and a private HTTP server on loopback; one request "
+                         "through the tunnel, one denied");
   demo->add_flag("--no-wait", *no_wait,
                  "Exit after the walk-through instead of waiting for Ctrl-C");
   demo->callback([=] { *run = [=] { return RunDemo(!*no_wait); }; });

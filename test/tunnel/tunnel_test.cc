@@ -2,6 +2,7 @@
 // client proxy on loopback, with TCP backends and plain blocking sockets as the
 // application.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/sha.h>
 #include <sys/resource.h>
@@ -11,8 +12,6 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "agent/agent.h"
 #include "client/client.h"
@@ -98,8 +97,8 @@ std::string RecvUntilEof(int fd) {
 int ConnectVia(int proxy_port, const std::string& target, int* status) {
   int fd = Connect(proxy_port);
   *status = 0;
-  if (fd < 0 || !SendAll(fd, common::StrCat("CONNECT ", target, " HTTP/1.1\r\nHost: ", target,
-                                            "\r\n\r\n"))) {
+  if (fd < 0 ||
+      !SendAll(fd, common::StrCat("CONNECT ", target, " HTTP/1.1\r\nHost: ", target, "\r\n\r\n"))) {
     return -1;
   }
   std::string head;
@@ -162,9 +161,7 @@ class Backend {
   std::vector<std::thread> threads_;
 };
 
-std::string Sha256Hex(const std::string& data) {
-  return common::HexEncode(pki::Sha256(data));
-}
+std::string Sha256Hex(const std::string& data) { return common::HexEncode(pki::Sha256(data)); }
 
 // ---- fixture ------------------------------------------------------------------
 
@@ -211,12 +208,11 @@ class TunnelTest : public ::testing::Test {
     c.private_key_pem = *pki::PrivateKeyToPem(key.get());
     auto existing = server_->directory()->GetIdentity(identity);
     absl::Status s =
-        existing.ok()
-            ? server_->directory()->AddKey({c.key_id, identity, "ES256",
-                                            *pki::PublicKeyToPem(key.get()), 1, 0})
-            : server_->directory()->CreateIdentity(
-                  {identity, true, {}, 1, 1},
-                  {c.key_id, identity, "ES256", *pki::PublicKeyToPem(key.get()), 1, 0});
+        existing.ok() ? server_->directory()->AddKey(
+                            {c.key_id, identity, "ES256", *pki::PublicKeyToPem(key.get()), 1, 0})
+                      : server_->directory()->CreateIdentity(
+                            {identity, true, {}, 1, 1},
+                            {c.key_id, identity, "ES256", *pki::PublicKeyToPem(key.get()), 1, 0});
     EXPECT_TRUE(s.ok()) << s;
     return c;
   }
