@@ -521,20 +521,15 @@ section "5. agent allowlist denies what the policy allows"
 # ---------------------------------------------------------------------------
 # 127.0.0.1:DENY_PORT is in the policy but not in agent/a1's --allow list. The server
 # routes only to agents whose advertised allowlist covers the destination (DESIGN §3), so
-# it refuses before asking the agent; the proxy maps "no agent serves this" to 503
-# (src/client/proxy_protocol.h). What matters: nothing reaches the backend.
-code=$(connect_code "http://127.0.0.1:$DENY_PORT/index.html")
-if [[ $code == 403 || $code == 503 ]]; then
-  pass "CONNECT 127.0.0.1:$DENY_PORT (policy yes, agent allowlist no) is refused ($code)"
-else
-  fail "CONNECT 127.0.0.1:$DENY_PORT (policy yes, agent allowlist no) is refused" \
-    "got CONNECT status $code, want 403 or 503"
-fi
-expect_fail "SOCKS5 127.0.0.1:$DENY_PORT fails" \
+# it refuses on the agent's behalf (denied_agent) without asking it; the agent's own
+# enforcement (agent.refused) is exercised by the DNS-rebinding case in section 6.
+expect_eq "CONNECT 127.0.0.1:$DENY_PORT (policy yes, agent allowlist no) gets 403" \
+  "$(connect_code "http://127.0.0.1:$DENY_PORT/index.html")" 403
+expect_exit "SOCKS5 127.0.0.1:$DENY_PORT fails with curl exit 97" 97 \
   curl -sS --max-time 30 --socks5 "127.0.0.1:$PROXY_PORT" "http://127.0.0.1:$DENY_PORT/index.html"
 expect_not_contains "  ... and the output has no token from that backend" "$LAST" "$TOKEN3"
-expect_contains "  ... server log: dial.refused for 127.0.0.1:$DENY_PORT (no_agent or denied_agent)" \
-  "$SERVER_LOG" "dial\\.refused .*destination=127\\.0\\.0\\.1:$DENY_PORT .*result=(no_agent|denied_agent)"
+expect_eq "  ... server log: 2 x dial.refused for 127.0.0.1:$DENY_PORT with denied_agent" \
+  "$(count_matches "$SERVER_LOG" "dial\\.refused .*destination=127\\.0\\.0\\.1:$DENY_PORT .*result=denied_agent")" 2
 expect_eq "  ... the DENY_PORT backend received no request" \
   "$(count_matches "$WORK/http3.log" '"GET ')" "$HTTP3_GETS"
 expect_not_contains "  ... agent/a1 never connected to it" "$AGENT1_LOG" \
