@@ -46,6 +46,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.max_token_lifetime_seconds < 1 || c.max_token_lifetime_seconds > 300) {
     return absl::InvalidArgumentError("max_token_lifetime_seconds must be between 1 and 300");
   }
+  if (c.idle_timeout_seconds < 1 || c.idle_timeout_seconds > 7 * 86400) {
+    return absl::InvalidArgumentError("idle_timeout_seconds must be between 1 and 604800");
+  }
   return absl::OkStatus();
 }
 
@@ -72,6 +75,8 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
         c.max_clock_skew_seconds = v.as<int64_t>();
       } else if (key == "max_token_lifetime_seconds") {
         c.max_token_lifetime_seconds = v.as<int64_t>();
+      } else if (key == "idle_timeout_seconds") {
+        c.idle_timeout_seconds = v.as<int64_t>();
       } else {
         return absl::InvalidArgumentError(common::StrCat(path, ": unknown setting \"", key, "\""));
       }
@@ -99,7 +104,9 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "# Lifetime of issued certificates (at most 86400). Renewal starts at half-life.\n",
       "certificate_lifetime_seconds: ", c.certificate_lifetime_seconds, "\n",
       "max_clock_skew_seconds: ", c.max_clock_skew_seconds, "\n",
-      "max_token_lifetime_seconds: ", c.max_token_lifetime_seconds, "\n");
+      "max_token_lifetime_seconds: ", c.max_token_lifetime_seconds, "\n",
+      "# A tunneled connection with no data either way for this long is closed.\n",
+      "idle_timeout_seconds: ", c.idle_timeout_seconds, "\n");
   return common::WriteFileAtomic(path, text, 0600);
 }
 

@@ -15,6 +15,7 @@ struct ServerConfig {
   int64_t certificate_lifetime_seconds = 3600;
   int64_t max_clock_skew_seconds = 60;
   int64_t max_token_lifetime_seconds = 300;
+  int64_t idle_timeout_seconds = 3600;  // tunneled connection with no data either way
 };
 
 inline constexpr int64_t kMaxCertificateLifetimeSeconds = 24 * 3600;

@@ -46,8 +46,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   } else {
     common::LogWarn("policy.empty", {{"effect", "no --policy given: every dial is denied"}});
   }
-  s->tunnel_ = std::make_unique<TunnelService>(ctx, s->policy_.get(), &s->registry_,
-                                               TunnelOptions{.dial_timeout = options.dial_timeout});
+  s->tunnel_ = std::make_unique<TunnelService>(
+      ctx, s->policy_.get(), &s->registry_,
+      TunnelOptions{
+          .dial_timeout = options.dial_timeout,
+          .idle_timeout = options.idle_timeout_override.count() > 0
+                              ? options.idle_timeout_override
+                              : std::chrono::milliseconds(s->config_.idle_timeout_seconds * 1000)});
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   tls.pem_root_certs = s->pki_.ca->TrustBundlePem();

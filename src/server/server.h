@@ -30,6 +30,8 @@ struct ServerOptions {
   const common::Clock* clock = common::Clock::Real();
   int worker_threads = 2;
   std::chrono::milliseconds dial_timeout{10000};
+  // Test hook: overrides the configured idle timeout when > 0.
+  std::chrono::milliseconds idle_timeout_override{0};
 };
 
 // The broker: one TLS 1.3 gRPC port serving Enrollment (no client certificate

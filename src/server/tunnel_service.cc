@@ -96,6 +96,8 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
 
   void Route(const AgentInstance* exclude) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnTimeout(int attempt);
+  void ArmIdleTimer(std::chrono::steady_clock::duration after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnIdleCheck();
   void WriteResult(v1::DialCode code, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Abort(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -125,6 +127,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   v1::DialCode result_ ABSL_GUARDED_BY(mu_) = v1::DIAL_OK;
   std::unique_ptr<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_activity_ ABSL_GUARDED_BY(mu_);
 };
 
 class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
@@ -335,6 +338,35 @@ void TunnelSession::OnTimeout(int attempt) {
   }
 }
 
+void TunnelSession::ArmIdleTimer(std::chrono::steady_clock::duration after) {
+  alarm_ = std::make_unique<grpc::Alarm>();
+  std::weak_ptr<TunnelSession> weak = shared_from_this();
+  alarm_->Set(std::chrono::system_clock::now() +
+                  std::chrono::duration_cast<std::chrono::system_clock::duration>(after),
+              [weak](bool fired) {
+                if (!fired) {
+                  return;
+                }
+                if (auto self = weak.lock()) {
+                  self->OnIdleCheck();
+                }
+              });
+}
+
+void TunnelSession::OnIdleCheck() {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kSpliced) {
+    return;
+  }
+  auto idle = std::chrono::steady_clock::now() - last_activity_;
+  auto limit = service_->options().idle_timeout;
+  if (idle >= limit) {
+    Abort("idle timeout");
+  } else {
+    ArmIdleTimer(limit - idle);
+  }
+}
+
 void TunnelSession::AgentFailed(const AgentInstance* instance, v1::DialCode code,
                                 const std::string& message) {
   absl::MutexLock lock(&mu_);
@@ -407,6 +439,7 @@ void TunnelSession::OnRead(Side side, bool ok) {
     return;
   }
   v1::Frame& frame = read_[side];
+  last_activity_ = std::chrono::steady_clock::now();
   if (frame.data().size() > kMaxFrameBytes) {
     Abort("oversized frame");
     return;
@@ -438,6 +471,8 @@ void TunnelSession::OnWrite(Side side, bool ok) {
       return;
     }
     state_ = State::kSpliced;
+    last_activity_ = std::chrono::steady_clock::now();
+    ArmIdleTimer(service_->options().idle_timeout);
     StartReadOn(kClient);
     StartReadOn(kAgent);
     return;

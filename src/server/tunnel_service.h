@@ -15,7 +15,8 @@ class TunnelSession;
 
 struct TunnelOptions {
   std::chrono::milliseconds dial_timeout{10000};
-  std::chrono::milliseconds eject_for{30000};  // a failing agent instance rests this long
+  std::chrono::milliseconds eject_for{30000};       // a failing agent instance rests this long
+  std::chrono::milliseconds idle_timeout{3600000};  // no data either way for this long: close
 };
 
 // Tunnel.Control (agents), Tunnel.Dial (clients) and Tunnel.Accept (agents).

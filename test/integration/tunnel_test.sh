@@ -128,21 +128,6 @@ expect_ok() {
   fi
 }
 
-# expect_fail NAME CMD...: CMD must exit non-zero (a timeout does not count).
-expect_fail() {
-  local name=$1
-  shift
-  run "$@"
-  if [[ $LAST_RC -eq 124 ]]; then
-    fail "$name" "timed out after ${CMD_TIMEOUT}s: $*"
-  elif [[ $LAST_RC -ne 0 ]]; then
-    pass "$name"
-  else
-    fail "$name" "expected a non-zero exit, got 0: $*"
-    show_last
-  fi
-}
-
 # expect_exit NAME CODE CMD...: CMD must exit with exactly CODE.
 expect_exit() {
   local name=$1 code=$2

@@ -192,6 +192,7 @@ class TunnelTest : public ::testing::Test {
     opts.data_dir = dir_.File("data");
     opts.policy_file = dir_.File("policy.yaml");
     opts.dial_timeout = std::chrono::seconds(3);
+    opts.idle_timeout_override = idle_timeout_;
     auto s = server::Server::Start(opts);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -265,6 +266,7 @@ class TunnelTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::chrono::milliseconds idle_timeout_{0};
   int port_ = 0;
   pki::Credential admin_;
   std::unique_ptr<server::Server> server_;
@@ -472,6 +474,24 @@ TEST_F(TunnelTest, StalledReaderKeepsMemoryBounded) {
   EXPECT_LT(last, 64 * kMiB);
   EXPECT_LT(rss_after - rss_before, 128 * 1024);
   stop = true;
+  ::close(fd);
+}
+
+TEST_F(TunnelTest, IdleConnectionsAreClosed) {
+  Backend quiet([](int fd) { RecvUntilEof(fd); });  // never sends
+  idle_timeout_ = std::chrono::milliseconds(700);
+  StartServer(AllowAllLoopback());
+  StartAgent("agent/a1", {"127.0.0.1/32:*"});
+  int proxy = StartClient();
+  int status = 0;
+  int fd = ConnectVia(proxy, common::StrCat("127.0.0.1:", quiet.port()), &status);
+  ASSERT_EQ(status, 200);
+  ASSERT_TRUE(SendAll(fd, "activity resets the timer"));
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(RecvUntilEof(fd), "");  // returns when the server closes the idle tunnel
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(500));
+  EXPECT_LT(waited, std::chrono::seconds(10));
   ::close(fd);
 }
 
