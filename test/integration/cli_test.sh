@@ -8,19 +8,11 @@
 # the server listens on a free loopback port and is killed on exit (even on failure).
 # Prints one line per check and ends with exactly "N passed, M failed"; exits 1 if M > 0.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: $0 PATH/TO/drawbridge" >&2
-  exit 2
-fi
-BIN=$(realpath -- "$1")
-if [[ ! -x $BIN ]]; then
-  echo "error: $BIN is not an executable" >&2
-  exit 2
-fi
-for tool in python3 openssl timeout realpath; do
-  command -v "$tool" >/dev/null || { echo "error: $tool is required" >&2; exit 2; }
-done
+parse_bin_arg "$@"
+require_tools python3 openssl timeout realpath
 
 # The environment must not leak an operator's settings into the test.
 unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE
@@ -28,6 +20,7 @@ unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/drawbridge-cli-test.XXXXXX")
 D="$WORK/data"           # the server's data directory
 OUT="$WORK/out"          # captured command outputs
+LAST="$OUT/last.txt"     # stdout+stderr of the most recent expect_* command
 SERVER_LOG="$WORK/server.log"
 SERVER_PID=""
 mkdir -p "$OUT"
@@ -45,56 +38,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------
-# Helpers
+# Helpers only this script uses (the shared ones are in lib.sh)
 # ---------------------------------------------------------------------------
-PASSED=0
-FAILED=0
-LAST="$OUT/last.txt"     # stdout+stderr of the most recent expect_* command
-LAST_RC=0
-CMD_TIMEOUT=60           # a hung command is a failure, never a hung test
-N=0
-
-pass() {
-  PASSED=$((PASSED + 1))
-  printf 'ok   - %s\n' "$1"
-}
-
-fail() {
-  FAILED=$((FAILED + 1))
-  printf 'FAIL - %s\n' "$1"
-  if [[ $# -gt 1 ]]; then
-    printf '       %s\n' "$2"
-  fi
-}
-
-# Shows the tail of the last command's output, indented (for failure diagnosis).
-show_last() {
-  if [[ -s $LAST ]]; then
-    sed -e 's/^/       | /' "$LAST" | tail -n 15
-  fi
-}
-
-# run CMD...: runs CMD with a timeout, output to $LAST (and a numbered copy), rc to $LAST_RC.
-run() {
-  N=$((N + 1))
-  LAST_RC=0
-  timeout "$CMD_TIMEOUT" "$@" </dev/null >"$LAST" 2>&1 || LAST_RC=$?
-  cp "$LAST" "$OUT/$(printf '%03d' "$N").txt"
-}
-
-# expect_ok NAME CMD...: CMD must exit 0.
-expect_ok() {
-  local name=$1
-  shift
-  run "$@"
-  if [[ $LAST_RC -eq 0 ]]; then
-    pass "$name"
-  else
-    fail "$name" "expected exit 0, got $LAST_RC: $*"
-    show_last
-  fi
-}
-
 # expect_fail NAME CMD...: CMD must exit non-zero (a timeout does not count).
 expect_fail() {
   local name=$1
@@ -107,56 +52,6 @@ expect_fail() {
   else
     fail "$name" "expected a non-zero exit, got 0: $*"
     show_last
-  fi
-}
-
-# expect_exit NAME CODE CMD...: CMD must exit with exactly CODE.
-expect_exit() {
-  local name=$1 code=$2
-  shift 2
-  run "$@"
-  if [[ $LAST_RC -eq $code ]]; then
-    pass "$name"
-  else
-    fail "$name" "expected exit $code, got $LAST_RC: $*"
-    show_last
-  fi
-}
-
-# _matches FILE|STRING PATTERN: extended-regex match against a file's content or a string.
-_matches() {
-  if [[ -f $1 ]]; then
-    grep -qE -- "$2" "$1"
-  else
-    grep -qE -- "$2" <<<"$1"
-  fi
-}
-
-# expect_contains NAME FILE|STRING PATTERN
-expect_contains() {
-  local name=$1 subject=$2 pattern=$3
-  if _matches "$subject" "$pattern"; then
-    pass "$name"
-  else
-    fail "$name" "no match for /$pattern/"
-    if [[ -f $subject ]]; then
-      sed -e 's/^/       | /' "$subject" | tail -n 15
-    else
-      printf '       | %s\n' "$subject"
-    fi
-  fi
-}
-
-# expect_not_contains NAME FILE|STRING PATTERN
-expect_not_contains() {
-  local name=$1 subject=$2 pattern=$3
-  if _matches "$subject" "$pattern"; then
-    fail "$name" "unexpected match for /$pattern/"
-    if [[ -f $subject ]]; then
-      grep -E -- "$pattern" "$subject" | head -n 5 | sed -e 's/^/       | /'
-    fi
-  else
-    pass "$name"
   fi
 }
 
@@ -183,50 +78,20 @@ expect_no_file() {
   if [[ -e $2 ]]; then fail "$1" "$2 exists"; else pass "$1"; fi
 }
 
-# expect_eq NAME GOT WANT
-expect_eq() {
-  if [[ $2 == "$3" ]]; then
-    pass "$1"
-  else
-    fail "$1" "got '$2', want '$3'"
-  fi
-}
-
 # skip NAME WHY: a check that cannot run because an earlier one failed (not counted).
 skip() {
   printf 'skip - %s (%s)\n' "$1" "$2"
 }
 
-section() { printf '\n## %s\n' "$1"; }
-
-summary_and_exit() {
-  printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
-  if [[ $FAILED -gt 0 ]]; then
-    exit 1
-  fi
-  exit 0
-}
-
 # A fatal failure: later checks would only produce noise.
 abort() {
   fail "$1" "${2:-aborting: later checks depend on this one}"
-  if [[ -s $SERVER_LOG ]]; then
-    echo "       server log:"
-    tail -n 20 "$SERVER_LOG" | sed -e 's/^/       | /'
-  fi
+  show_log "server log" "$SERVER_LOG" 20
   summary_and_exit
-}
-
-free_port() {
-  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
 }
 
 key_id_of() {
   python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["key_id"])' "$1"
-}
-
-count_matches() {  # count_matches FILE PATTERN (0 when none)
-  grep -cE -- "$2" "$1" || true
 }
 
 ADMIN=("$BIN" admin --credentials "$D/admin.json")

@@ -1,0 +1,175 @@
+# shellcheck shell=bash
+# Helpers shared by the integration tests (cli_test.sh, tunnel_test.sh). Sourced, not run:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Sourcing only defines functions and the defaults below; it starts nothing. The sourcing
+# script then sets:
+#   OUT   a directory for captured command outputs (run keeps a numbered copy of each)
+#   LAST  the file run writes the most recent command's stdout+stderr to ("$OUT/last.txt")
+# and may override any default below by assigning it after sourcing.
+
+PASSED=0
+FAILED=0
+LAST_RC=0                # exit status of the most recent run/expect_* command
+CMD_TIMEOUT=60           # a hung command is a failure, never a hung test
+N=0                      # how many commands run has run (numbers the copies in $OUT)
+USED_PORTS=" "           # every port free_port has handed out, space-separated
+
+# parse_bin_arg "$@": the script's arguments must be exactly PATH/TO/drawbridge, an
+# executable; sets BIN to its absolute path. Exits 2 otherwise.
+parse_bin_arg() {
+  if [[ $# -ne 1 ]]; then
+    echo "usage: $0 PATH/TO/drawbridge" >&2
+    exit 2
+  fi
+  BIN=$(realpath -- "$1")
+  if [[ ! -x $BIN ]]; then
+    echo "error: $BIN is not an executable" >&2
+    exit 2
+  fi
+}
+
+# require_tools TOOL...: every TOOL must be on PATH. Exits 2 otherwise.
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is required" >&2; exit 2; }
+  done
+}
+
+pass() {
+  PASSED=$((PASSED + 1))
+  printf 'ok   - %s\n' "$1"
+}
+
+fail() {
+  FAILED=$((FAILED + 1))
+  printf 'FAIL - %s\n' "$1"
+  if [[ $# -gt 1 ]]; then
+    printf '       %s\n' "$2"
+  fi
+}
+
+# Shows the tail of the last command's output, indented (for failure diagnosis).
+show_last() {
+  if [[ -s $LAST ]]; then
+    sed -e 's/^/       | /' "$LAST" | tail -n 15
+  fi
+}
+
+# Shows the tail of a log file, indented.
+show_log() {  # show_log TITLE FILE [LINES]
+  if [[ -s $2 ]]; then
+    echo "       $1:"
+    tail -n "${3:-10}" "$2" | sed -e 's/^/       | /'
+  fi
+}
+
+# run CMD...: runs CMD with a timeout, output to $LAST (and a numbered copy), rc to $LAST_RC.
+run() {
+  N=$((N + 1))
+  LAST_RC=0
+  timeout "$CMD_TIMEOUT" "$@" </dev/null >"$LAST" 2>&1 || LAST_RC=$?
+  cp "$LAST" "$OUT/$(printf '%03d' "$N").txt"
+}
+
+# expect_ok NAME CMD...: CMD must exit 0.
+expect_ok() {
+  local name=$1
+  shift
+  run "$@"
+  if [[ $LAST_RC -eq 0 ]]; then
+    pass "$name"
+  else
+    fail "$name" "expected exit 0, got $LAST_RC: $*"
+    show_last
+  fi
+}
+
+# expect_exit NAME CODE CMD...: CMD must exit with exactly CODE.
+expect_exit() {
+  local name=$1 code=$2
+  shift 2
+  run "$@"
+  if [[ $LAST_RC -eq $code ]]; then
+    pass "$name"
+  else
+    fail "$name" "expected exit $code, got $LAST_RC: $*"
+    show_last
+  fi
+}
+
+# _matches FILE|STRING PATTERN: extended-regex match against a file's content or a string.
+_matches() {
+  if [[ -f $1 ]]; then
+    grep -qE -- "$2" "$1"
+  else
+    grep -qE -- "$2" <<<"$1"
+  fi
+}
+
+# expect_contains NAME FILE|STRING PATTERN
+expect_contains() {
+  local name=$1 subject=$2 pattern=$3
+  if _matches "$subject" "$pattern"; then
+    pass "$name"
+  else
+    fail "$name" "no match for /$pattern/"
+    if [[ -f $subject ]]; then
+      sed -e 's/^/       | /' "$subject" | tail -n 15
+    else
+      printf '       | %s\n' "$subject"
+    fi
+  fi
+}
+
+# expect_not_contains NAME FILE|STRING PATTERN
+expect_not_contains() {
+  local name=$1 subject=$2 pattern=$3
+  if _matches "$subject" "$pattern"; then
+    fail "$name" "unexpected match for /$pattern/"
+    if [[ -f $subject ]]; then
+      grep -E -- "$pattern" "$subject" | head -n 5 | sed -e 's/^/       | /'
+    fi
+  else
+    pass "$name"
+  fi
+}
+
+# expect_eq NAME GOT WANT
+expect_eq() {
+  if [[ $2 == "$3" ]]; then
+    pass "$1"
+  else
+    fail "$1" "got '$2', want '$3'"
+  fi
+}
+
+section() { printf '\n## %s\n' "$1"; }
+
+# Prints the final "N passed, M failed" line; exits 1 if M > 0, else 0.
+summary_and_exit() {
+  printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
+  if [[ $FAILED -gt 0 ]]; then
+    exit 1
+  fi
+  exit 0
+}
+
+# free_port: a free loopback TCP port, distinct from every port handed out before.
+free_port() {
+  local p
+  while true; do
+    p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    if [[ $USED_PORTS != *" $p "* ]]; then
+      USED_PORTS+="$p "
+      echo "$p"
+      return
+    fi
+  done
+}
+
+count_matches() {  # count_matches FILE PATTERN (0 when none)
+  grep -cE -- "$2" "$1" 2>/dev/null || true
+}
