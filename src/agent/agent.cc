@@ -105,6 +105,15 @@ class Agent::ControlStream final
       agent_->SetConnected(true);  // the server acknowledges our hello
     } else if (in_.has_open()) {
       agent_->HandleOpen(in_.open());
+    } else if (in_.has_goaway()) {
+      common::LogInfo("agent.goaway", {{"reason", in_.goaway().reason().substr(0, 200)}});
+      context_.TryCancel();  // ends this stream; the control loop reconnects
+      {
+        absl::MutexLock lock(&mu_);
+        closed_ = true;
+      }
+      MaybeRelease();
+      return;
     }
     StartRead(&in_);
   }

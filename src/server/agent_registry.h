@@ -51,7 +51,7 @@ class AgentInstance {
 
   void Attach(ControlSender* sender);
   void Detach();
-  bool SendOpen(const v1::ControlMessage& message);
+  bool SendOpen(const v1::ControlMessage& message);  // any ControlMessage, really
 
  private:
   const std::string identity_;

@@ -104,6 +104,9 @@ Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   if (grpc_) {
+    if (tunnel_) {
+      tunnel_->SendGoaway();
+    }
     grpc_->Shutdown(std::chrono::system_clock::now() + grace);
     grpc_->Wait();
     grpc_.reset();

@@ -655,6 +655,23 @@ std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& con
   return session;
 }
 
+void TunnelService::SendGoaway() {
+  // Control streams may only be written from a gRPC callback (see ControlReactor);
+  // an immediate alarm gets us there from the caller's thread.
+  goaway_alarm_ = std::make_unique<grpc::Alarm>();
+  AgentRegistry* registry = registry_;
+  goaway_alarm_->Set(std::chrono::system_clock::now(), [registry](bool fired) {
+    if (!fired) {
+      return;
+    }
+    v1::ControlMessage goaway;
+    goaway.mutable_goaway()->set_reason("server shutting down");
+    for (const auto& instance : registry->Snapshot()) {
+      instance->SendOpen(goaway);
+    }
+  });
+}
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* TunnelService::Control(
     grpc::CallbackServerContext* context) {
   return new ControlReactor(this, context);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <grpcpp/alarm.h>
+
 #include <memory>
 #include <string>
 
@@ -44,11 +46,16 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   AgentRegistry* registry() const { return registry_; }
   const TunnelOptions& options() const { return options_; }
 
+  // Asks every connected agent to close its Control stream (server shutdown), so
+  // that only tunneled connections hold up a graceful stop. Any thread.
+  void SendGoaway();
+
  private:
   ServiceContext ctx_;
   PolicyHolder* policy_;
   AgentRegistry* registry_;
   TunnelOptions options_;
+  std::unique_ptr<grpc::Alarm> goaway_alarm_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<TunnelSession>> pending_ ABSL_GUARDED_BY(mu_);
 };
