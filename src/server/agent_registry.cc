@@ -22,6 +22,16 @@ bool AgentInstance::SendOpen(const v1::ControlMessage& message) {
   return sender_ != nullptr && sender_->Send(message);
 }
 
+bool AgentInstance::CancelIfKey(const std::string& key_id) {
+  absl::MutexLock lock(&mu_);
+  if (sender_ == nullptr || (!key_id.empty() && key_id != key_id_)) {
+    return false;
+  }
+  // Holding mu_ keeps the reactor alive: it detaches (under mu_) before finishing.
+  sender_->Cancel();
+  return true;
+}
+
 void AgentRegistry::Add(std::shared_ptr<AgentInstance> instance) {
   absl::MutexLock lock(&mu_);
   instances_.push_back(std::move(instance));

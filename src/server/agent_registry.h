@@ -20,6 +20,8 @@ class ControlSender {
   // Queues a message; false if the stream is closing. Call only from a gRPC
   // reaction (or an Alarm callback).
   virtual bool Send(const v1::ControlMessage& message) = 0;
+  // Cancels the stream (revocation). Same calling rule as Send.
+  virtual void Cancel() = 0;
 };
 
 // One connected agent process (an identity may run several for availability).
@@ -52,6 +54,10 @@ class AgentInstance {
   void Attach(ControlSender* sender);
   void Detach();
   bool SendOpen(const v1::ControlMessage& message);  // any ControlMessage, really
+  // Ends the Control stream if it was opened with a certificate of `key_id` (or
+  // any key when empty). Call only from a gRPC callback. Returns whether it did.
+  bool CancelIfKey(const std::string& key_id);
+  void set_key_id(std::string key_id) { key_id_ = std::move(key_id); }
 
  private:
   const std::string identity_;
@@ -61,6 +67,7 @@ class AgentInstance {
   const std::vector<std::string> advertised_;
   const policy::Allowlist allowlist_;
   const int64_t connected_since_;
+  std::string key_id_;  // of the certificate the Control stream was opened with
   absl::Mutex mu_;
   ControlSender* sender_ ABSL_GUARDED_BY(mu_) = nullptr;
 };

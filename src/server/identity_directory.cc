@@ -92,13 +92,34 @@ absl::Status IdentityDirectory::CreateIdentity(const store::IdentityRecord& iden
   return absl::OkStatus();
 }
 
+void IdentityDirectory::SetRevocationListener(RevocationListener listener) {
+  absl::MutexLock lock(&listener_mu_);
+  listener_ = std::move(listener);
+}
+
+void IdentityDirectory::NotifyRevoked(const std::string& identity, const std::string& key_id) {
+  RevocationListener listener;
+  {
+    absl::MutexLock lock(&listener_mu_);
+    listener = listener_;
+  }
+  if (listener) {
+    listener(identity, key_id);
+  }
+}
+
 absl::Status IdentityDirectory::SetEnabled(const std::string& identity, bool enabled, int64_t now) {
-  absl::MutexLock write(&write_mu_);
-  RETURN_IF_ERROR(store_->SetIdentityEnabled(identity, enabled, now));
-  absl::MutexLock lock(&mu_);
-  auto& rec = identities_[identity];
-  rec.enabled = enabled;
-  rec.updated_at = now;
+  {
+    absl::MutexLock write(&write_mu_);
+    RETURN_IF_ERROR(store_->SetIdentityEnabled(identity, enabled, now));
+    absl::MutexLock lock(&mu_);
+    auto& rec = identities_[identity];
+    rec.enabled = enabled;
+    rec.updated_at = now;
+  }
+  if (!enabled) {
+    NotifyRevoked(identity, "");
+  }
   return absl::OkStatus();
 }
 
@@ -112,10 +133,13 @@ absl::Status IdentityDirectory::AddKey(const store::KeyRecord& key) {
 
 absl::Status IdentityDirectory::RemoveKey(const std::string& identity, const std::string& key_id,
                                           int64_t now) {
-  absl::MutexLock write(&write_mu_);
-  RETURN_IF_ERROR(store_->RemoveKey(identity, key_id, now));
-  absl::MutexLock lock(&mu_);
-  keys_[key_id].removed_at = now;
+  {
+    absl::MutexLock write(&write_mu_);
+    RETURN_IF_ERROR(store_->RemoveKey(identity, key_id, now));
+    absl::MutexLock lock(&mu_);
+    keys_[key_id].removed_at = now;
+  }
+  NotifyRevoked(identity, key_id);
   return absl::OkStatus();
 }
 

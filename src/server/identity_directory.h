@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,10 +34,20 @@ class IdentityDirectory {
   absl::Status AddKey(const store::KeyRecord& key);
   absl::Status RemoveKey(const std::string& identity, const std::string& key_id, int64_t now);
 
+  // Called after an identity is disabled (key_id empty) or a key removed, once the
+  // change is durable; the listener ends live streams (DESIGN §7.3).
+  using RevocationListener =
+      std::function<void(const std::string& identity, const std::string& key_id)>;
+  void SetRevocationListener(RevocationListener listener);
+
  private:
   explicit IdentityDirectory(store::Store* store) : store_(store) {}
 
+  void NotifyRevoked(const std::string& identity, const std::string& key_id);
+
   store::Store* store_;
+  absl::Mutex listener_mu_;
+  RevocationListener listener_ ABSL_GUARDED_BY(listener_mu_);
   absl::Mutex write_mu_;  // serialises store-then-cache updates
   mutable absl::Mutex mu_;
   std::map<std::string, store::IdentityRecord> identities_ ABSL_GUARDED_BY(mu_);

@@ -63,6 +63,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.RegisterService(s->admin_.get());
   builder.RegisterService(s->diagnostics_.get());
   builder.RegisterService(s->tunnel_.get());
+  TunnelService* tunnel = s->tunnel_.get();
+  s->directory_->SetRevocationListener(
+      [tunnel](const std::string& identity, const std::string& key_id) {
+        tunnel->Revoke(identity, key_id);
+      });
   // Agents keep their control stream alive with pings; allow them every 10 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -103,6 +108,9 @@ absl::Status Server::ReloadPolicy() {
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
+  if (directory_) {
+    directory_->SetRevocationListener(nullptr);
+  }
   if (grpc_) {
     if (tunnel_) {
       tunnel_->SendGoaway();

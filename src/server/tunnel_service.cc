@@ -90,6 +90,9 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void OnWrite(Side side, bool ok);
   void OnCancel(Side side);
   void OnEndDone(Side side);
+  ~TunnelSession() { service_->RemoveLive(this); }
+  // Aborts the session if either end belongs to `identity` (and `key_id`, if set).
+  bool RevokeIf(const std::string& identity, const std::string& key_id);
 
  private:
   enum class State { kReadingOpen, kRouting, kResult, kSpliced, kDone };
@@ -122,6 +125,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   std::string selector_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<AgentInstance> instance_ ABSL_GUARDED_BY(mu_);
   bool counted_ ABSL_GUARDED_BY(mu_) = false;
+  std::string agent_key_id_ ABSL_GUARDED_BY(mu_);
   std::string conn_id_ ABSL_GUARDED_BY(mu_);
   int attempt_ ABSL_GUARDED_BY(mu_) = 0;
   v1::DialCode result_ ABSL_GUARDED_BY(mu_) = v1::DIAL_OK;
@@ -202,7 +206,24 @@ class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
   std::shared_ptr<TunnelSession> session_ ABSL_GUARDED_BY(mu_);
 };
 
+bool TunnelSession::RevokeIf(const std::string& identity, const std::string& key_id) {
+  absl::MutexLock lock(&mu_);
+  if (state_ == State::kDone) {
+    return false;
+  }
+  bool client_match =
+      client_.identity.ToString() == identity && (key_id.empty() || client_.key_id == key_id);
+  bool agent_match = instance_ && end_[kAgent] != nullptr && instance_->identity() == identity &&
+                     (key_id.empty() || agent_key_id_ == key_id);
+  if (!client_match && !agent_match) {
+    return false;
+  }
+  Abort(common::StrCat("credential revoked: ", identity));
+  return true;
+}
+
 void TunnelSession::Begin(StreamEnd* client_end) {
+  service_->AddLive(this, weak_from_this());
   absl::MutexLock lock(&mu_);
   end_[kClient] = client_end;
   StartReadOn(kClient);
@@ -390,6 +411,7 @@ void TunnelSession::AttachAgent(StreamEnd* agent_end, const Caller& agent,
   }
   agent_end->Bind(shared_from_this());
   end_[kAgent] = agent_end;
+  agent_key_id_ = agent.key_id;
   instance_->active_streams.fetch_add(1);
   counted_ = true;
   common::LogInfo("dial.allowed", {{"client", client_.identity.ToString()},
@@ -515,7 +537,10 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
                              public ControlSender {
  public:
   ControlReactor(TunnelService* service, grpc::CallbackServerContext* context)
-      : service_(service), peer_(context->peer()), instance_id_(InstanceIdOf(context)) {
+      : service_(service),
+        context_(context),
+        peer_(context->peer()),
+        instance_id_(InstanceIdOf(context)) {
     auto caller = Authenticate(service->ctx(), context, pki::IdentityKind::kAgent);
     absl::MutexLock lock(&mu_);
     if (!caller.ok()) {
@@ -578,6 +603,7 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
       instance_ = std::make_shared<AgentInstance>(
           caller_.identity.ToString(), instance_id_, in_.hello().version().substr(0, 64), peer_,
           entries, std::move(*allowlist), service_->ctx().clock->NowUnix());
+      instance_->set_key_id(caller_.key_id);
       instance_->Attach(this);
       service_->registry()->Add(instance_);
       v1::ControlMessage ack;  // tells the agent it is registered
@@ -600,6 +626,8 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
     }
     StartRead(&in_);
   }
+
+  void Cancel() override { context_->TryCancel(); }
 
   void OnCancel() override { Close("control stream cancelled"); }
   void OnDone() override { delete this; }
@@ -624,6 +652,7 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   }
 
   TunnelService* service_;
+  grpc::CallbackServerContext* context_;
   std::string peer_;
   std::string instance_id_;
   Caller caller_;
@@ -653,6 +682,50 @@ std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& con
   auto session = it->second.lock();
   pending_.erase(it);
   return session;
+}
+
+void TunnelService::AddLive(TunnelSession* session, std::weak_ptr<TunnelSession> weak) {
+  absl::MutexLock lock(&mu_);
+  live_[session] = std::move(weak);
+}
+
+void TunnelService::RemoveLive(TunnelSession* session) {
+  absl::MutexLock lock(&mu_);
+  live_.erase(session);
+}
+
+void TunnelService::Revoke(const std::string& identity, const std::string& key_id) {
+  // Streams may only be finished from a gRPC callback (see TunnelSession); the
+  // alarm deletes itself once its callback has run.
+  auto* alarm = new grpc::Alarm();
+  alarm->Set(std::chrono::system_clock::now(), [this, alarm, identity, key_id](bool fired) {
+    int tunnels = 0;
+    int controls = 0;
+    if (fired) {
+      std::vector<std::shared_ptr<TunnelSession>> sessions;
+      {
+        absl::MutexLock lock(&mu_);
+        for (auto& [ptr, weak] : live_) {
+          if (auto s = weak.lock()) {
+            sessions.push_back(std::move(s));
+          }
+        }
+      }
+      for (auto& s : sessions) {
+        tunnels += s->RevokeIf(identity, key_id) ? 1 : 0;
+      }
+      for (const auto& instance : registry_->Snapshot()) {
+        if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
+          ++controls;
+        }
+      }
+      common::LogWarn("revocation.enforced", {{"identity", identity},
+                                              {"key_id", key_id.empty() ? "*" : key_id},
+                                              {"tunnels_cut", common::StrCat(tunnels)},
+                                              {"control_streams_cut", common::StrCat(controls)}});
+    }
+    delete alarm;
+  });
 }
 
 void TunnelService::SendGoaway() {

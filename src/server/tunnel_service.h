@@ -50,6 +50,13 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   // that only tunneled connections hold up a graceful stop. Any thread.
   void SendGoaway();
 
+  // Ends every live tunnel and Control stream of `identity` (only those opened
+  // with `key_id` when it is not empty). Any thread; runs within milliseconds.
+  void Revoke(const std::string& identity, const std::string& key_id);
+
+  void AddLive(TunnelSession* session, std::weak_ptr<TunnelSession> weak);
+  void RemoveLive(TunnelSession* session);
+
  private:
   ServiceContext ctx_;
   PolicyHolder* policy_;
@@ -58,6 +65,7 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   std::unique_ptr<grpc::Alarm> goaway_alarm_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<TunnelSession>> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TunnelSession*, std::weak_ptr<TunnelSession>> live_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace drawbridge::server

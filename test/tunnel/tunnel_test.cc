@@ -495,6 +495,78 @@ TEST_F(TunnelTest, IdleConnectionsAreClosed) {
   ::close(fd);
 }
 
+// DESIGN §7.3: disabling an identity ends all of its live streams within a second.
+TEST_F(TunnelTest, DisablingAClientCutsItsFiftyLiveConnectionsWithinASecond) {
+  Backend echo([](int fd) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+      SendAll(fd, std::string_view(buf, static_cast<size_t>(n)));
+    }
+  });
+  StartServer(AllowAllLoopback());
+  StartAgent("agent/a1", {"127.0.0.1/32:*"});
+  int proxy = StartClient();
+  std::string target = common::StrCat("127.0.0.1:", echo.port());
+  std::vector<int> fds;
+  for (int i = 0; i < 50; ++i) {
+    int status = 0;
+    int fd = ConnectVia(proxy, target, &status);
+    ASSERT_EQ(status, 200);
+    ASSERT_TRUE(SendAll(fd, "ping"));
+    ASSERT_EQ(RecvExactly(fd, 4), "ping");
+    fds.push_back(fd);
+  }
+  ASSERT_TRUE(server_->directory()->SetEnabled("client/ci", false, 2).ok());
+  auto revoked_at = std::chrono::steady_clock::now();
+  int cut = 0;
+  for (int fd : fds) {
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char c;
+    ssize_t n = ::recv(fd, &c, 1, 0);  // EOF or reset when the tunnel is cut
+    cut += (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) ? 1 : 0;
+    ::close(fd);
+  }
+  auto elapsed = std::chrono::steady_clock::now() - revoked_at;
+  std::printf("revocation: %d of 50 connections cut in %.1f ms\n", cut,
+              std::chrono::duration<double, std::milli>(elapsed).count());
+  EXPECT_EQ(cut, 50);
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+  int status = 0;
+  int fd = ConnectVia(proxy, target, &status);
+  EXPECT_NE(status, 200) << "a disabled client opened a new tunnel";
+  if (fd >= 0) {
+    ::close(fd);
+  }
+}
+
+TEST_F(TunnelTest, RemovingAnAgentKeyCutsItsTunnelsAndControlStream) {
+  Backend echo([](int fd) { RecvUntilEof(fd); });
+  StartServer(AllowAllLoopback());
+  agent::Agent* agent = StartAgent("agent/a1", {"127.0.0.1/32:*"});
+  ASSERT_NE(agent, nullptr);
+  int proxy = StartClient();
+  int status = 0;
+  int fd = ConnectVia(proxy, common::StrCat("127.0.0.1:", echo.port()), &status);
+  ASSERT_EQ(status, 200);
+  auto keys = server_->directory()->ListKeys("agent/a1");
+  ASSERT_EQ(keys.size(), 1u);
+  ASSERT_TRUE(server_->directory()->RemoveKey("agent/a1", keys[0].key_id, 2).ok());
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char c;
+  ssize_t n = ::recv(fd, &c, 1, 0);
+  EXPECT_TRUE(n == 0 || (n < 0 && errno != EAGAIN)) << "tunnel still open";
+  ::close(fd);
+  EXPECT_TRUE(
+      WaitFor([&] { return server_->registry()->Snapshot().empty(); }, std::chrono::seconds(1)))
+      << "control stream still registered";
+  // It cannot come back: its next Control stream is refused.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_TRUE(server_->registry()->Snapshot().empty());
+}
+
 TEST_F(TunnelTest, ServerPolicyDenies) {
   Backend echo([](int fd) { RecvUntilEof(fd); });
   StartServer(R"(rules:
