@@ -198,7 +198,7 @@ void Agent::Stop() {
   if (control_thread_.joinable()) {
     control_thread_.join();
   }
-  bridges_.CancelAllAndWait(std::chrono::seconds(5));
+  bridges_.CancelAllAndWait(std::chrono::seconds(10));
   work_.reset();
   io_.stop();
   for (auto& t : io_threads_) {

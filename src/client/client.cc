@@ -313,7 +313,7 @@ void Client::Stop() {
       a->close(ignored);
     });
   }
-  bridges_.CancelAllAndWait(std::chrono::seconds(5));
+  bridges_.CancelAllAndWait(std::chrono::seconds(10));
   work_.reset();
   io_.stop();
   for (auto& t : io_threads_) {

@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     common::LogWarn("policy.empty", {{"effect", "no --policy given: every dial is denied"}});
   }
   s->tunnel_ = std::make_unique<TunnelService>(
-      ctx, s->policy_.get(), &s->registry_,
+      ctx, s->policy_.get(), s->registry_,
       TunnelOptions{
           .dial_timeout = options.dial_timeout,
           .idle_timeout = options.idle_timeout_override.count() > 0

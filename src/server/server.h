@@ -48,7 +48,7 @@ class Server {
 
   // Re-reads the policy file. An invalid policy is rejected whole; the old stays.
   absl::Status ReloadPolicy();
-  AgentRegistry* registry() { return &registry_; }
+  AgentRegistry* registry() { return registry_.get(); }
 
   // Stops accepting, lets in-flight calls finish up to `grace`, then cancels them.
   void Shutdown(std::chrono::milliseconds grace);
@@ -69,7 +69,7 @@ class Server {
   std::unique_ptr<DiagnosticsService> diagnostics_;
   std::string policy_file_;
   std::unique_ptr<PolicyHolder> policy_;
-  AgentRegistry registry_;
+  std::shared_ptr<AgentRegistry> registry_ = std::make_shared<AgentRegistry>();
   std::unique_ptr<TunnelService> tunnel_;
   std::unique_ptr<grpc::Server> grpc_;
 };

@@ -81,7 +81,10 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   enum Side { kClient = 0, kAgent = 1 };
 
   TunnelSession(TunnelService* service, Caller client, std::string peer)
-      : service_(service), client_(std::move(client)), peer_(std::move(peer)) {}
+      : service_(service),
+        live_(service->live()),
+        client_(std::move(client)),
+        peer_(std::move(peer)) {}
 
   void Begin(StreamEnd* client_end);
   void AttachAgent(StreamEnd* agent_end, const Caller& agent, const std::string& instance_id);
@@ -90,7 +93,10 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void OnWrite(Side side, bool ok);
   void OnCancel(Side side);
   void OnEndDone(Side side);
-  ~TunnelSession() { service_->RemoveLive(this); }
+  ~TunnelSession() {
+    absl::MutexLock lock(&live_->mu);
+    live_->map.erase(this);
+  }
   // Aborts the session if either end belongs to `identity` (and `key_id`, if set).
   bool RevokeIf(const std::string& identity, const std::string& key_id);
 
@@ -110,6 +116,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void LogClosed(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TunnelService* const service_;
+  const std::shared_ptr<TunnelService::LiveSessions> live_;
   const Caller client_;
   const std::string peer_;
   absl::Mutex mu_;
@@ -223,7 +230,10 @@ bool TunnelSession::RevokeIf(const std::string& identity, const std::string& key
 }
 
 void TunnelSession::Begin(StreamEnd* client_end) {
-  service_->AddLive(this, weak_from_this());
+  {
+    absl::MutexLock lock(&live_->mu);
+    live_->map[this] = weak_from_this();
+  }
   absl::MutexLock lock(&mu_);
   end_[kClient] = client_end;
   StartReadOn(kClient);
@@ -684,28 +694,20 @@ std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& con
   return session;
 }
 
-void TunnelService::AddLive(TunnelSession* session, std::weak_ptr<TunnelSession> weak) {
-  absl::MutexLock lock(&mu_);
-  live_[session] = std::move(weak);
-}
-
-void TunnelService::RemoveLive(TunnelSession* session) {
-  absl::MutexLock lock(&mu_);
-  live_.erase(session);
-}
-
 void TunnelService::Revoke(const std::string& identity, const std::string& key_id) {
   // Streams may only be finished from a gRPC callback (see TunnelSession); the
   // alarm deletes itself once its callback has run.
   auto* alarm = new grpc::Alarm();
-  alarm->Set(std::chrono::system_clock::now(), [this, alarm, identity, key_id](bool fired) {
+  // The callback may outlive this service (shutdown): it holds what it uses.
+  alarm->Set(std::chrono::system_clock::now(), [live = live_, registry = registry_, alarm, identity,
+                                                key_id](bool fired) {
     int tunnels = 0;
     int controls = 0;
     if (fired) {
       std::vector<std::shared_ptr<TunnelSession>> sessions;
       {
-        absl::MutexLock lock(&mu_);
-        for (auto& [ptr, weak] : live_) {
+        absl::MutexLock lock(&live->mu);
+        for (auto& [ptr, weak] : live->map) {
           if (auto s = weak.lock()) {
             sessions.push_back(std::move(s));
           }
@@ -714,7 +716,7 @@ void TunnelService::Revoke(const std::string& identity, const std::string& key_i
       for (auto& s : sessions) {
         tunnels += s->RevokeIf(identity, key_id) ? 1 : 0;
       }
-      for (const auto& instance : registry_->Snapshot()) {
+      for (const auto& instance : registry->Snapshot()) {
         if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
           ++controls;
         }
@@ -732,8 +734,7 @@ void TunnelService::SendGoaway() {
   // Control streams may only be written from a gRPC callback (see ControlReactor);
   // an immediate alarm gets us there from the caller's thread.
   goaway_alarm_ = std::make_unique<grpc::Alarm>();
-  AgentRegistry* registry = registry_;
-  goaway_alarm_->Set(std::chrono::system_clock::now(), [registry](bool fired) {
+  goaway_alarm_->Set(std::chrono::system_clock::now(), [registry = registry_](bool fired) {
     if (!fired) {
       return;
     }

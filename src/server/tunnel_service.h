@@ -26,9 +26,9 @@ struct TunnelOptions {
 // stream with the same conn_id; the two streams are then spliced frame by frame.
 class TunnelService final : public v1::Tunnel::CallbackService {
  public:
-  TunnelService(ServiceContext ctx, PolicyHolder* policy, AgentRegistry* registry,
+  TunnelService(ServiceContext ctx, PolicyHolder* policy, std::shared_ptr<AgentRegistry> registry,
                 TunnelOptions options)
-      : ctx_(ctx), policy_(policy), registry_(registry), options_(options) {}
+      : ctx_(ctx), policy_(policy), registry_(std::move(registry)), options_(options) {}
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Control(
       grpc::CallbackServerContext* context) override;
@@ -43,7 +43,7 @@ class TunnelService final : public v1::Tunnel::CallbackService {
 
   const ServiceContext& ctx() const { return ctx_; }
   PolicyHolder* policy() const { return policy_; }
-  AgentRegistry* registry() const { return registry_; }
+  AgentRegistry* registry() const { return registry_.get(); }
   const TunnelOptions& options() const { return options_; }
 
   // Asks every connected agent to close its Control stream (server shutdown), so
@@ -54,18 +54,23 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   // with `key_id` when it is not empty). Any thread; runs within milliseconds.
   void Revoke(const std::string& identity, const std::string& key_id);
 
-  void AddLive(TunnelSession* session, std::weak_ptr<TunnelSession> weak);
-  void RemoveLive(TunnelSession* session);
+  // Live sessions, shared with the sessions themselves and with revocation
+  // callbacks, so that neither depends on the service still existing.
+  struct LiveSessions {
+    absl::Mutex mu;
+    absl::flat_hash_map<TunnelSession*, std::weak_ptr<TunnelSession>> map ABSL_GUARDED_BY(mu);
+  };
+  const std::shared_ptr<LiveSessions>& live() const { return live_; }
 
  private:
   ServiceContext ctx_;
   PolicyHolder* policy_;
-  AgentRegistry* registry_;
+  std::shared_ptr<AgentRegistry> registry_;
+  std::shared_ptr<LiveSessions> live_ = std::make_shared<LiveSessions>();
   TunnelOptions options_;
   std::unique_ptr<grpc::Alarm> goaway_alarm_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<TunnelSession>> pending_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<TunnelSession*, std::weak_ptr<TunnelSession>> live_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace drawbridge::server

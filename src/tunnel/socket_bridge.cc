@@ -9,7 +9,13 @@ std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, 
   std::shared_ptr<SocketBridge> bridge(new SocketBridge(std::move(socket), std::move(options)));
   bridge->self_ = bridge;
   if (bridge->options_.set != nullptr) {
-    bridge->options_.set->Add(bridge);
+    if (!bridge->options_.set->Add(bridge)) {
+      bridge->self_.reset();  // shutting down: never starts; the socket closes with it
+      return nullptr;
+    }
+    // Set the fields one by one: a temporary SetMembership would Remove() on destruction.
+    bridge->membership_.set = bridge->options_.set;
+    bridge->membership_.key = bridge.get();
   }
   bridge->OnStrand([bridge, bind = std::move(bind)] { bridge->Begin(bind); });
   return bridge;
@@ -52,16 +58,23 @@ void SocketBridge::OnReadDone(bool ok) {
 }
 
 void SocketBridge::OnDone(const grpc::Status& status) {
-  OnStrand([this, status] {
-    stats_.status = status;
-    if (options_.on_done) {
-      options_.on_done(stats_);
+  // `keep` holds us alive through this function: the posted task may run (and
+  // drop self_) on another thread before asio::post has even returned. The owner
+  // hears of our end from ~SetMembership, after the socket is destroyed.
+  std::shared_ptr<SocketBridge> keep = self_;
+  OnStrand([keep, status] {
+    keep->stats_.status = status;
+    if (keep->options_.on_done) {
+      keep->options_.on_done(keep->stats_);
     }
-    if (options_.set != nullptr) {
-      options_.set->Remove(this);
-    }
-    self_.reset();  // may destroy this; nothing may follow
+    keep->self_.reset();
   });
+}
+
+SocketBridge::SetMembership::~SetMembership() {
+  if (set != nullptr) {
+    set->Remove(key);
+  }
 }
 
 void SocketBridge::HandleWriteDone(bool ok) {
@@ -152,7 +165,9 @@ void SocketBridge::StartPumps() {
     if (failed_) {
       return;
     }
-    if (!grpc_read_) {  // Accept: the read started in Begin is still pending
+    // Dial: the read loop stopped at the result; restart it. Accept: the loop
+    // started in Begin runs on its own (data may even have arrived already).
+    if (options_.expect_result) {
       grpc_read_ = true;
       StartRead(&in_);
     }
@@ -238,9 +253,13 @@ void SocketBridge::MaybeRelease() {
 
 namespace drawbridge::tunnel {
 
-void BridgeSet::Add(const std::shared_ptr<SocketBridge>& bridge) {
+bool BridgeSet::Add(const std::shared_ptr<SocketBridge>& bridge) {
   absl::MutexLock lock(&mu_);
+  if (closed_) {
+    return false;
+  }
   bridges_[bridge.get()] = bridge;
+  return true;
 }
 
 void BridgeSet::Remove(const SocketBridge* bridge) {
@@ -257,6 +276,7 @@ bool BridgeSet::CancelAllAndWait(std::chrono::milliseconds timeout) {
   std::vector<std::shared_ptr<SocketBridge>> live;
   {
     absl::MutexLock lock(&mu_);
+    closed_ = true;  // no new bridges from here on
     for (auto& [ptr, weak] : bridges_) {
       if (auto b = weak.lock()) {
         live.push_back(std::move(b));

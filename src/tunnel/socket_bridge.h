@@ -89,6 +89,13 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   void Fail(const std::string& why);
   void MaybeRelease();
 
+  // Declared first so it is destroyed last: the owner learns that the bridge is
+  // gone only after the socket (and its executor) have been destroyed.
+  struct SetMembership {
+    BridgeSet* set = nullptr;
+    const SocketBridge* key = nullptr;
+    ~SetMembership();
+  } membership_;
   asio::ip::tcp::socket socket_;
   Options options_;
   grpc::ClientContext context_;
@@ -117,7 +124,8 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
 // Live bridges of one owner (agent or client), to cancel them all on shutdown.
 class BridgeSet {
  public:
-  void Add(const std::shared_ptr<SocketBridge>& bridge);
+  // False once CancelAllAndWait has begun: the caller must drop the connection.
+  bool Add(const std::shared_ptr<SocketBridge>& bridge);
   void Remove(const SocketBridge* bridge);
   size_t size() const;
   // Cancels every live bridge and waits up to `timeout` for them to finish.
@@ -126,6 +134,7 @@ class BridgeSet {
  private:
   mutable absl::Mutex mu_;
   std::map<const SocketBridge*, std::weak_ptr<SocketBridge>> bridges_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace drawbridge::tunnel
