@@ -18,6 +18,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   curl procps
   openssh-server openssh-client python3
+  rsyslog
 )
 
 missing=()

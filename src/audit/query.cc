@@ -1,0 +1,180 @@
+#include "audit/query.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <limits>
+
+#include "audit/internal/db.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace drawbridge::audit {
+namespace {
+
+using nlohmann::json;
+
+std::string DetailString(const Record& r, const char* key) {
+  auto it = r.details.find(key);
+  if (it == r.details.end() || !it->is_string()) {
+    return "";
+  }
+  return it->get<std::string>();
+}
+
+std::string NormalizeClass(std::string_view name) {
+  std::string out = common::ToLower(common::StripWhitespace(name));
+  std::replace(out.begin(), out.end(), '_', ' ');
+  return out;
+}
+
+bool ClassMatches(const Record& r, const std::string& wanted) {
+  if (wanted.empty()) {
+    return true;
+  }
+  return common::StrCat(r.class_uid) == wanted ||
+         NormalizeClass(r.class_name) == NormalizeClass(wanted);
+}
+
+bool DestinationMatches(const Record& r, const std::string& wanted) {
+  if (wanted.empty()) {
+    return true;
+  }
+  std::string dest = DetailString(r, "destination");
+  if (wanted.back() == '*') {
+    return common::StartsWith(dest, std::string_view(wanted).substr(0, wanted.size() - 1));
+  }
+  return dest == wanted;
+}
+
+bool IdentityMatches(const Record& r, const std::string& wanted) {
+  if (wanted.empty() || r.actor == wanted) {
+    return true;
+  }
+  for (const char* key : {"client", "agent", "agent_instance", "identity"}) {
+    if (DetailString(r, key) == wanted) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Printable, bounded cell text.
+std::string Cell(std::string_view s) {
+  constexpr size_t kMaxCell = 60;
+  std::string out;
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out.push_back(u < 0x20 || u == 0x7f ? '?' : c);
+  }
+  if (out.size() > kMaxCell) {
+    size_t cut = kMaxCell - 3;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    out = common::StrCat(out.substr(0, cut), "...");
+  }
+  return out.empty() ? "-" : out;
+}
+
+std::string NumberCell(const Record& r, const char* key) {
+  auto it = r.details.find(key);
+  if (it == r.details.end() || !it->is_number()) {
+    return "-";
+  }
+  return it->dump();
+}
+
+std::string DurationCell(const Record& r) {
+  auto it = r.details.find("duration_ms");
+  if (it == r.details.end() || !it->is_number_integer()) {
+    return "-";
+  }
+  int64_t ms = it->get<int64_t>();
+  if (ms < 1000) {
+    return common::StrCat(ms, "ms");
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+bool Matches(const Record& r, const QueryFilter& f) {
+  return (!f.from_ms || r.time_unix_ms >= *f.from_ms) && (!f.to_ms || r.time_unix_ms < *f.to_ms) &&
+         (f.outcome.empty() || r.outcome == f.outcome) && ClassMatches(r, f.class_name) &&
+         IdentityMatches(r, f.identity) && DestinationMatches(r, f.destination);
+}
+
+absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
+                                                  const QueryFilter& filter) {
+  ASSIGN_OR_RETURN(internal::DbPtr db, internal::OpenDb(db_path, /*read_only=*/true));
+  ASSIGN_OR_RETURN(bool has_tables, internal::HasAuditTables(db.get()));
+  if (!has_tables) {
+    return absl::NotFoundError(common::StrCat(db_path, " holds no audit log"));
+  }
+  // The time range narrows in SQL (indexed); everything else is matched on the
+  // parsed record, the same bytes the hash covers.
+  internal::Stmt s(db.get(), common::StrCat("SELECT ", internal::kRecordColumns,
+                                            " FROM audit_records WHERE time_ms >= ? AND "
+                                            "time_ms < ? ORDER BY seq"));
+  RETURN_IF_ERROR(s.Prepared());
+  s.Bind(1, filter.from_ms.value_or(std::numeric_limits<int64_t>::min()))
+      .Bind(2, filter.to_ms.value_or(std::numeric_limits<int64_t>::max()));
+  std::vector<Record> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    auto rec = internal::ReadRecordRow(s);
+    if (!rec.ok()) {
+      return absl::DataLossError(common::StrCat("audit record ", s.Int(0), " is unreadable (",
+                                                rec.status().message(),
+                                                "); run `drawbridge audit verify`"));
+    }
+    if (Matches(*rec, filter)) {
+      out.push_back(*std::move(rec));
+      if (filter.limit != 0 && out.size() >= filter.limit) {
+        return out;
+      }
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    return internal::SqliteError(db.get(), "reading audit records");
+  }
+  return out;
+}
+
+std::string FormatTable(const std::vector<Record>& records) {
+  constexpr size_t kColumns = 11;
+  using Row = std::array<std::string, kColumns>;
+  std::vector<Row> rows;
+  rows.push_back({"TIME (UTC)", "SEQ", "CLASS", "ACTIVITY", "OUTCOME", "ACTOR", "SOURCE",
+                  "DESTINATION", "UP", "DOWN", "DURATION"});
+  for (const Record& r : records) {
+    rows.push_back({FormatTimeUtc(r.time_unix_ms), common::StrCat(r.seq), Cell(r.class_name),
+                    Cell(r.activity), Cell(r.outcome), Cell(r.actor), Cell(r.source_address),
+                    Cell(DetailString(r, "destination")), NumberCell(r, "bytes_up"),
+                    NumberCell(r, "bytes_down"), DurationCell(r)});
+  }
+  std::array<size_t, kColumns> width{};
+  for (const Row& row : rows) {
+    for (size_t i = 0; i < kColumns; ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const Row& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < kColumns; ++i) {
+      line += row[i];
+      if (i + 1 < kColumns) {
+        line.append(width[i] - row[i].size() + 2, ' ');
+      }
+    }
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace drawbridge::audit

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "audit/record.h"
+
+namespace drawbridge::audit {
+
+// Every set field must match (AND). Empty strings and unset times match anything.
+struct QueryFilter {
+  std::optional<int64_t> from_ms;  // time_unix_ms >= from_ms
+  std::optional<int64_t> to_ms;    // time_unix_ms <  to_ms
+  // Exact match on actor, details.client, details.agent, details.agent_instance or
+  // details.identity.
+  std::string identity;
+  // details.destination ("host:port"): exact, or a prefix when it ends in '*'
+  // ("gitlab.corp:*").
+  std::string destination;
+  std::string outcome;  // "success" | "failure"
+  // Class name, case-insensitive, spaces or underscores ("Network Activity",
+  // "network_activity"), or its uid ("4001").
+  std::string class_name;
+  size_t limit = 0;  // the first `limit` matches in seq order; 0: all
+};
+
+// Reads matching records in seq order from the log at `db_path`, read-only. Does not
+// verify the chain (run VerifyAuditLog for that); a record that cannot be read
+// (wrong column types, non-canonical details) is a DataLoss error naming its seq.
+absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
+                                                  const QueryFilter& filter);
+
+// Whether `r` passes the filter's identity, destination, outcome, class and time.
+bool Matches(const Record& r, const QueryFilter& filter);
+
+// An aligned text table, one line per record: TIME (UTC) SEQ CLASS ACTIVITY OUTCOME
+// ACTOR SOURCE DESTINATION UP DOWN DURATION. Control characters a peer may have put
+// in a field are shown as '?', so the table cannot rewrite the operator's terminal.
+// For JSON lines output use ToJsonLine per record.
+std::string FormatTable(const std::vector<Record>& records);
+
+}  // namespace drawbridge::audit
