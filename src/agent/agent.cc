@@ -15,6 +15,23 @@ namespace {
 constexpr char kInstanceHeader[] = "drawbridge-instance";
 constexpr auto kHeartbeatEvery = std::chrono::seconds(15);
 
+const char* ReasonCode(v1::DialCode code) {
+  switch (code) {
+    case v1::DIAL_DENIED_AGENT:
+      return "denied_agent";
+    case v1::DIAL_BAD_REQUEST:
+      return "bad_request";
+    case v1::DIAL_REFUSED:
+      return "refused";
+    case v1::DIAL_TIMEOUT:
+      return "timeout";
+    case v1::DIAL_UNREACHABLE:
+      return "unreachable";
+    default:
+      return "internal";
+  }
+}
+
 v1::DialCode CodeForError(const asio::error_code& ec) {
   if (ec == asio::error::connection_refused) {
     return v1::DIAL_REFUSED;
@@ -170,6 +187,20 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     options.instance_id = common::RandomHex(8);
   }
   std::unique_ptr<Agent> agent(new Agent(std::move(options), std::move(allowlist)));
+  if (!agent->options_.data_dir.empty()) {
+    ASSIGN_OR_RETURN(agent->audit_,
+                     LocalAudit::Open(agent->options_.data_dir, agent->options_.credential));
+    // The allowlist in force is part of the record: it bounds what was reachable.
+    absl::Status started = agent->audit_->log()->AppendSync(audit::MakeRecord(
+        audit::EventClass::kApiActivity, "agent_start", audit::kOutcomeSuccess,
+        agent->options_.credential.identity.ToString(), "",
+        {{"agent", agent->options_.credential.identity.ToString()},
+         {"agent_instance", agent->options_.instance_id},
+         {"server", agent->options_.credential.server_address},
+         {"key_id", agent->options_.credential.key_id},
+         {"allowlist", agent->options_.allow}}));
+    RETURN_IF_ERROR(started);
+  }
   ASSIGN_OR_RETURN(agent->certs_,
                    enroll::CertManager::Create({.credential = agent->options_.credential}));
   agent->certs_->StartAutoRenew();
@@ -199,6 +230,9 @@ void Agent::Stop() {
     control_thread_.join();
   }
   bridges_.CancelAllAndWait(std::chrono::seconds(10));
+  if (audit_) {
+    audit_->log()->Flush();
+  }
   work_.reset();
   io_.stop();
   for (auto& t : io_threads_) {
@@ -283,6 +317,27 @@ void Agent::ControlLoop() {
   }
 }
 
+void Agent::Audit(audit::Record record, std::function<void(absl::Status)> done) {
+  if (!audit_) {
+    if (done) {
+      done(absl::OkStatus());
+    }
+    return;
+  }
+  audit_->log()->Append(std::move(record), std::move(done));
+}
+
+void Agent::AuditRefusal(const v1::OpenRequest& request, std::string_view activity,
+                         v1::DialCode code, const std::string& reason) {
+  Audit(audit::MakeRecord(audit::EventClass::kNetworkActivity, std::string(activity),
+                          audit::kOutcomeFailure, request.client().substr(0, 128), "",
+                          {{"client", request.client().substr(0, 128)},
+                           {"destination", request.destination().substr(0, 300)},
+                           {"conn_id", common::HexEncode(request.conn_id())},
+                           {"reason_code", ReasonCode(code)},
+                           {"reason", reason}}));
+}
+
 void Agent::ReportFailure(const std::string& conn_id, v1::DialCode code,
                           const std::string& message) {
   v1::AgentMessage msg;
@@ -306,6 +361,7 @@ void Agent::HandleOpen(const v1::OpenRequest& request) {
       common::LogWarn("agent.refused", {{"client", req->client()},
                                         {"destination", req->destination().substr(0, 300)},
                                         {"reason", why}});
+      AuditRefusal(*req, "deny", code, why);
       ReportFailure(req->conn_id(), code, why);
     };
     auto destination = policy::ParseDestination(req->destination());
@@ -337,6 +393,7 @@ void Agent::HandleOpen(const v1::OpenRequest& request) {
           if (ec || results.empty()) {
             common::LogWarn("agent.dial_failed", {{"destination", dest.ToString()},
                                                   {"reason", "name does not resolve"}});
+            AuditRefusal(*req, "open_failed", v1::DIAL_UNREACHABLE, "name does not resolve");
             ReportFailure(req->conn_id(), v1::DIAL_UNREACHABLE,
                           common::StrCat(dest.host, " does not resolve"));
             return;
@@ -350,6 +407,7 @@ void Agent::HandleOpen(const v1::OpenRequest& request) {
               common::LogWarn("agent.refused", {{"client", req->client()},
                                                 {"destination", dest.ToString()},
                                                 {"reason", std::string(s.message())}});
+              AuditRefusal(*req, "deny", v1::DIAL_DENIED_AGENT, std::string(s.message()));
               ReportFailure(req->conn_id(), v1::DIAL_DENIED_AGENT, std::string(s.message()));
               return;
             }
@@ -383,27 +441,62 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
           std::string why = *timed_out ? "connect timed out" : ec.message();
           common::LogWarn("agent.dial_failed",
                           {{"destination", destination.ToString()}, {"reason", why}});
+          AuditRefusal(*request, "open_failed", code, why);
           ReportFailure(request->conn_id(), code,
                         common::StrCat("connect to ", destination.ToString(), ": ", why));
           return;
         }
-        StartAccept(request->conn_id(), std::move(*socket), destination.ToString(),
-                    ep.address().to_string());
+        // The connection is on the agent's own record before any byte flows.
+        std::string address = ep.address().to_string();
+        Audit(audit::MakeRecord(audit::EventClass::kNetworkActivity, "open",
+                                audit::kOutcomeSuccess, request->client().substr(0, 128), "",
+                                {{"client", request->client().substr(0, 128)},
+                                 {"destination", destination.ToString()},
+                                 {"resolved_address", address},
+                                 {"conn_id", common::HexEncode(request->conn_id())}}),
+              [this, request, socket, destination, address](absl::Status s) {
+                asio::post(socket->get_executor(), [this, request, socket, destination, address,
+                                                    s] {
+                  if (!s.ok()) {
+                    common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
+                    ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,
+                                  "the agent's audit log is unavailable");
+                    return;
+                  }
+                  StartAccept(request->conn_id(), std::move(*socket), destination.ToString(),
+                              address, request->client().substr(0, 128));
+                });
+              });
       });
 }
 
 void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket,
-                        const std::string& destination, const std::string& address) {
+                        const std::string& destination, const std::string& address,
+                        const std::string& client) {
   common::LogInfo("agent.connected_destination",
                   {{"destination", destination}, {"address", address}});
   tunnel::SocketBridge::Options opts;
   opts.open.mutable_open()->set_conn_id(conn_id);
-  opts.on_done = [this, destination](const tunnel::BridgeStats& stats) {
+  opts.open.mutable_open()->set_resolved_address(address);
+  const auto started = std::chrono::steady_clock::now();
+  opts.on_done = [this, destination, conn_id, started,
+                  client](const tunnel::BridgeStats& stats) {
     common::LogInfo("agent.connection_closed",
                     {{"destination", destination},
                      {"bytes_to_destination", common::StrCat(stats.bytes_to_socket)},
                      {"bytes_from_destination", common::StrCat(stats.bytes_from_socket)},
                      {"error", stats.error}});
+    Audit(audit::MakeRecord(
+        audit::EventClass::kNetworkActivity, "close", audit::kOutcomeSuccess, client, "",
+        {{"client", client},
+         {"destination", destination},
+         {"conn_id", common::HexEncode(conn_id)},
+         {"bytes_up", stats.bytes_to_socket},       // client -> destination
+         {"bytes_down", stats.bytes_from_socket},   // destination -> client
+         {"duration_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - started)
+                             .count()},
+         {"close_reason", stats.error.empty() ? std::string("closed") : stats.error}}));
   };
   auto channel = certs_->Channel();
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(channel));

@@ -9,6 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/local_audit.h"
+#include "audit/record.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
 #include "policy/allowlist.h"
@@ -23,6 +25,9 @@ struct AgentOptions {
   std::chrono::milliseconds dial_timeout{5000};
   std::chrono::milliseconds max_backoff{30000};
   int io_threads = 2;
+  // Holds the agent's own audit log (local_audit.h). The CLI always sets it;
+  // empty (some in-process tests) means no local log.
+  std::string data_dir;
 };
 
 // `drawbridge agent`: dials out to the server only. Holds one Control stream,
@@ -54,8 +59,13 @@ class Agent {
                std::vector<asio::ip::tcp::endpoint> endpoints);
   void ReportFailure(const std::string& conn_id, v1::DialCode code, const std::string& message);
   void StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket,
-                   const std::string& destination, const std::string& address);
+                   const std::string& destination, const std::string& address,
+                   const std::string& client);
   void SetConnected(bool connected);
+  // Appends to the local audit log (if any); `done` runs when it is durable.
+  void Audit(audit::Record record, std::function<void(absl::Status)> done = nullptr);
+  void AuditRefusal(const v1::OpenRequest& request, std::string_view activity,
+                    v1::DialCode code, const std::string& reason);
 
   AgentOptions options_;
   policy::Allowlist allowlist_;
@@ -65,6 +75,8 @@ class Agent {
   std::vector<std::thread> io_threads_;
   std::thread control_thread_;
   tunnel::BridgeSet bridges_;
+  // After io_: destroyed first, while the executor its callbacks post to exists.
+  std::unique_ptr<LocalAudit> audit_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -413,6 +413,20 @@ void AuditLog::CommitBatch(std::deque<Pending>* batch) {
     }
     stats_.failed += failed;
   }
+  if (commit.ok() && appended > 0 && options_.on_committed) {
+    std::vector<Record> committed;
+    committed.reserve(appended);
+    for (size_t i = 0; i < batch->size(); ++i) {
+      if (results[i].ok()) {
+        committed.push_back((*batch)[i].record);
+      }
+    }
+    try {
+      options_.on_committed(committed);
+    } catch (const std::exception& e) {
+      common::LogError("audit_observer_failed", {{"error", e.what()}});
+    }
+  }
   for (size_t i = 0; i < batch->size(); ++i) {
     SafeCall((*batch)[i].on_durable, results[i].ok() ? commit : results[i]);
   }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -64,6 +65,10 @@ class AuditLog {
     const common::Clock* clock = nullptr;
     // Append blocks while this many records wait for the writer (see Append).
     size_t max_queue = 100000;
+    // Called on the writer thread after each commit with the records it made
+    // durable (seq and hashes set), before their on_durable callbacks. Alert rules
+    // and exporters hang off this; it must not block, and may call Append.
+    std::function<void(const std::vector<Record>&)> on_committed;
   };
 
   struct Stats {

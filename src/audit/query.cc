@@ -1,5 +1,10 @@
 #include "audit/query.h"
 
+#include <charconv>
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -175,6 +180,69 @@ std::string FormatTable(const std::vector<Record>& records) {
     out += '\n';
   }
   return out;
+}
+
+absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_ms) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(common::StrCat(
+        "time \"", text.substr(0, 64),
+        "\" must be YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or a duration ago like 24h, 30m, 7d"));
+  };
+  if (text.size() >= 2 && text.size() <= 12 && std::isdigit(static_cast<unsigned char>(text[0]))) {
+    char unit = text.back();
+    int64_t scale = unit == 's' ? 1000 : unit == 'm' ? 60000 : unit == 'h' ? 3600000
+                                       : unit == 'd' ? 86400000 : 0;
+    std::string_view digits = std::string_view(text).substr(0, text.size() - 1);
+    int64_t n = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (scale != 0 && ec == std::errc() && ptr == digits.data() + digits.size()) {
+      if (n > 3650LL * 86400000 / scale) {
+        return bad();
+      }
+      return now_ms - n * scale;
+    }
+  }
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, millis = 0;
+  int used = 0;
+  if (text.size() == 10) {
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &year, &month, &day, &used) != 3 ||
+        used != 10) {
+      return bad();
+    }
+  } else if (text.size() == 20 || text.size() == 24) {
+    int n = std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour,
+                        &minute, &second, &used);
+    if (n != 6 || used != 19) {
+      return bad();
+    }
+    if (text.size() == 24) {
+      if (text[19] != '.' || std::sscanf(text.c_str() + 20, "%3d", &millis) != 1 ||
+          !std::isdigit(static_cast<unsigned char>(text[22]))) {
+        return bad();
+      }
+    }
+    if (text.back() != 'Z') {
+      return bad();
+    }
+  } else {
+    return bad();
+  }
+  if (year < 1970 || year > 9999 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
+      minute > 59 || second > 60 || millis < 0) {
+    return bad();
+  }
+  struct tm tm = {};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  time_t t = timegm(&tm);
+  if (tm.tm_mday != day) {
+    return bad();  // 2026-02-31
+  }
+  return static_cast<int64_t>(t) * 1000 + millis;
 }
 
 }  // namespace drawbridge::audit

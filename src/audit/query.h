@@ -34,6 +34,11 @@ struct QueryFilter {
 absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
                                                   const QueryFilter& filter);
 
+// A time for --from/--to, as UTC milliseconds: "2026-12-01" (midnight UTC),
+// "2026-12-01T10:00:00Z", "2026-12-01T10:00:00.250Z", or a duration before
+// `now_ms`: "90s", "30m", "24h", "7d". InvalidArgument otherwise.
+absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_ms);
+
 // Whether `r` passes the filter's identity, destination, outcome, class and time.
 bool Matches(const Record& r, const QueryFilter& filter);
 

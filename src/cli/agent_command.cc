@@ -11,12 +11,19 @@
 namespace drawbridge::cli {
 namespace {
 
-// Reads `allow:` (a list of destinations) from an agent config file.
-absl::Status ReadAllowFile(const std::string& path, std::vector<std::string>* allow) {
+// Reads `allow:` (a list of destinations) and `data_dir:` from an agent config file.
+absl::Status ReadAgentConfig(const std::string& path, std::vector<std::string>* allow,
+                             std::string* data_dir) {
   try {
     YAML::Node root = YAML::LoadFile(path);
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
+      if (key == "data_dir") {
+        if (data_dir->empty()) {  // the command line wins
+          *data_dir = kv.second.as<std::string>();
+        }
+        continue;
+      }
       if (key != "allow") {
         return absl::InvalidArgumentError(path + ": unknown setting \"" + key + "\"");
       }
@@ -46,6 +53,9 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
                   "10.0.0.0/8:443");
   cmd->add_option("--config", *config, "YAML file with `allow:` (a list of destinations)");
   cmd->add_option("--instance-id", opts->instance_id, "Name of this instance (default: random)");
+  cmd->add_option("--data-dir", opts->data_dir,
+                  "Directory for the agent's own audit log (default: the credential file's "
+                  "name with .agent-data instead of .json); one per running agent");
   cmd->callback([=] {
     *run = [=] {
       if (absl::Status s = common::MakeNonDumpable(); !s.ok()) {
@@ -58,9 +68,17 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
       agent::AgentOptions options = *opts;
       options.credential = *cred;
       if (!config->empty()) {
-        if (absl::Status s = ReadAllowFile(*config, &options.allow); !s.ok()) {
+        if (absl::Status s = ReadAgentConfig(*config, &options.allow, &options.data_dir);
+            !s.ok()) {
           return Fail(s);
         }
+      }
+      if (options.data_dir.empty()) {
+        std::string base = *credentials;
+        if (base.size() > 5 && base.ends_with(".json")) {
+          base.resize(base.size() - 5);
+        }
+        options.data_dir = base + ".agent-data";
       }
       if (options.allow.empty()) {
         common::LogWarn("agent.allowlist_empty", {{"effect", "every connection is refused"}});

@@ -36,6 +36,7 @@ int Main(int argc, char** argv) {
   RegisterAgentCommand(app, &run);
   RegisterClientCommand(app, &run);
   RegisterDemoCommand(app, &run);
+  RegisterAuditCommands(app, &run);
 
   try {
     app.parse(argc, argv);

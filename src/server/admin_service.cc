@@ -4,6 +4,8 @@
 #include "common/strings.h"
 #include "pki/identity.h"
 #include "pki/keys.h"
+#include "absl/strings/cord.h"
+#include "server/audit_events.h"
 #include "server/services.h"
 
 namespace drawbridge::server {
@@ -37,30 +39,74 @@ absl::StatusOr<std::string> CanonicalIdentity(const std::string& text) {
 
 }  // namespace
 
+// The audit view of an identity: status, CIDRs and keys (ids and state, never
+// key material). null if it does not exist.
+nlohmann::json AdminService::IdentitySnapshot(const std::string& identity) const {
+  auto record = ctx_.directory->GetIdentity(identity);
+  if (!record.ok()) {
+    return nullptr;
+  }
+  nlohmann::json keys = nlohmann::json::array();
+  for (const auto& k : ctx_.directory->ListKeys(identity)) {
+    keys.push_back({{"key_id", k.key_id}, {"algorithm", k.algorithm}, {"removed", k.removed_at != 0}});
+  }
+  return {{"enabled", record->enabled}, {"cidrs", record->cidrs}, {"keys", keys}};
+}
+
 template <typename Fn>
 grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
-                                            const char* method, std::string target, Fn fn) {
+                                            const char* method, std::string target, Fn fn,
+                                            AdminKind kind) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const std::string peer = context->peer();
   auto caller =
       AuthenticateCaller(*context->auth_context(), ctx_.trust_domain, *ctx_.directory, *ctx_.clock);
   if (caller.ok() && caller->identity.kind != pki::IdentityKind::kAdmin) {
-    caller = absl::PermissionDeniedError("the admin API requires an admin/* identity");
+    absl::Status denied = absl::PermissionDeniedError("the admin API requires an admin/* identity");
+    denied.SetPayload(kCallerIdentityPayload, absl::Cord(caller->identity.ToString()));
+    caller = denied;
   }
   if (!caller.ok()) {
     common::LogWarn("admin.denied", {{"method", method},
-                                     {"peer", context->peer()},
+                                     {"peer", peer},
                                      {"reason", std::string(caller.status().message())}});
-    reactor->Finish(ToGrpcStatus(caller.status()));
+    audit::Record record = AuthFailureRecord(common::StrCat("Admin/", method), peer, caller.status());
+    grpc::Status status = ToGrpcStatus(caller.status());
+    AuditAppend(ctx_.audit.get(), std::move(record),
+                [reactor, status](absl::Status) { reactor->Finish(status); });
     return reactor;
   }
-  ctx_.pool->Post([this, reactor, method, target = std::move(target), who = *caller,
+  ctx_.pool->Post([this, reactor, method, peer, kind, target = std::move(target), who = *caller,
                    fn = std::move(fn)]() mutable {
+    // The identity the call is about: the first word of the target.
+    const std::string identity = target.substr(0, target.find(' '));
+    nlohmann::json before = kind == AdminKind::kChange ? IdentitySnapshot(identity) : nullptr;
     absl::Status status = fn(ctx_.clock->NowUnix());
     common::LogInfo("admin.call", {{"method", method},
                                    {"admin", who.identity.ToString()},
                                    {"target", target},
                                    {"result", status.ok() ? "ok" : std::string(status.message())}});
-    reactor->Finish(ToGrpcStatus(status));
+    nlohmann::json details = {{"method", method}, {"target", target}, {"peer", peer}};
+    if (!status.ok()) {
+      details["error"] = std::string(status.message());
+    }
+    if (kind == AdminKind::kChange) {
+      details["before"] = before;
+      details["after"] = IdentitySnapshot(identity);
+    }
+    audit::Record record = audit::MakeRecord(
+        kind == AdminKind::kChange ? audit::EventClass::kAccountChange
+                                   : audit::EventClass::kApiActivity,
+        kind == AdminKind::kChange ? "admin_change" : "admin_read",
+        status.ok() ? audit::kOutcomeSuccess : audit::kOutcomeFailure, who.identity.ToString(),
+        PeerIp(peer), std::move(details));
+    // A change is reported done only once it is on record.
+    AuditAppend(ctx_.audit.get(), std::move(record), [reactor, status](absl::Status audited) {
+      if (!audited.ok() && status.ok()) {
+        common::LogError("admin.audit_failed", {{"error", std::string(audited.message())}});
+      }
+      reactor->Finish(ToGrpcStatus(status));
+    });
   });
   return reactor;
 }
@@ -99,7 +145,8 @@ grpc::ServerUnaryReactor* AdminService::CreateIdentity(grpc::CallbackServerConte
                FillIdentity(record, response->mutable_identity());
                FillKey(key, response->mutable_key());
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kChange);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListIdentities(grpc::CallbackServerContext* context,
@@ -117,7 +164,8 @@ grpc::ServerUnaryReactor* AdminService::ListIdentities(grpc::CallbackServerConte
                  }
                }
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kRead);
 }
 
 grpc::ServerUnaryReactor* AdminService::GetIdentity(grpc::CallbackServerContext* context,
@@ -129,7 +177,8 @@ grpc::ServerUnaryReactor* AdminService::GetIdentity(grpc::CallbackServerContext*
                ASSIGN_OR_RETURN(auto record, ctx_.directory->GetIdentity(identity));
                FillIdentity(record, response);
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kRead);
 }
 
 grpc::ServerUnaryReactor* AdminService::SetIdentityEnabled(
@@ -142,7 +191,8 @@ grpc::ServerUnaryReactor* AdminService::SetIdentityEnabled(
                ASSIGN_OR_RETURN(auto record, ctx_.directory->GetIdentity(identity));
                FillIdentity(record, response);
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kChange);
 }
 
 grpc::ServerUnaryReactor* AdminService::AddKey(grpc::CallbackServerContext* context,
@@ -156,7 +206,8 @@ grpc::ServerUnaryReactor* AdminService::AddKey(grpc::CallbackServerContext* cont
                RETURN_IF_ERROR(ctx_.directory->AddKey(key));
                FillKey(key, response);
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kChange);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* context,
@@ -170,7 +221,8 @@ grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* co
                  FillKey(k, response->add_keys());
                }
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kRead);
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveKey(grpc::CallbackServerContext* context,
@@ -183,7 +235,8 @@ grpc::ServerUnaryReactor* AdminService::RemoveKey(grpc::CallbackServerContext* c
                ASSIGN_OR_RETURN(auto key, ctx_.directory->GetKey(request->key_id()));
                FillKey(key, response);
                return absl::OkStatus();
-             });
+             },
+             AdminKind::kChange);
 }
 
 }  // namespace drawbridge::server

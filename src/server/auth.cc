@@ -2,6 +2,7 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include "absl/strings/cord.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "pki/certs.h"
@@ -31,7 +32,12 @@ absl::StatusOr<Caller> AuthenticateCaller(const grpc::AuthContext& auth,
     return absl::UnauthenticatedError("client certificate has expired: renew it");
   }
   Caller caller{*identity, info.uri_sans.front(), info.key_id, info.serial, info.not_after};
-  RETURN_IF_ERROR(directory.CheckActive(identity->ToString(), info.key_id));
+  absl::Status active = directory.CheckActive(identity->ToString(), info.key_id);
+  if (!active.ok()) {
+    // The certificate is genuine, so the identity is known: audit names it.
+    active.SetPayload(kCallerIdentityPayload, absl::Cord(identity->ToString()));
+    return active;
+  }
   return caller;
 }
 

@@ -21,6 +21,10 @@ struct Caller {
   int64_t not_after = 0;
 };
 
+// Payload of an AuthenticateCaller refusal whose certificate verified: the
+// identity it carried (for audit records; the caller's message never has it).
+inline constexpr char kCallerIdentityPayload[] = "drawbridge.dev/caller_identity";
+
 // Fails with Unauthenticated when there is no usable certificate, and with
 // PermissionDenied when the identity or its key is disabled or removed now.
 // In-memory only; safe to call from a gRPC reaction.

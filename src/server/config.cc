@@ -55,6 +55,7 @@ absl::Status ValidateConfig(const ServerConfig& c) {
 absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
   ServerConfig c;
+  bool has_audit = false;
   try {
     YAML::Node root = YAML::Load(text);
     if (!root.IsMap()) {
@@ -77,12 +78,22 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
         c.max_token_lifetime_seconds = v.as<int64_t>();
       } else if (key == "idle_timeout_seconds") {
         c.idle_timeout_seconds = v.as<int64_t>();
+      } else if (key == "audit") {
+        auto audit = audit::ParseAuditConfig(v);
+        if (!audit.ok()) {
+          return absl::InvalidArgumentError(common::StrCat(path, ": ", audit.status().message()));
+        }
+        c.audit = std::move(*audit);
+        has_audit = true;
       } else {
         return absl::InvalidArgumentError(common::StrCat(path, ": unknown setting \"", key, "\""));
       }
     }
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(common::StrCat(path, ": ", e.what()));
+  }
+  if (!has_audit) {
+    ASSIGN_OR_RETURN(c.audit, audit::ParseAuditConfig(YAML::Node()));
   }
   if (c.advertise.empty()) {
     c.advertise = c.listen;
@@ -106,7 +117,12 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "max_clock_skew_seconds: ", c.max_clock_skew_seconds, "\n",
       "max_token_lifetime_seconds: ", c.max_token_lifetime_seconds, "\n",
       "# A tunneled connection with no data either way for this long is closed.\n",
-      "idle_timeout_seconds: ", c.idle_timeout_seconds, "\n");
+      "idle_timeout_seconds: ", c.idle_timeout_seconds, "\n",
+      "# The tamper-evident audit trail (docs/audit.md): retention, SIEM export, alerts.\n",
+      "audit:\n", "  retention_days: ", c.audit.retention.count() / 86400, "\n",
+      "  # export:\n", "  #   - {type: jsonl, path: /var/log/drawbridge/audit.jsonl}\n",
+      "  #   - {type: syslog, address: \"siem.example.com:6514\", tls: true}\n",
+      "  # alerts:\n", "  #   webhook: \"https://alerts.example.com/drawbridge\"\n");
   return common::WriteFileAtomic(path, text, 0600);
 }
 

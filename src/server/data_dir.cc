@@ -20,6 +20,7 @@ constexpr int64_t kServerCertRenewBefore = 30 * 86400;
 constexpr char kRootKeyLabel[] = "root-ca-key";
 constexpr char kIntermediateKeyLabel[] = "intermediate-ca-key";
 constexpr char kServerKeyLabel[] = "server-tls-key";
+constexpr char kAuditKeyLabel[] = "audit-signing-key";
 
 bool IsWildcardHost(const std::string& host) {
   return host.empty() || host == "0.0.0.0" || host == "::" || host == "*";
@@ -82,6 +83,22 @@ absl::Status IssueServerCert(const pki::CertificateAuthority& ca, const pki::Key
   return common::WriteFileAtomic(dir.server_cert, ca.ChainPem(cert.get()), 0644);
 }
 
+// The audit signing key: created on first use, so data dirs made before the audit
+// trail existed gain one too. Its public half is published for `audit verify`.
+absl::StatusOr<common::PKeyPtr> LoadOrCreateAuditKey(const pki::KeyEncryptionKey& kek,
+                                                     const DataDir& dir) {
+  if (common::PathExists(dir.audit_key)) {
+    return ReadSealedKey(kek, dir.audit_key, kAuditKeyLabel);
+  }
+  RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "audit")));
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::GenerateKey(pki::KeyAlgorithm::kEs256));
+  ASSIGN_OR_RETURN(std::string public_pem, pki::PublicKeyToPem(key.get()));
+  RETURN_IF_ERROR(common::WriteFileAtomic(dir.audit_public_key, public_pem, 0644));
+  RETURN_IF_ERROR(WriteSealedKey(kek, key.get(), dir.audit_key, kAuditKeyLabel));
+  common::LogInfo("audit.key_created", {{"public_key", dir.audit_public_key}});
+  return key;
+}
+
 }  // namespace
 
 DataDir::DataDir(std::string d)
@@ -95,7 +112,9 @@ DataDir::DataDir(std::string d)
       intermediate_key(common::JoinPath(dir, "ca/intermediate.key.sealed")),
       server_cert(common::JoinPath(dir, "tls/server.crt")),
       server_key(common::JoinPath(dir, "tls/server.key.sealed")),
-      admin_credential(common::JoinPath(dir, "admin.json")) {}
+      admin_credential(common::JoinPath(dir, "admin.json")),
+      audit_key(common::JoinPath(dir, "audit/audit.key.sealed")),
+      audit_public_key(common::JoinPath(dir, "audit/audit.pub")) {}
 
 absl::Status InitDataDir(const InitOptions& options) {
   ServerConfig config;
@@ -137,6 +156,7 @@ absl::Status InitDataDir(const InitOptions& options) {
   RETURN_IF_ERROR(common::WriteFileAtomic(dir.intermediate_cert,
                                           pki::CertToPem(m.intermediate_cert.get()), 0644));
   RETURN_IF_ERROR(IssueServerCert(*ca, kek, dir, config, *options.clock));
+  RETURN_IF_ERROR(LoadOrCreateAuditKey(kek, dir).status());
   RETURN_IF_ERROR(SaveConfig(dir.config, config));
 
   // The bootstrap admin: its signing key is generated here and only its public
@@ -200,6 +220,7 @@ absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig
   ASSIGN_OR_RETURN(out.server_chain_pem, common::ReadFile(dir.server_cert));
   ASSIGN_OR_RETURN(common::PKeyPtr server_key, ReadSealedKey(kek, dir.server_key, kServerKeyLabel));
   ASSIGN_OR_RETURN(out.server_key_pem, pki::PrivateKeyToPem(server_key.get()));
+  ASSIGN_OR_RETURN(out.audit_key, LoadOrCreateAuditKey(kek, dir));
   return out;
 }
 

@@ -18,7 +18,10 @@ namespace drawbridge::server {
 //   ca/root.crt ca/intermediate.crt
 //   ca/root.key.sealed ca/intermediate.key.sealed   AES-256-GCM under the KEK
 //   tls/server.crt tls/server.key.sealed            the listener's certificate
+//   audit/audit.key.sealed      the audit log's signing key (checkpoints, head)
+//   audit/audit.pub             its public key, for `drawbridge audit verify`
 //   admin.json                  the first admin credential (move it somewhere safe)
+// The audit log itself lives in state.db (tables audit_*).
 struct DataDir {
   explicit DataDir(std::string dir);
   std::string dir;
@@ -32,6 +35,8 @@ struct DataDir {
   std::string server_cert;
   std::string server_key;
   std::string admin_credential;
+  std::string audit_key;
+  std::string audit_public_key;
 };
 
 inline constexpr char kBootstrapAdmin[] = "admin/admin";
@@ -52,9 +57,10 @@ struct ServingPki {
   std::unique_ptr<pki::CertificateAuthority> ca;
   std::string server_chain_pem;
   std::string server_key_pem;  // in memory only
+  common::PKeyPtr audit_key;   // signs audit checkpoints and the head
 };
 
-// Unseals the CA and server keys. Re-issues the server certificate when it has
+// Unseals the CA, server and audit keys (creating the audit key if missing). Re-issues the server certificate when it has
 // less than 30 days left or no longer covers the configured addresses.
 absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig& config,
                                           const common::Clock& clock);

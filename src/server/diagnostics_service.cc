@@ -2,6 +2,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "server/audit_events.h"
 #include "server/services.h"
 
 namespace drawbridge::server {
@@ -19,6 +20,8 @@ class PingReactor final : public grpc::ServerBidiReactor<v1::PingRequest, v1::Pi
     if (!caller.ok()) {
       common::LogWarn("diagnostics.denied", {{"peer", context->peer()},
                                              {"reason", std::string(caller.status().message())}});
+      AuditAppend(ctx.audit.get(),
+                  AuthFailureRecord("Diagnostics/Ping", context->peer(), caller.status()));
       Finish(ToGrpcStatus(caller.status()));
       return;
     }

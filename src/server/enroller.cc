@@ -19,10 +19,11 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
                                                   std::optional<common::IpAddress> peer,
                                                   EnrollmentRefusal* refusal) {
   std::string claimed;
-  auto refuse = [&](absl::StatusCode code, std::string detail,
+  auto refuse = [&](absl::StatusCode code, std::string_view reason_code, std::string detail,
                     std::string public_message) -> absl::Status {
     if (refusal != nullptr) {
-      *refusal = EnrollmentRefusal{code, detail, std::move(public_message), claimed};
+      *refusal = EnrollmentRefusal{code, detail, std::move(public_message), claimed,
+                                   std::string(reason_code)};
     }
     return absl::Status(code, detail);
   };
@@ -30,14 +31,14 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   auto parsed = pki::ParseEnrollmentToken(token);
   if (!parsed.ok()) {
     // Parse errors describe only the caller's own input.
-    return refuse(absl::StatusCode::kInvalidArgument, std::string(parsed.status().message()),
+    return refuse(absl::StatusCode::kInvalidArgument, "malformed_token", std::string(parsed.status().message()),
                   std::string(parsed.status().message()));
   }
   const pki::EnrollmentClaims& claims = parsed->claims;
   claimed = claims.subject.substr(0, 128);
   auto identity = pki::ParseIdentity(claims.subject);
   if (!identity.ok()) {
-    return refuse(absl::StatusCode::kInvalidArgument,
+    return refuse(absl::StatusCode::kInvalidArgument, "malformed_token",
                   common::StrCat("token subject: ", identity.status().message()),
                   "malformed enrollment token: \"sub\" is not KIND/NAME");
   }
@@ -45,23 +46,23 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   // 1. Signature, with the registered key named by `kid`, which must belong to `sub`.
   auto key = directory_->GetKey(parsed->key_id);
   if (!key.ok()) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "unknown_key",
                   common::StrCat("unknown key id ", parsed->key_id.substr(0, 64)), kNotAccepted);
   }
   if (key->identity != claims.subject) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "key_identity_mismatch",
                   common::StrCat("key ", key->key_id, " belongs to ", key->identity, ", not ",
                                  claims.subject),
                   kNotAccepted);
   }
   auto public_key = pki::PublicKeyFromPem(key->public_key_pem);
   if (!public_key.ok()) {
-    return refuse(absl::StatusCode::kInternal,
+    return refuse(absl::StatusCode::kInternal, "internal",
                   common::StrCat("stored key ", key->key_id, " unreadable"),
                   "enrollment failed: server error");
   }
   if (absl::Status s = pki::VerifyTokenSignature(*parsed, public_key->get()); !s.ok()) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "bad_signature",
                   common::StrCat("signature check failed for key ", key->key_id, ": ", s.message()),
                   kNotAccepted);
   }
@@ -69,27 +70,26 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   // From here on the caller holds the credential key: tell them what is wrong.
   // 2. Audience and time.
   if (claims.audience != config_.trust_domain) {
-    return refuse(
-        absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "wrong_audience",
         common::StrCat("audience \"", claims.audience.substr(0, 64), "\" is not this trust domain"),
         "enrollment refused: token audience is not this server's trust domain");
   }
   const int64_t now = clock_->NowUnix();
   const int64_t skew = config_.max_clock_skew_seconds;
   if (claims.expires_at <= now - skew) {
-    return refuse(absl::StatusCode::kUnauthenticated,
+    return refuse(absl::StatusCode::kUnauthenticated, "expired",
                   common::StrCat("token expired at ", claims.expires_at, " (now ", now, ")"),
                   "enrollment refused: token expired (check this host's clock)");
   }
   if (claims.issued_at > now + skew || (claims.not_before != 0 && claims.not_before > now + skew)) {
-    return refuse(absl::StatusCode::kUnauthenticated,
+    return refuse(absl::StatusCode::kUnauthenticated, "not_yet_valid",
                   common::StrCat("token not valid yet (iat ", claims.issued_at, ", nbf ",
                                  claims.not_before, ", now ", now, ")"),
                   "enrollment refused: token not valid yet (check this host's clock)");
   }
   if (claims.expires_at - claims.issued_at > config_.max_token_lifetime_seconds ||
       claims.expires_at <= claims.issued_at) {
-    return refuse(absl::StatusCode::kUnauthenticated,
+    return refuse(absl::StatusCode::kUnauthenticated, "lifetime_too_long",
                   common::StrCat("token lifetime ", claims.expires_at - claims.issued_at,
                                  " s is outside (0, ", config_.max_token_lifetime_seconds, "]"),
                   "enrollment refused: token lifetime too long (at most 5 minutes)");
@@ -98,16 +98,16 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   // 3. Identity, key and source address.
   auto record = directory_->GetIdentity(claims.subject);
   if (!record.ok()) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "unknown_identity",
                   common::StrCat("identity ", claims.subject, " not found"), kNotAccepted);
   }
   if (!record->enabled) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "identity_disabled",
                   common::StrCat("identity ", claims.subject, " is disabled"),
                   "enrollment refused: identity is disabled");
   }
   if (key->removed_at != 0) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "key_removed",
                   common::StrCat("key ", key->key_id, " of ", claims.subject, " was removed at ",
                                  key->removed_at),
                   "enrollment refused: credential key has been removed");
@@ -119,7 +119,7 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
       allowed = allowed || (cidr.ok() && peer && cidr->Contains(*peer));
     }
     if (!allowed) {
-      return refuse(absl::StatusCode::kPermissionDenied,
+      return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
                     common::StrCat("source address ", peer ? peer->ToString() : "unknown",
                                    " is outside the CIDRs of ", claims.subject),
                     "enrollment refused: source address not allowed for this identity");
@@ -129,12 +129,12 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   // 4. The CSR proves possession of the TLS key; `cnf` binds that key to this token.
   auto tls_key = pki::PublicKeyFromCsrDer(csr_der);
   if (!tls_key.ok()) {
-    return refuse(absl::StatusCode::kInvalidArgument, std::string(tls_key.status().message()),
+    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr", std::string(tls_key.status().message()),
                   std::string(tls_key.status().message()));
   }
   ASSIGN_OR_RETURN(std::string thumbprint, pki::JwkThumbprint(tls_key->get()));
   if (thumbprint != claims.tls_key_thumbprint) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "cnf_mismatch",
                   "cnf.jkt does not match the key in the certificate request",
                   "enrollment refused: token is bound to a different TLS key");
   }
@@ -144,12 +144,12 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   absl::Status consumed = store_->ConsumeTokenId(
       common::StrCat(claims.subject, "|", claims.token_id), claims.expires_at + skew, now);
   if (absl::IsAlreadyExists(consumed)) {
-    return refuse(absl::StatusCode::kPermissionDenied,
+    return refuse(absl::StatusCode::kPermissionDenied, "replayed",
                   common::StrCat("token id replayed for ", claims.subject),
                   "enrollment refused: token already used");
   }
   if (!consumed.ok()) {
-    return refuse(absl::StatusCode::kUnavailable,
+    return refuse(absl::StatusCode::kUnavailable, "storage_unavailable",
                   common::StrCat("cannot record token id: ", consumed.message()),
                   "enrollment failed: server storage unavailable, retry");
   }
@@ -165,7 +165,7 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   spec.client_auth = true;
   auto cert = ca_->Issue(spec);
   if (!cert.ok()) {
-    return refuse(absl::StatusCode::kInternal,
+    return refuse(absl::StatusCode::kInternal, "internal",
                   common::StrCat("cannot issue certificate: ", cert.status().message()),
                   "enrollment failed: server error");
   }
@@ -173,7 +173,7 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   absl::Status recorded = store_->RecordCertificate(store::CertificateRecord{
       info.serial, claims.subject, key->key_id, spec.not_before, spec.not_after});
   if (!recorded.ok()) {
-    return refuse(absl::StatusCode::kUnavailable,
+    return refuse(absl::StatusCode::kUnavailable, "storage_unavailable",
                   common::StrCat("cannot record certificate: ", recorded.message()),
                   "enrollment failed: server storage unavailable, retry");
   }

@@ -31,7 +31,8 @@ struct EnrollmentRefusal {
   absl::StatusCode code;
   std::string detail;
   std::string public_message;
-  std::string identity;  // claimed identity, if the token parsed
+  std::string identity;     // claimed identity, if the token parsed
+  std::string reason_code;  // "expired", "replayed", "source_not_allowed", ... (docs/audit.md)
 };
 
 // Checks an enrollment request exactly as DESIGN §2 says and issues the

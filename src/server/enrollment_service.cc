@@ -1,6 +1,7 @@
 #include "common/log.h"
 #include "common/random.h"
 #include "common/strings.h"
+#include "server/audit_events.h"
 #include "server/services.h"
 
 namespace drawbridge::server {
@@ -23,14 +24,27 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
     auto result = ctx_.enroller->Enroll(request->token(), request->csr_der(),
                                         common::IpFromGrpcPeer(peer), &refusal);
     if (!result.ok()) {
-      // A reference ties the caller's message to the operator's log line.
+      // A reference ties the caller's message to the operator's log line and
+      // the audit record.
       std::string ref = common::RandomHex(6);
       common::LogWarn("enroll.refused", {{"ref", ref},
                                          {"identity", refusal.identity},
                                          {"peer", peer},
                                          {"reason", refusal.detail}});
-      reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(refusal.code),
-                                   common::StrCat(refusal.public_message, " (ref ", ref, ")")));
+      grpc::Status refused(static_cast<grpc::StatusCode>(refusal.code),
+                           common::StrCat(refusal.public_message, " (ref ", ref, ")"));
+      // The refusal is answered once it is on record (invariant 6), and even if
+      // recording failed: the caller gets nothing either way.
+      AuditAppend(ctx_.audit.get(),
+                  audit::MakeRecord(audit::EventClass::kAuthentication, "enroll",
+                                    audit::kOutcomeFailure,
+                                    refusal.identity.empty() ? "unknown" : refusal.identity,
+                                    PeerIp(peer),
+                                    {{"reason_code", refusal.reason_code},
+                                     {"reason", refusal.detail},
+                                     {"ref", ref},
+                                     {"peer", peer}}),
+                  [reactor, refused](absl::Status) { reactor->Finish(refused); });
       return;
     }
     common::LogInfo("enroll.ok", {{"identity", result->identity},
@@ -43,7 +57,31 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
     response->set_not_after_unix(result->not_after);
     response->set_spiffe_id(result->spiffe_id);
     response->set_serial(result->serial);
-    reactor->Finish(grpc::Status::OK);
+    AuditAppend(ctx_.audit.get(),
+                audit::MakeRecord(audit::EventClass::kAuthentication, "enroll",
+                                  audit::kOutcomeSuccess, result->identity, PeerIp(peer),
+                                  {{"identity", result->identity},
+                                   {"key_id", result->key_id},
+                                   {"peer", peer}}));
+    // The certificate is handed out only once its issue is durable: a crash
+    // cannot leave a certificate in use that the audit trail does not know.
+    AuditAppend(ctx_.audit.get(),
+                audit::MakeRecord(audit::EventClass::kAuthentication, "issue_certificate",
+                                  audit::kOutcomeSuccess, result->identity, PeerIp(peer),
+                                  {{"identity", result->identity},
+                                   {"key_id", result->key_id},
+                                   {"serial", result->serial},
+                                   {"spiffe_id", result->spiffe_id},
+                                   {"not_after", audit::FormatTimeUtc(result->not_after * 1000)}}),
+                [reactor](absl::Status s) {
+                  if (!s.ok()) {
+                    common::LogError("enroll.audit_failed", {{"error", std::string(s.message())}});
+                    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                 "enrollment failed: audit log unavailable, retry"));
+                    return;
+                  }
+                  reactor->Finish(grpc::Status::OK);
+                });
   });
   return reactor;
 }

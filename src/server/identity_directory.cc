@@ -1,4 +1,5 @@
 #include "server/identity_directory.h"
+#include "absl/strings/cord.h"
 
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -21,23 +22,39 @@ absl::StatusOr<std::unique_ptr<IdentityDirectory>> IdentityDirectory::Load(store
 
 absl::Status IdentityDirectory::CheckActive(const std::string& identity,
                                             const std::string& key_id) const {
+  // The reason code rides as a payload, for audit records and alert rules.
+  auto refuse = [](std::string message, std::string_view code) {
+    absl::Status s = absl::PermissionDeniedError(message);
+    s.SetPayload(kReasonCodePayload, absl::Cord(absl::string_view(code.data(), code.size())));
+    return s;
+  };
   absl::MutexLock lock(&mu_);
   auto id = identities_.find(identity);
   if (id == identities_.end()) {
-    return absl::PermissionDeniedError(common::StrCat("identity ", identity, " does not exist"));
+    return refuse(common::StrCat("identity ", identity, " does not exist"), "unknown_identity");
   }
   if (!id->second.enabled) {
-    return absl::PermissionDeniedError(common::StrCat("identity ", identity, " is disabled"));
+    return refuse(common::StrCat("identity ", identity, " is disabled"), "identity_disabled");
   }
   auto key = keys_.find(key_id);
   if (key == keys_.end() || key->second.identity != identity) {
-    return absl::PermissionDeniedError(
-        common::StrCat("key ", key_id, " is not a key of ", identity));
+    return refuse(common::StrCat("key ", key_id, " is not a key of ", identity), "unknown_key");
   }
   if (key->second.removed_at != 0) {
-    return absl::PermissionDeniedError(common::StrCat("key ", key_id, " has been removed"));
+    return refuse(common::StrCat("key ", key_id, " has been removed"), "key_removed");
   }
   return absl::OkStatus();
+}
+
+std::string ReasonCodeOf(const absl::Status& status) {
+  if (status.ok()) {
+    return "";
+  }
+  if (auto payload = status.GetPayload(kReasonCodePayload)) {
+    return std::string(*payload);
+  }
+  return status.code() == absl::StatusCode::kUnauthenticated ? "unauthenticated"
+                                                              : "permission_denied";
 }
 
 absl::StatusOr<store::IdentityRecord> IdentityDirectory::GetIdentity(

@@ -12,6 +12,15 @@
 
 namespace drawbridge::server {
 
+// Status payload type URL carrying a machine-readable refusal reason
+// ("identity_disabled", "key_removed", ...), for audit records and alert rules.
+inline constexpr char kReasonCodePayload[] = "drawbridge.dev/reason_code";
+
+// The reason code of a refusal: its payload, or "unauthenticated" /
+// "permission_denied" from the status code; "" for OK.
+std::string ReasonCodeOf(const absl::Status& status);
+
+
 // Identities and their keys, cached in memory over the Store so that the
 // per-stream check ("is this identity and key still enabled?") never touches the
 // database inside a gRPC reaction. All mutations go through here: the Store is
@@ -21,7 +30,8 @@ class IdentityDirectory {
   static absl::StatusOr<std::unique_ptr<IdentityDirectory>> Load(store::Store* store);
 
   // OK only if `identity` exists and is enabled and `key_id` is its active key.
-  // PermissionDenied with the reason otherwise. Never blocks on I/O.
+  // PermissionDenied with the reason otherwise (and a reason code, see
+  // ReasonCodeOf). Never blocks on I/O.
   absl::Status CheckActive(const std::string& identity, const std::string& key_id) const;
 
   absl::StatusOr<store::IdentityRecord> GetIdentity(const std::string& identity) const;

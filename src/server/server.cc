@@ -6,7 +6,9 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "common/encoding.h"
 #include "common/tls_policy.h"
+#include "pki/keys.h"
 
 namespace drawbridge::server {
 
@@ -30,12 +32,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   ASSIGN_OR_RETURN(s->pki_, LoadServingPki(dir, s->config_, *options.clock));
   ASSIGN_OR_RETURN(s->store_, store::OpenSqliteStore(dir.database));
+
+  // The audit trail lives in state.db, signed with the audit key; alert rules and
+  // export targets follow every commit.
+  const audit::AuditConfig& ac = s->config_.audit;
+  if (!ac.webhook_url.empty()) {
+    ASSIGN_OR_RETURN(s->webhook_, audit::WebhookSender::Start(ac.webhook_url, ac.webhook_ca_file));
+  }
+  s->alerts_ = std::make_unique<audit::AlertEngine>(ac.alert_rules);
+  audit::AuditLog::Options audit_options;
+  audit_options.checkpoint_every_records = ac.checkpoint_every_records;
+  audit_options.checkpoint_every = ac.checkpoint_every;
+  audit_options.retention = ac.retention;
+  audit_options.signing_key = s->pki_.audit_key.get();
+  audit_options.clock = options.clock;
+  Server* raw = s.get();
+  audit_options.on_committed = [raw](const std::vector<audit::Record>& records) {
+    raw->OnAuditCommitted(records);
+  };
+  ASSIGN_OR_RETURN(s->audit_, audit::AuditLog::Open(dir.database, audit_options));
+  ASSIGN_OR_RETURN(s->exporter_, audit::Exporter::Start(dir.database, ac.export_targets));
+  s->exporter_->Notify();  // ship what earlier runs left behind
   ASSIGN_OR_RETURN(s->directory_, IdentityDirectory::Load(s->store_.get()));
   s->enroller_ = std::make_unique<Enroller>(s->config_, s->pki_.ca.get(), s->directory_.get(),
                                             s->store_.get(), options.clock);
   s->pool_ = std::make_unique<common::WorkerPool>(options.worker_threads);
   ServiceContext ctx{s->config_.trust_domain, s->directory_.get(), s->enroller_.get(),
-                     s->pool_.get(), options.clock};
+                     s->pool_.get(), options.clock, s->audit_};
   s->enrollment_ = std::make_unique<EnrollmentService>(ctx);
   s->admin_ = std::make_unique<AdminService>(ctx);
   s->diagnostics_ = std::make_unique<DiagnosticsService>(ctx);
@@ -77,6 +100,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(
         common::StrCat("cannot listen on ", s->config_.listen, " (address in use or not local?)"));
   }
+  s->audit_->Append(audit::MakeRecord(
+      audit::EventClass::kApiActivity, "server_start", audit::kOutcomeSuccess,
+      std::string(audit::kActorSystem), "",
+      {{"listen", s->config_.listen},
+       {"port", s->port_},
+       {"trust_domain", s->config_.trust_domain},
+       {"alert_rules", s->alerts_->rules().size()},
+       {"export_targets", s->config_.audit.export_targets.size()}}));
   common::LogInfo("server.listening", {{"address", s->config_.listen},
                                        {"port", common::StrCat(s->port_)},
                                        {"trust_domain", s->config_.trust_domain},
@@ -92,17 +123,56 @@ absl::Status Server::ReloadPolicy() {
   auto text = common::ReadFile(policy_file_);
   absl::StatusOr<std::shared_ptr<const policy::Policy>> parsed =
       text.ok() ? policy::Policy::Parse(*text) : text.status();
+  auto audit_reload = [&](std::string_view outcome, nlohmann::json details) {
+    details["file"] = policy_file_;
+    if (audit_) {
+      audit_->AppendSync(audit::MakeRecord(audit::EventClass::kApiActivity, "policy_reload",
+                                           outcome, std::string(audit::kActorSystem), "",
+                                           std::move(details)))
+          .IgnoreError();  // a failed commit is logged by the audit log itself
+    }
+  };
   if (!parsed.ok()) {
     common::LogError("policy.rejected", {{"file", policy_file_},
                                          {"error", std::string(parsed.status().message())},
                                          {"effect", "the previous policy stays in force"}});
+    audit_reload(audit::kOutcomeFailure, {{"error", std::string(parsed.status().message())},
+                                          {"effect", "the previous policy stays in force"}});
     return absl::InvalidArgumentError(
         common::StrCat(policy_file_, ": ", parsed.status().message()));
   }
   policy_->Set(*parsed);
   common::LogInfo("policy.loaded",
                   {{"file", policy_file_}, {"rules", common::StrCat((*parsed)->rules().size())}});
+  std::vector<std::string> rule_names;
+  for (const auto& rule : (*parsed)->rules()) {
+    rule_names.push_back(rule.name);
+  }
+  audit_reload(audit::kOutcomeSuccess, {{"rules", rule_names},
+                                        {"sha256", common::HexEncode(pki::Sha256(*text))}});
   return absl::OkStatus();
+}
+
+void Server::OnAuditCommitted(const std::vector<audit::Record>& records) {
+  exporter_->Notify();
+  for (const audit::Alert& alert : alerts_->Observe(records)) {
+    common::LogWarn("alert", {{"rule", alert.rule},
+                              {"severity", alert.severity},
+                              {"key", alert.key},
+                              {"count", common::StrCat(alert.count)},
+                              {"summary", alert.summary}});
+    audit::Record record = alert.ToRecord();
+    if (webhook_) {
+      nlohmann::json body = record.details;
+      body["source"] = "drawbridge";
+      body["trust_domain"] = config_.trust_domain;
+      body["time"] = audit::FormatTimeUtc(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+      webhook_->Post(body.dump());
+    }
+    audit_->Append(std::move(record));  // on the writer thread: never blocks
+  }
 }
 
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
@@ -120,6 +190,9 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
     grpc_.reset();
   }
   pool_.reset();  // finishes queued work before the services go away
+  if (audit_) {
+    audit_->Flush();  // what the last calls recorded, and the alerts it raised
+  }
 }
 
 void Server::Wait() {

@@ -7,6 +7,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "audit/alerts.h"
+#include "audit/audit_log.h"
+#include "audit/export.h"
+#include "audit/webhook.h"
 #include "common/clock.h"
 #include "common/worker_pool.h"
 #include "pki/certs.h"
@@ -47,7 +51,10 @@ class Server {
   const pki::CertificateAuthority& ca() const { return *pki_.ca; }
 
   // Re-reads the policy file. An invalid policy is rejected whole; the old stays.
+  // Either way the attempt is audited.
   absl::Status ReloadPolicy();
+  audit::AuditLog* audit_log() { return audit_.get(); }
+  audit::Exporter* exporter() { return exporter_.get(); }
   AgentRegistry* registry() { return registry_.get(); }
 
   // Stops accepting, lets in-flight calls finish up to `grace`, then cancels them.
@@ -57,8 +64,18 @@ class Server {
  private:
   Server() = default;
 
+  // Raises the alerts `records` trigger: audit records, log lines, webhook posts.
+  // On the audit writer thread.
+  void OnAuditCommitted(const std::vector<audit::Record>& records);
+
   ServerConfig config_;
   ServingPki pki_;
+  // Declared before everything that writes the audit log, so destroyed after it;
+  // the log itself before the exporter and webhook its writer thread feeds.
+  std::unique_ptr<audit::WebhookSender> webhook_;
+  std::unique_ptr<audit::Exporter> exporter_;
+  std::unique_ptr<audit::AlertEngine> alerts_;
+  std::shared_ptr<audit::AuditLog> audit_;
   int port_ = 0;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<IdentityDirectory> directory_;

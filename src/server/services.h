@@ -1,8 +1,11 @@
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include "audit/audit_log.h"
 #include "common/clock.h"
+#include "nlohmann/json.hpp"
 #include "common/worker_pool.h"
 #include "drawbridge/v1/admin.grpc.pb.h"
 #include "drawbridge/v1/diagnostics.grpc.pb.h"
@@ -20,6 +23,9 @@ struct ServiceContext {
   Enroller* enroller = nullptr;
   common::WorkerPool* pool = nullptr;  // blocking work goes here, never in reactions
   const common::Clock* clock = nullptr;
+  // The audit trail; null only in tests of a single service. Shared so that
+  // callbacks that may outlive a service (alarms) can hold a weak reference.
+  std::shared_ptr<audit::AuditLog> audit;
 };
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
@@ -62,9 +68,13 @@ class AdminService final : public v1::Admin::CallbackService {
                                       v1::KeyInfo* response) override;
 
  private:
+  // kChange calls are audited as Account Change with the identity's state before
+  // and after; kRead calls as API Activity.
+  enum class AdminKind { kRead, kChange };
   template <typename Fn>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const char* method,
-                                std::string target, Fn fn);
+                                std::string target, Fn fn, AdminKind kind);
+  nlohmann::json IdentitySnapshot(const std::string& identity) const;
   void FillIdentity(const store::IdentityRecord& record, v1::IdentityInfo* out) const;
 
   ServiceContext ctx_;

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/random.h"
 #include "common/strings.h"
+#include "server/audit_events.h"
 
 namespace drawbridge::server {
 namespace {
@@ -87,7 +88,8 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
         peer_(std::move(peer)) {}
 
   void Begin(StreamEnd* client_end);
-  void AttachAgent(StreamEnd* agent_end, const Caller& agent, const std::string& instance_id);
+  void AttachAgent(StreamEnd* agent_end, const Caller& agent, const std::string& instance_id,
+                   const std::string& resolved_address);
   void AgentFailed(const AgentInstance* instance, v1::DialCode code, const std::string& message);
   void OnRead(Side side, bool ok);
   void OnWrite(Side side, bool ok);
@@ -109,6 +111,10 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void OnIdleCheck();
   void WriteResult(v1::DialCode code, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The result's audit record is durable (or failed): now tell the client.
+  void OnResultAudited(absl::Status status);
+  // Fields every Network Activity record of this connection carries.
+  nlohmann::json AuditDetails() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Abort(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishEnd(Side side, const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartReadOn(Side side) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -133,6 +139,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   std::shared_ptr<AgentInstance> instance_ ABSL_GUARDED_BY(mu_);
   bool counted_ ABSL_GUARDED_BY(mu_) = false;
   std::string agent_key_id_ ABSL_GUARDED_BY(mu_);
+  std::string resolved_address_ ABSL_GUARDED_BY(mu_);
   std::string conn_id_ ABSL_GUARDED_BY(mu_);
   int attempt_ ABSL_GUARDED_BY(mu_) = 0;
   v1::DialCode result_ ABSL_GUARDED_BY(mu_) = v1::DIAL_OK;
@@ -152,6 +159,8 @@ class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
       : service_(service), side_(TunnelSession::kAgent), instance_id_(InstanceIdOf(context)) {
     auto caller = Authenticate(service->ctx(), context, pki::IdentityKind::kAgent);
     if (!caller.ok()) {
+      AuditAppend(service->ctx().audit.get(),
+                  AuthFailureRecord("Tunnel/Accept", context->peer(), caller.status()));
       Finish(ToGrpcStatus(caller.status()));
       return;
     }
@@ -179,7 +188,7 @@ class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
       Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown or expired conn_id"));
       return;
     }
-    pending->AttachAgent(this, caller_, instance_id_);
+    pending->AttachAgent(this, caller_, instance_id_, open_.open().resolved_address().substr(0, 64));
   }
   void OnWriteDone(bool ok) override {
     if (auto session = Session()) {
@@ -269,6 +278,28 @@ void TunnelSession::LogClosed(const std::string& reason) {
                                   {"bytes_down", common::StrCat(bytes_[kAgent])},
                                   {"seconds", common::StrCat(seconds)},
                                   {"reason", reason}});
+  nlohmann::json details = AuditDetails();
+  details["bytes_up"] = bytes_[kClient];
+  details["bytes_down"] = bytes_[kAgent];
+  details["duration_ms"] = static_cast<int64_t>(seconds * 1000);
+  details["close_reason"] = reason;
+  AuditAppend(service_->ctx().audit.get(),
+              audit::MakeRecord(audit::EventClass::kNetworkActivity, "close", audit::kOutcomeSuccess,
+                                client_.identity.ToString(), PeerIp(peer_), std::move(details)));
+}
+
+nlohmann::json TunnelSession::AuditDetails() const {
+  nlohmann::json d = {{"client", client_.identity.ToString()},
+                      {"destination", destination_.ToString()},
+                      {"conn_id", common::HexEncode(conn_id_)}};
+  if (instance_) {
+    d["agent"] = instance_->identity();
+    d["agent_instance"] = instance_->instance_id();
+  }
+  if (!resolved_address_.empty()) {
+    d["resolved_address"] = resolved_address_;
+  }
+  return d;
 }
 
 void TunnelSession::Abort(const std::string& reason) {
@@ -308,6 +339,43 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                                              {"agent", instance_ ? instance_->identity() : ""},
                                              {"result", CodeName(code)},
                                              {"reason", message}});
+  }
+  // Denied by policy or the agent's allowlist, or malformed: "deny". The agent
+  // could not connect or none was available: "open_failed". Allowed: "open".
+  const bool denied =
+      code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT || code == v1::DIAL_BAD_REQUEST;
+  nlohmann::json details = AuditDetails();
+  if (code != v1::DIAL_OK) {
+    details["reason_code"] = CodeName(code);
+    details["reason"] = message;
+  }
+  audit::Record record = audit::MakeRecord(
+      audit::EventClass::kNetworkActivity,
+      code == v1::DIAL_OK ? "open" : (denied ? "deny" : "open_failed"),
+      code == v1::DIAL_OK ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
+      client_.identity.ToString(), PeerIp(peer_), std::move(details));
+  // Nothing is acknowledged to the client, and no byte flows, before the
+  // decision is durable (invariant 6).
+  std::weak_ptr<TunnelSession> weak = weak_from_this();
+  AuditAppend(service_->ctx().audit.get(), std::move(record), [weak](absl::Status s) {
+    if (auto self = weak.lock()) {
+      self->OnResultAudited(std::move(s));
+    }
+  });
+}
+
+void TunnelSession::OnResultAudited(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kResult) {
+    return;  // aborted meanwhile
+  }
+  if (!status.ok()) {
+    common::LogError("dial.audit_failed", {{"client", client_.identity.ToString()},
+                                           {"error", std::string(status.message())}});
+    if (result_ == v1::DIAL_OK) {
+      Abort("audit log unavailable");  // fail closed
+      return;
+    }
   }
   StartWriteOn(kClient);
 }
@@ -411,7 +479,8 @@ void TunnelSession::AgentFailed(const AgentInstance* instance, v1::DialCode code
 }
 
 void TunnelSession::AttachAgent(StreamEnd* agent_end, const Caller& agent,
-                                const std::string& instance_id) {
+                                const std::string& instance_id,
+                                const std::string& resolved_address) {
   absl::MutexLock lock(&mu_);
   if (state_ != State::kRouting || agent.identity.ToString() != instance_->identity() ||
       instance_id != instance_->instance_id()) {
@@ -422,6 +491,7 @@ void TunnelSession::AttachAgent(StreamEnd* agent_end, const Caller& agent,
   agent_end->Bind(shared_from_this());
   end_[kAgent] = agent_end;
   agent_key_id_ = agent.key_id;
+  resolved_address_ = resolved_address;
   instance_->active_streams.fetch_add(1);
   counted_ = true;
   common::LogInfo("dial.allowed", {{"client", client_.identity.ToString()},
@@ -556,6 +626,8 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
     if (!caller.ok()) {
       common::LogWarn("agent.refused",
                       {{"peer", peer_}, {"reason", std::string(caller.status().message())}});
+      AuditAppend(service->ctx().audit.get(),
+                  AuthFailureRecord("Tunnel/Control", peer_, caller.status()));
       finished_ = true;
       Finish(ToGrpcStatus(caller.status()));
       return;
@@ -624,6 +696,15 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
                                           {"peer", peer_},
                                           {"version", instance_->version()},
                                           {"allowlist", common::Join(entries, ",")}});
+      AuditAppend(service_->ctx().audit.get(),
+                  audit::MakeRecord(audit::EventClass::kAuthentication, "agent_connect",
+                                    audit::kOutcomeSuccess, instance_->identity(), PeerIp(peer_),
+                                    {{"agent", instance_->identity()},
+                                     {"agent_instance", instance_id_},
+                                     {"version", instance_->version()},
+                                     {"key_id", caller_.key_id},
+                                     {"peer", peer_},
+                                     {"allowlist", entries}}));
     } else if (!instance_) {
       Close("the first control message must be hello");
       return;
@@ -657,6 +738,12 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
       common::LogInfo(
           "agent.disconnected",
           {{"identity", instance_->identity()}, {"instance", instance_id_}, {"reason", reason}});
+      AuditAppend(service_->ctx().audit.get(),
+                  audit::MakeRecord(audit::EventClass::kAuthentication, "agent_disconnect",
+                                    audit::kOutcomeSuccess, instance_->identity(), PeerIp(peer_),
+                                    {{"agent", instance_->identity()},
+                                     {"agent_instance", instance_id_},
+                                     {"reason", reason}}));
     }
     Finish(grpc::Status::OK);
   }
@@ -699,8 +786,9 @@ void TunnelService::Revoke(const std::string& identity, const std::string& key_i
   // alarm deletes itself once its callback has run.
   auto* alarm = new grpc::Alarm();
   // The callback may outlive this service (shutdown): it holds what it uses.
+  std::weak_ptr<audit::AuditLog> audit_log = ctx_.audit;
   alarm->Set(std::chrono::system_clock::now(), [live = live_, registry = registry_, alarm, identity,
-                                                key_id](bool fired) {
+                                                key_id, audit_log](bool fired) {
     int tunnels = 0;
     int controls = 0;
     if (fired) {
@@ -725,6 +813,14 @@ void TunnelService::Revoke(const std::string& identity, const std::string& key_i
                                               {"key_id", key_id.empty() ? "*" : key_id},
                                               {"tunnels_cut", common::StrCat(tunnels)},
                                               {"control_streams_cut", common::StrCat(controls)}});
+      if (auto log = audit_log.lock()) {
+        log->Append(audit::MakeRecord(audit::EventClass::kAccountChange, "revoke",
+                                      audit::kOutcomeSuccess, std::string(audit::kActorSystem), "",
+                                      {{"identity", identity},
+                                       {"key_id", key_id.empty() ? "*" : key_id},
+                                       {"tunnels_cut", tunnels},
+                                       {"control_streams_cut", controls}}));
+      }
     }
     delete alarm;
   });
@@ -757,6 +853,7 @@ grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Dial(
   if (!caller.ok()) {
     common::LogWarn("dial.unauthenticated", {{"peer", context->peer()},
                                              {"reason", std::string(caller.status().message())}});
+    AuditAppend(ctx_.audit.get(), AuthFailureRecord("Tunnel/Dial", context->peer(), caller.status()));
     auto* end = new StreamEnd(nullptr, TunnelSession::kClient);
     end->Finish(ToGrpcStatus(caller.status()));
     return end;

@@ -196,15 +196,22 @@ class SqliteStore : public Store {
     return absl::OkStatus();
   }
 
+  // Read-then-write methods run in BEGIN IMMEDIATE: the audit log writes the same
+  // file, and a read snapshot cannot be upgraded to a write once another
+  // connection has committed (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
   absl::Status AddKey(const KeyRecord& key) override {
     absl::MutexLock lock(&mu_);
-    Stmt s(db_, "SELECT 1 FROM identities WHERE identity=?");
-    RETURN_IF_ERROR(s.Prepared());
-    s.Bind(1, key.identity);
-    if (s.Step() != SQLITE_ROW) {
-      return absl::NotFoundError(common::StrCat("identity ", key.identity, " not found"));
-    }
-    return InsertKeyLocked(key);
+    return Transaction([&]() -> absl::Status {
+      {
+        Stmt s(db_, "SELECT 1 FROM identities WHERE identity=?");
+        RETURN_IF_ERROR(s.Prepared());
+        s.Bind(1, key.identity);
+        if (s.Step() != SQLITE_ROW) {
+          return absl::NotFoundError(common::StrCat("identity ", key.identity, " not found"));
+        }
+      }
+      return InsertKeyLocked(key);
+    });
   }
 
   absl::StatusOr<KeyRecord> GetKey(const std::string& key_id) override {
@@ -237,20 +244,26 @@ class SqliteStore : public Store {
   absl::Status RemoveKey(const std::string& identity, const std::string& key_id,
                          int64_t now) override {
     absl::MutexLock lock(&mu_);
-    Stmt q(db_, "SELECT removed_at FROM keys WHERE key_id=? AND identity=?");
-    RETURN_IF_ERROR(q.Prepared());
-    q.Bind(1, key_id).Bind(2, identity);
-    if (q.Step() != SQLITE_ROW) {
-      return absl::NotFoundError(common::StrCat("key ", key_id, " of ", identity, " not found"));
-    }
-    if (q.Int(0) != 0) {
-      return absl::FailedPreconditionError(common::StrCat("key ", key_id, " is already removed"));
-    }
-    Stmt s(db_, "UPDATE keys SET removed_at=? WHERE key_id=?");
-    RETURN_IF_ERROR(s.Prepared());
-    s.Bind(1, now).Bind(2, key_id);
-    int rc = s.Step();
-    return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "key removal");
+    return Transaction([&]() -> absl::Status {
+      {
+        Stmt q(db_, "SELECT removed_at FROM keys WHERE key_id=? AND identity=?");
+        RETURN_IF_ERROR(q.Prepared());
+        q.Bind(1, key_id).Bind(2, identity);
+        if (q.Step() != SQLITE_ROW) {
+          return absl::NotFoundError(
+              common::StrCat("key ", key_id, " of ", identity, " not found"));
+        }
+        if (q.Int(0) != 0) {
+          return absl::FailedPreconditionError(
+              common::StrCat("key ", key_id, " is already removed"));
+        }
+      }
+      Stmt s(db_, "UPDATE keys SET removed_at=? WHERE key_id=?");
+      RETURN_IF_ERROR(s.Prepared());
+      s.Bind(1, now).Bind(2, key_id);
+      int rc = s.Step();
+      return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "key removal");
+    });
   }
 
   absl::Status ConsumeTokenId(const std::string& token_id, int64_t expires_at,
