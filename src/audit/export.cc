@@ -403,6 +403,7 @@ class Exporter::Worker {
   }
 
   void Loop() {
+    internal::BlockSigpipeInThisThread();
     std::mt19937_64 rng(std::random_device{}());
     std::chrono::milliseconds backoff(250);
     uint64_t sent;  // last seq written to the sink, possibly not settled

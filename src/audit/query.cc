@@ -150,15 +150,21 @@ absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
 }
 
 std::string FormatTable(const std::vector<Record>& records) {
-  constexpr size_t kColumns = 11;
+  constexpr size_t kColumns = 12;
   using Row = std::array<std::string, kColumns>;
   std::vector<Row> rows;
   rows.push_back({"TIME (UTC)", "SEQ", "CLASS", "ACTIVITY", "OUTCOME", "ACTOR", "SOURCE",
-                  "DESTINATION", "UP", "DOWN", "DURATION"});
+                  "DESTINATION", "AGENT", "UP", "DOWN", "DURATION"});
   for (const Record& r : records) {
+    // The agent column names the instance too: "agent/acme (i-1)".
+    std::string agent = DetailString(r, "agent");
+    std::string instance = DetailString(r, "agent_instance");
+    if (!agent.empty() && !instance.empty()) {
+      agent = common::StrCat(agent, " (", instance, ")");
+    }
     rows.push_back({FormatTimeUtc(r.time_unix_ms), common::StrCat(r.seq), Cell(r.class_name),
                     Cell(r.activity), Cell(r.outcome), Cell(r.actor), Cell(r.source_address),
-                    Cell(DetailString(r, "destination")), NumberCell(r, "bytes_up"),
+                    Cell(DetailString(r, "destination")), Cell(agent), NumberCell(r, "bytes_up"),
                     NumberCell(r, "bytes_down"), DurationCell(r)});
   }
   std::array<size_t, kColumns> width{};

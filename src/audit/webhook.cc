@@ -101,6 +101,7 @@ absl::Status WebhookSender::PostOnce(const std::string& body) {
 }
 
 void WebhookSender::Loop() {
+  internal::BlockSigpipeInThisThread();
   for (;;) {
     std::string body;
     {

@@ -1029,7 +1029,8 @@ TEST_F(AuditTest, QueryFiltersAndFormats) {
   EXPECT_NE(table.find("TIME (UTC)"), std::string::npos);
   EXPECT_NE(table.find("2023-11-14T22:13:20.000Z  1    Network Activity"), std::string::npos)
       << table;
-  EXPECT_NE(table.find("gitlab.corp:443  100  1000  1.5s"), std::string::npos) << table;
+  EXPECT_NE(table.find("gitlab.corp:443  agent/site-a (i-1)  100  1000  1.5s"), std::string::npos)
+      << table;
   EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 5);
   for (const Record& r : *records) {
     auto back = FromJson(ToJsonLine(r));

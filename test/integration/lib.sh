@@ -173,3 +173,87 @@ free_port() {
 count_matches() {  # count_matches FILE PATTERN (0 when none)
   grep -cE -- "$2" "$1" 2>/dev/null || true
 }
+
+# ---------------------------------------------------------------------------
+# Background processes and polling (no fixed sleeps: every wait has a deadline).
+# The sourcing script owns PIDS=() and kills them in its EXIT trap.
+
+# wait_for_count FILE PATTERN MIN SECONDS [PID]: polls until FILE has at least MIN lines
+# matching PATTERN. Fails at the deadline, or as soon as PID (if given) has exited.
+wait_for_count() {
+  local file=$1 pattern=$2 min=$3 secs=$4 pid=${5:-}
+  local deadline=$((SECONDS + secs))
+  while true; do
+    if [[ $(count_matches "$file" "$pattern") -ge $min ]]; then
+      return 0
+    fi
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# wait_for_port PORT SECONDS [PID]: polls until something accepts on 127.0.0.1:PORT.
+wait_for_port() {
+  local port=$1 secs=$2 pid=${3:-}
+  local deadline=$((SECONDS + secs))
+  while true; do
+    if python3 -c 'import socket,sys;socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' \
+      "$port" 2>/dev/null; then
+      return 0
+    fi
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# wait_for_exit PID SECONDS: polls until PID has exited.
+wait_for_exit() {
+  local pid=$1 secs=$2
+  local deadline=$((SECONDS + secs))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      return 1
+    fi
+    sleep 0.1
+  done
+  return 0
+}
+
+# start_bg LOG CMD...: starts CMD in the background (stdin /dev/null, output to LOG);
+# its pid is in $BG_PID and recorded for the exit trap.
+BG_PID=""
+start_bg() {
+  local log=$1
+  shift
+  "$@" </dev/null >"$log" 2>&1 &
+  BG_PID=$!
+  PIDS+=("$BG_PID")
+}
+
+
+# stop_started_processes: TERM every pid in PIDS, then KILL what is still there after 3 s.
+stop_started_processes() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      # Give it a moment to go, then insist.
+      timeout 3 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+}

@@ -36,19 +36,7 @@ mkdir -p "$OUT"
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-    fi
-  done
-  for pid in "${PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      # Give it a moment to go, then insist.
-      timeout 3 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_started_processes
   if [[ -n $MADE_PRIVSEP_DIR ]]; then
     rmdir -- "$MADE_PRIVSEP_DIR" 2>/dev/null || true
   fi
@@ -73,68 +61,6 @@ abort() {
   show_log "agent/a2 log" "$AGENT2_LOG" 10
   show_log "client log" "$CLIENT_LOG" 10
   summary_and_exit
-}
-
-# wait_for_count FILE PATTERN MIN SECONDS [PID]: polls until FILE has at least MIN lines
-# matching PATTERN. Fails at the deadline, or as soon as PID (if given) has exited.
-wait_for_count() {
-  local file=$1 pattern=$2 min=$3 secs=$4 pid=${5:-}
-  local deadline=$((SECONDS + secs))
-  while true; do
-    if [[ $(count_matches "$file" "$pattern") -ge $min ]]; then
-      return 0
-    fi
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      return 1
-    fi
-    if ((SECONDS >= deadline)); then
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
-# wait_for_port PORT SECONDS [PID]: polls until something accepts on 127.0.0.1:PORT.
-wait_for_port() {
-  local port=$1 secs=$2 pid=${3:-}
-  local deadline=$((SECONDS + secs))
-  while true; do
-    if python3 -c 'import socket,sys;socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' \
-      "$port" 2>/dev/null; then
-      return 0
-    fi
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      return 1
-    fi
-    if ((SECONDS >= deadline)); then
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
-# wait_for_exit PID SECONDS: polls until PID has exited.
-wait_for_exit() {
-  local pid=$1 secs=$2
-  local deadline=$((SECONDS + secs))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      return 1
-    fi
-    sleep 0.1
-  done
-  return 0
-}
-
-# start_bg LOG CMD...: starts CMD in the background (stdin /dev/null, output to LOG);
-# its pid is in $BG_PID and recorded for the exit trap.
-BG_PID=""
-start_bg() {
-  local log=$1
-  shift
-  "$@" </dev/null >"$log" 2>&1 &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
 }
 
 sha_of() {  # sha_of FILE: the hex SHA-256 of FILE (empty if missing)

@@ -7,6 +7,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,6 +86,13 @@ absl::StatusOr<int> ConnectTcp(const std::string& host, const std::string& port,
 }
 
 }  // namespace
+
+void BlockSigpipeInThisThread() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 absl::Status SplitHostPort(const std::string& address, std::string* host, std::string* port) {
   auto colon = address.rfind(':');

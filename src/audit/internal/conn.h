@@ -45,6 +45,11 @@ class Conn {
   std::chrono::milliseconds timeout_;
 };
 
+// Blocks SIGPIPE for the calling thread. TLS writes go through write(2), which
+// raises SIGPIPE when the receiver has gone; export and webhook threads call this
+// first so that a vanished SIEM is an error to retry, not the end of the process.
+void BlockSigpipeInThisThread();
+
 // HOST and PORT of "HOST:PORT" / "[V6]:PORT"; InvalidArgument otherwise.
 absl::Status SplitHostPort(const std::string& address, std::string* host, std::string* port);
 
