@@ -191,14 +191,14 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     ASSIGN_OR_RETURN(agent->audit_,
                      LocalAudit::Open(agent->options_.data_dir, agent->options_.credential));
     // The allowlist in force is part of the record: it bounds what was reachable.
-    absl::Status started = agent->audit_->log()->AppendSync(audit::MakeRecord(
-        audit::EventClass::kApiActivity, "agent_start", audit::kOutcomeSuccess,
-        agent->options_.credential.identity.ToString(), "",
-        {{"agent", agent->options_.credential.identity.ToString()},
-         {"agent_instance", agent->options_.instance_id},
-         {"server", agent->options_.credential.server_address},
-         {"key_id", agent->options_.credential.key_id},
-         {"allowlist", agent->options_.allow}}));
+    absl::Status started = agent->audit_->log()->AppendSync(
+        audit::MakeRecord(audit::EventClass::kApiActivity, "agent_start", audit::kOutcomeSuccess,
+                          agent->options_.credential.identity.ToString(), "",
+                          {{"agent", agent->options_.credential.identity.ToString()},
+                           {"agent_instance", agent->options_.instance_id},
+                           {"server", agent->options_.credential.server_address},
+                           {"key_id", agent->options_.credential.key_id},
+                           {"allowlist", agent->options_.allow}}));
     RETURN_IF_ERROR(started);
   }
   ASSIGN_OR_RETURN(agent->certs_,
@@ -448,25 +448,25 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
         }
         // The connection is on the agent's own record before any byte flows.
         std::string address = ep.address().to_string();
-        Audit(audit::MakeRecord(audit::EventClass::kNetworkActivity, "open",
-                                audit::kOutcomeSuccess, request->client().substr(0, 128), "",
-                                {{"client", request->client().substr(0, 128)},
-                                 {"destination", destination.ToString()},
-                                 {"resolved_address", address},
-                                 {"conn_id", common::HexEncode(request->conn_id())}}),
-              [this, request, socket, destination, address](absl::Status s) {
-                asio::post(socket->get_executor(), [this, request, socket, destination, address,
-                                                    s] {
-                  if (!s.ok()) {
-                    common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
-                    ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,
-                                  "the agent's audit log is unavailable");
-                    return;
-                  }
-                  StartAccept(request->conn_id(), std::move(*socket), destination.ToString(),
-                              address, request->client().substr(0, 128));
-                });
+        Audit(
+            audit::MakeRecord(audit::EventClass::kNetworkActivity, "open", audit::kOutcomeSuccess,
+                              request->client().substr(0, 128), "",
+                              {{"client", request->client().substr(0, 128)},
+                               {"destination", destination.ToString()},
+                               {"resolved_address", address},
+                               {"conn_id", common::HexEncode(request->conn_id())}}),
+            [this, request, socket, destination, address](absl::Status s) {
+              asio::post(socket->get_executor(), [this, request, socket, destination, address, s] {
+                if (!s.ok()) {
+                  common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
+                  ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,
+                                "the agent's audit log is unavailable");
+                  return;
+                }
+                StartAccept(request->conn_id(), std::move(*socket), destination.ToString(), address,
+                            request->client().substr(0, 128));
               });
+            });
       });
 }
 
@@ -479,8 +479,7 @@ void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket
   opts.open.mutable_open()->set_conn_id(conn_id);
   opts.open.mutable_open()->set_resolved_address(address);
   const auto started = std::chrono::steady_clock::now();
-  opts.on_done = [this, destination, conn_id, started,
-                  client](const tunnel::BridgeStats& stats) {
+  opts.on_done = [this, destination, conn_id, started, client](const tunnel::BridgeStats& stats) {
     common::LogInfo("agent.connection_closed",
                     {{"destination", destination},
                      {"bytes_to_destination", common::StrCat(stats.bytes_to_socket)},
@@ -491,8 +490,8 @@ void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket
         {{"client", client},
          {"destination", destination},
          {"conn_id", common::HexEncode(conn_id)},
-         {"bytes_up", stats.bytes_to_socket},       // client -> destination
-         {"bytes_down", stats.bytes_from_socket},   // destination -> client
+         {"bytes_up", stats.bytes_to_socket},      // client -> destination
+         {"bytes_down", stats.bytes_from_socket},  // destination -> client
          {"duration_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now() - started)
                              .count()},

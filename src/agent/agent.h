@@ -64,8 +64,8 @@ class Agent {
   void SetConnected(bool connected);
   // Appends to the local audit log (if any); `done` runs when it is durable.
   void Audit(audit::Record record, std::function<void(absl::Status)> done = nullptr);
-  void AuditRefusal(const v1::OpenRequest& request, std::string_view activity,
-                    v1::DialCode code, const std::string& reason);
+  void AuditRefusal(const v1::OpenRequest& request, std::string_view activity, v1::DialCode code,
+                    const std::string& reason);
 
   AgentOptions options_;
   policy::Allowlist allowlist_;

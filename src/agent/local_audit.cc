@@ -27,9 +27,9 @@ absl::StatusOr<std::unique_ptr<LocalAudit>> LocalAudit::Open(const std::string& 
         common::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
   }
   if (::flock(a->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return absl::FailedPreconditionError(common::StrCat(
-        "another agent is using ", data_dir,
-        "; give each agent (and each instance of one identity) its own --data-dir"));
+    return absl::FailedPreconditionError(
+        common::StrCat("another agent is using ", data_dir,
+                       "; give each agent (and each instance of one identity) its own --data-dir"));
   }
 
   ASSIGN_OR_RETURN(a->key_, pki::PrivateKeyFromPem(credential.private_key_pem));

@@ -8,10 +8,9 @@ namespace drawbridge::audit {
 namespace {
 
 bool ValidName(const std::string& name) {
-  return !name.empty() && name.size() <= 64 &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-         });
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
 }
 
 bool RuleMatches(const AlertRule& rule, const Record& r) {
@@ -144,8 +143,8 @@ Record Alert::ToRecord() const {
                             {"last_seq", last_seq},
                             {"summary", summary}};
   return MakeRecord(EventClass::kDetectionFinding, "alert", kOutcomeSuccess,
-                    std::string(kActorSystem),
-                    group_by == "source_address" ? key : std::string(), std::move(details));
+                    std::string(kActorSystem), group_by == "source_address" ? key : std::string(),
+                    std::move(details));
 }
 
 AlertEngine::AlertEngine(std::vector<AlertRule> rules)
@@ -205,10 +204,9 @@ std::vector<Alert> AlertEngine::Observe(const std::vector<Record>& records) {
       a.window_start_ms = w.start_ms;
       a.first_seq = w.first_seq;
       a.last_seq = r.seq;
-      a.summary = common::StrCat(rule.name, ": ", w.count, " matching event(s) for ",
-                                 rule.group_by, " ", key.substr(0, 200), " within ",
-                                 rule.window.count(), " s (last: ", r.activity, " ", r.outcome,
-                                 ", seq ", r.seq, ")");
+      a.summary = common::StrCat(rule.name, ": ", w.count, " matching event(s) for ", rule.group_by,
+                                 " ", key.substr(0, 200), " within ", rule.window.count(),
+                                 " s (last: ", r.activity, " ", r.outcome, ", seq ", r.seq, ")");
       alerts.push_back(std::move(a));
     }
   }

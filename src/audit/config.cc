@@ -79,8 +79,7 @@ absl::StatusOr<ExportTarget> ParseTarget(const YAML::Node& n, std::string_view w
   return t;
 }
 
-absl::Status ParseRule(const YAML::Node& n, std::string_view where,
-                       std::vector<AlertRule>* rules) {
+absl::Status ParseRule(const YAML::Node& n, std::string_view where, std::vector<AlertRule>* rules) {
   RETURN_IF_ERROR(ExpectMap(n, where));
   if (!n["name"]) {
     return Bad(where, "`name` is required");
@@ -234,8 +233,8 @@ absl::StatusOr<AuditConfig> ParseAuditConfig(const YAML::Node& node) {
       c.alert_rules = DefaultAlertRules();
     }
     for (size_t i = 0; i < rule_nodes.size(); ++i) {
-      RETURN_IF_ERROR(ParseRule(rule_nodes[i], common::StrCat("alerts.rules[", i, "]"),
-                                &c.alert_rules));
+      RETURN_IF_ERROR(
+          ParseRule(rule_nodes[i], common::StrCat("alerts.rules[", i, "]"), &c.alert_rules));
     }
   } catch (const YAML::Exception& e) {
     return Bad("", e.what());

@@ -217,7 +217,7 @@ class SyslogSink final : public Sink {
       return Settle::kLost;
     }
     return std::chrono::steady_clock::now() - last_write >= settle_ ? Settle::kOk
-                                                                   : Settle::kPending;
+                                                                    : Settle::kPending;
   }
 
   void Close() override { conn_.reset(); }
@@ -272,8 +272,8 @@ absl::Status ValidateExportTarget(const ExportTarget& t) {
   return absl::InvalidArgumentError("unknown audit export type");
 }
 
-std::string FormatSyslog(const Record& r, const std::string& hostname,
-                         const std::string& app_name, int pid) {
+std::string FormatSyslog(const Record& r, const std::string& hostname, const std::string& app_name,
+                         int pid) {
   constexpr int kFacilityLogAudit = 13;
   int severity = 6;  // informational
   if (r.class_uid == kClassDetectionFinding) {
@@ -510,8 +510,8 @@ class Exporter::Worker {
 };
 
 absl::StatusOr<std::unique_ptr<Exporter>> Exporter::Start(const std::string& db_path,
-                                                           std::vector<ExportTarget> targets,
-                                                           Options options) {
+                                                          std::vector<ExportTarget> targets,
+                                                          Options options) {
   std::unique_ptr<Exporter> e(new Exporter());
   for (auto& t : targets) {
     RETURN_IF_ERROR(ValidateExportTarget(t));

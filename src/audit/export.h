@@ -55,8 +55,8 @@ absl::Status ValidateExportTarget(const ExportTarget& target);
 // activity, structured data [drawbridge@32473 seq= class_uid= hash=], and the
 // record's JSON line as MSG. 32473 is the documentation enterprise number
 // (RFC 5612); receivers key on the SD-ID name.
-std::string FormatSyslog(const Record& r, const std::string& hostname,
-                         const std::string& app_name, int pid);
+std::string FormatSyslog(const Record& r, const std::string& hostname, const std::string& app_name,
+                         int pid);
 
 // RFC 5425/6587 octet counting: "LEN SP MSG".
 std::string FrameOctetCounted(const std::string& message);
@@ -65,9 +65,9 @@ class Exporter {
  public:
   struct Options {
     size_t batch = 500;
-    std::chrono::milliseconds settle{1000};       // syslog: see above
+    std::chrono::milliseconds settle{1000};        // syslog: see above
     std::chrono::milliseconds max_backoff{30000};  // retry delay cap for a target that is down
-    std::chrono::milliseconds poll{1000};         // look for new records at least this often
+    std::chrono::milliseconds poll{1000};          // look for new records at least this often
   };
 
   struct TargetStatus {

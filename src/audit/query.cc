@@ -1,13 +1,11 @@
 #include "audit/query.h"
 
-#include <charconv>
-#include <cctype>
-#include <cstdio>
-#include <ctime>
-
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <charconv>
 #include <cstdio>
+#include <ctime>
 #include <limits>
 
 #include "audit/internal/db.h"
@@ -196,8 +194,11 @@ absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_ms) {
   };
   if (text.size() >= 2 && text.size() <= 12 && std::isdigit(static_cast<unsigned char>(text[0]))) {
     char unit = text.back();
-    int64_t scale = unit == 's' ? 1000 : unit == 'm' ? 60000 : unit == 'h' ? 3600000
-                                       : unit == 'd' ? 86400000 : 0;
+    int64_t scale = unit == 's'   ? 1000
+                    : unit == 'm' ? 60000
+                    : unit == 'h' ? 3600000
+                    : unit == 'd' ? 86400000
+                                  : 0;
     std::string_view digits = std::string_view(text).substr(0, text.size() - 1);
     int64_t n = 0;
     auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
@@ -211,8 +212,7 @@ absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_ms) {
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, millis = 0;
   int used = 0;
   if (text.size() == 10) {
-    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &year, &month, &day, &used) != 3 ||
-        used != 10) {
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &year, &month, &day, &used) != 3 || used != 10) {
       return bad();
     }
   } else if (text.size() == 20 || text.size() == 24) {

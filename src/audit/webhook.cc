@@ -76,9 +76,8 @@ absl::Status WebhookSender::PostOnce(const std::string& body) {
                                   .ca_file = ca_file_,
                                   .server_name = url_.host,
                               }));
-  std::string host = url_.host.find(':') != std::string::npos
-                         ? common::StrCat("[", url_.host, "]")
-                         : url_.host;
+  std::string host =
+      url_.host.find(':') != std::string::npos ? common::StrCat("[", url_.host, "]") : url_.host;
   RETURN_IF_ERROR(conn->WriteAll(common::StrCat(
       "POST ", url_.path, " HTTP/1.1\r\nHost: ", host,
       "\r\nUser-Agent: drawbridge\r\nContent-Type: application/json\r\nContent-Length: ",
@@ -93,9 +92,9 @@ absl::Status WebhookSender::PostOnce(const std::string& body) {
   }
   // "HTTP/1.1 204 No Content"
   if (response.size() < 12 || !common::StartsWith(response, "HTTP/1.") || response[9] != '2') {
-    return absl::UnavailableError(common::StrCat(
-        "webhook answered \"", response.substr(0, std::min<size_t>(response.find('\r'), 64)),
-        "\""));
+    return absl::UnavailableError(
+        common::StrCat("webhook answered \"",
+                       response.substr(0, std::min<size_t>(response.find('\r'), 64)), "\""));
   }
   return absl::OkStatus();
 }
@@ -106,9 +105,8 @@ void WebhookSender::Loop() {
     std::string body;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) {
         return;
@@ -133,10 +131,9 @@ void WebhookSender::Loop() {
       ++stats_.delivered;
     } else {
       ++stats_.failed;
-      common::LogError("alert.webhook_failed",
-                       {{"url_host", url_.address},
-                        {"error", std::string(s.message())},
-                        {"effect", "the alert stays in the audit log"}});
+      common::LogError("alert.webhook_failed", {{"url_host", url_.address},
+                                                {"error", std::string(s.message())},
+                                                {"effect", "the alert stays in the audit log"}});
     }
   }
 }

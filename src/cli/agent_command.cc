@@ -68,8 +68,7 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
       agent::AgentOptions options = *opts;
       options.credential = *cred;
       if (!config->empty()) {
-        if (absl::Status s = ReadAgentConfig(*config, &options.allow, &options.data_dir);
-            !s.ok()) {
+        if (absl::Status s = ReadAgentConfig(*config, &options.allow, &options.data_dir); !s.ok()) {
           return Fail(s);
         }
       }

@@ -40,9 +40,9 @@ absl::StatusOr<LogLocation> Locate(const std::string& data_dir, const std::strin
         loc.public_key = common::JoinPath(data_dir, agent::kAgentAuditPub);
       }
     } else {
-      return absl::NotFoundError(common::StrCat(
-          data_dir, " holds neither a server (server.yaml) nor an agent audit log (",
-          agent::kAgentAuditDb, ")"));
+      return absl::NotFoundError(
+          common::StrCat(data_dir, " holds neither a server (server.yaml) nor an agent audit log (",
+                         agent::kAgentAuditDb, ")"));
     }
   }
   if (loc.db.empty()) {
@@ -83,9 +83,9 @@ void RegisterVerify(CLI::App* audit_cmd, Action* run) {
       if (!args->chain_only) {
         auto read = common::ReadFile(loc->public_key);
         if (!read.ok()) {
-          return Fail(common::StrCat("cannot read the audit public key ", loc->public_key,
-                                     " (give --public-key FILE, or --chain-only): ",
-                                     read.status().message()));
+          return Fail(common::StrCat(
+              "cannot read the audit public key ", loc->public_key,
+              " (give --public-key FILE, or --chain-only): ", read.status().message()));
         }
         pem = *read;
       }

@@ -9,8 +9,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include "agent/agent.h"
+#include "agent/local_audit.h"
+#include "audit/verify.h"
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "client/client.h"
@@ -210,6 +213,7 @@ int RunDemo(bool wait) {
   agent::AgentOptions aopts;
   aopts.credential = *agent_cred;
   aopts.allow = {common::StrCat("127.0.0.1/32:", private_http.port())};
+  aopts.data_dir = dir + "/agent";  // the agent's own audit log
   auto agent = agent::Agent::Start(aopts);
   if (!agent.ok()) {
     return Fail(agent.status());
@@ -239,6 +243,26 @@ int RunDemo(bool wait) {
   std::printf("%s\n", Indent(denied).c_str());
   bool denied_ok = denied.rfind("HTTP/1.1 403", 0) == 0;
 
+  Step("audit trail: both decisions are on record, in hash chains signed by the server and agent");
+  (*srv)->audit_log()->Flush();
+  bool audit_ok = true;
+  for (const auto& [who, db, key] :
+       {std::tuple<std::string, std::string, std::string>{"server", server::DataDir(data).database,
+                                                          server::DataDir(data).audit_public_key},
+        {"agent", dir + "/agent/" + agent::kAgentAuditDb,
+         dir + "/agent/" + agent::kAgentAuditPub}}) {
+    auto pem = common::ReadFile(key);
+    auto verified = pem.ok() ? audit::VerifyAuditLog(db, *pem)
+                             : absl::StatusOr<audit::VerifyResult>(pem.status());
+    audit_ok = audit_ok && verified.ok() && verified->ok;
+    std::printf(
+        "    %s: %s\n", who.c_str(),
+        verified.ok() && verified->ok
+            ? common::StrCat(verified->records, " records, chain and signatures verified").c_str()
+            : "verification FAILED");
+  }
+  allowed_ok = allowed_ok && audit_ok;
+
   std::printf("\n%s\n", allowed_ok && denied_ok
                             ? "Demo OK: the allowed request went through, the other was denied."
                             : "Demo FAILED: see above.");
@@ -249,8 +273,11 @@ int RunDemo(bool wait) {
       "\nTry it yourself while this runs (Ctrl-C to stop):\n"
       "  curl -p -x http://127.0.0.1:%d http://%s/\n"
       "  curl --socks5-hostname 127.0.0.1:%d http://%s/\n"
-      "  ./build/drawbridge admin --credentials %s/admin.json identity list\n",
-      proxy_port, private_target.c_str(), proxy_port, private_target.c_str(), data.c_str());
+      "  ./build/drawbridge admin --credentials %s/admin.json identity list\n"
+      "  ./build/drawbridge audit query --data-dir %s --class network_activity\n"
+      "  ./build/drawbridge audit verify --data-dir %s/agent\n",
+      proxy_port, private_target.c_str(), proxy_port, private_target.c_str(), data.c_str(),
+      data.c_str(), dir.c_str());
   std::fflush(stdout);
   if (wait) {
     BlockTerminationSignals();

@@ -1,10 +1,10 @@
+#include "absl/strings/cord.h"
 #include "common/ip.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "pki/identity.h"
 #include "pki/keys.h"
-#include "absl/strings/cord.h"
 #include "server/audit_events.h"
 #include "server/services.h"
 
@@ -48,7 +48,8 @@ nlohmann::json AdminService::IdentitySnapshot(const std::string& identity) const
   }
   nlohmann::json keys = nlohmann::json::array();
   for (const auto& k : ctx_.directory->ListKeys(identity)) {
-    keys.push_back({{"key_id", k.key_id}, {"algorithm", k.algorithm}, {"removed", k.removed_at != 0}});
+    keys.push_back(
+        {{"key_id", k.key_id}, {"algorithm", k.algorithm}, {"removed", k.removed_at != 0}});
   }
   return {{"enabled", record->enabled}, {"cidrs", record->cidrs}, {"keys", keys}};
 }
@@ -67,10 +68,11 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     caller = denied;
   }
   if (!caller.ok()) {
-    common::LogWarn("admin.denied", {{"method", method},
-                                     {"peer", peer},
-                                     {"reason", std::string(caller.status().message())}});
-    audit::Record record = AuthFailureRecord(common::StrCat("Admin/", method), peer, caller.status());
+    common::LogWarn(
+        "admin.denied",
+        {{"method", method}, {"peer", peer}, {"reason", std::string(caller.status().message())}});
+    audit::Record record =
+        AuthFailureRecord(common::StrCat("Admin/", method), peer, caller.status());
     grpc::Status status = ToGrpcStatus(caller.status());
     AuditAppend(ctx_.audit.get(), std::move(record),
                 [reactor, status](absl::Status) { reactor->Finish(status); });
@@ -94,12 +96,12 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
       details["before"] = before;
       details["after"] = IdentitySnapshot(identity);
     }
-    audit::Record record = audit::MakeRecord(
-        kind == AdminKind::kChange ? audit::EventClass::kAccountChange
-                                   : audit::EventClass::kApiActivity,
-        kind == AdminKind::kChange ? "admin_change" : "admin_read",
-        status.ok() ? audit::kOutcomeSuccess : audit::kOutcomeFailure, who.identity.ToString(),
-        PeerIp(peer), std::move(details));
+    audit::Record record =
+        audit::MakeRecord(kind == AdminKind::kChange ? audit::EventClass::kAccountChange
+                                                     : audit::EventClass::kApiActivity,
+                          kind == AdminKind::kChange ? "admin_change" : "admin_read",
+                          status.ok() ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
+                          who.identity.ToString(), PeerIp(peer), std::move(details));
     // A change is reported done only once it is on record.
     AuditAppend(ctx_.audit.get(), std::move(record), [reactor, status](absl::Status audited) {
       if (!audited.ok() && status.ok()) {
@@ -131,112 +133,119 @@ void AdminService::FillIdentity(const store::IdentityRecord& r, v1::IdentityInfo
 grpc::ServerUnaryReactor* AdminService::CreateIdentity(grpc::CallbackServerContext* context,
                                                        const v1::CreateIdentityRequest* request,
                                                        v1::CreateIdentityResponse* response) {
-  return Run(context, "CreateIdentity", request->identity(),
-             [this, request, response](int64_t now) -> absl::Status {
-               ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
-               store::IdentityRecord record{identity, true, {}, now, now};
-               for (const auto& text : request->cidrs()) {
-                 ASSIGN_OR_RETURN(common::Cidr cidr, common::ParseCidr(text));
-                 record.cidrs.push_back(cidr.ToString());
-               }
-               ASSIGN_OR_RETURN(store::KeyRecord key,
-                                NewKeyRecord(identity, request->public_key_pem(), now));
-               RETURN_IF_ERROR(ctx_.directory->CreateIdentity(record, key));
-               FillIdentity(record, response->mutable_identity());
-               FillKey(key, response->mutable_key());
-               return absl::OkStatus();
-             },
-             AdminKind::kChange);
+  return Run(
+      context, "CreateIdentity", request->identity(),
+      [this, request, response](int64_t now) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
+        store::IdentityRecord record{identity, true, {}, now, now};
+        for (const auto& text : request->cidrs()) {
+          ASSIGN_OR_RETURN(common::Cidr cidr, common::ParseCidr(text));
+          record.cidrs.push_back(cidr.ToString());
+        }
+        ASSIGN_OR_RETURN(store::KeyRecord key,
+                         NewKeyRecord(identity, request->public_key_pem(), now));
+        RETURN_IF_ERROR(ctx_.directory->CreateIdentity(record, key));
+        FillIdentity(record, response->mutable_identity());
+        FillKey(key, response->mutable_key());
+        return absl::OkStatus();
+      },
+      AdminKind::kChange);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListIdentities(grpc::CallbackServerContext* context,
                                                        const v1::ListIdentitiesRequest* request,
                                                        v1::ListIdentitiesResponse* response) {
-  return Run(context, "ListIdentities", request->kind(),
-             [this, request, response](int64_t) -> absl::Status {
-               const std::string& kind = request->kind();
-               if (!kind.empty() && kind != "agent" && kind != "client" && kind != "admin") {
-                 return absl::InvalidArgumentError("kind must be agent, client or admin");
-               }
-               for (const auto& r : ctx_.directory->ListIdentities()) {
-                 if (kind.empty() || common::StartsWith(r.identity, kind + "/")) {
-                   FillIdentity(r, response->add_identities());
-                 }
-               }
-               return absl::OkStatus();
-             },
-             AdminKind::kRead);
+  return Run(
+      context, "ListIdentities", request->kind(),
+      [this, request, response](int64_t) -> absl::Status {
+        const std::string& kind = request->kind();
+        if (!kind.empty() && kind != "agent" && kind != "client" && kind != "admin") {
+          return absl::InvalidArgumentError("kind must be agent, client or admin");
+        }
+        for (const auto& r : ctx_.directory->ListIdentities()) {
+          if (kind.empty() || common::StartsWith(r.identity, kind + "/")) {
+            FillIdentity(r, response->add_identities());
+          }
+        }
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
 }
 
 grpc::ServerUnaryReactor* AdminService::GetIdentity(grpc::CallbackServerContext* context,
                                                     const v1::GetIdentityRequest* request,
                                                     v1::IdentityInfo* response) {
-  return Run(context, "GetIdentity", request->identity(),
-             [this, request, response](int64_t) -> absl::Status {
-               ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
-               ASSIGN_OR_RETURN(auto record, ctx_.directory->GetIdentity(identity));
-               FillIdentity(record, response);
-               return absl::OkStatus();
-             },
-             AdminKind::kRead);
+  return Run(
+      context, "GetIdentity", request->identity(),
+      [this, request, response](int64_t) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
+        ASSIGN_OR_RETURN(auto record, ctx_.directory->GetIdentity(identity));
+        FillIdentity(record, response);
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
 }
 
 grpc::ServerUnaryReactor* AdminService::SetIdentityEnabled(
     grpc::CallbackServerContext* context, const v1::SetIdentityEnabledRequest* request,
     v1::IdentityInfo* response) {
-  return Run(context, request->enabled() ? "EnableIdentity" : "DisableIdentity",
-             request->identity(), [this, request, response](int64_t now) -> absl::Status {
-               ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
-               RETURN_IF_ERROR(ctx_.directory->SetEnabled(identity, request->enabled(), now));
-               ASSIGN_OR_RETURN(auto record, ctx_.directory->GetIdentity(identity));
-               FillIdentity(record, response);
-               return absl::OkStatus();
-             },
-             AdminKind::kChange);
+  return Run(
+      context, request->enabled() ? "EnableIdentity" : "DisableIdentity", request->identity(),
+      [this, request, response](int64_t now) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
+        RETURN_IF_ERROR(ctx_.directory->SetEnabled(identity, request->enabled(), now));
+        ASSIGN_OR_RETURN(auto record, ctx_.directory->GetIdentity(identity));
+        FillIdentity(record, response);
+        return absl::OkStatus();
+      },
+      AdminKind::kChange);
 }
 
 grpc::ServerUnaryReactor* AdminService::AddKey(grpc::CallbackServerContext* context,
                                                const v1::AddKeyRequest* request,
                                                v1::KeyInfo* response) {
-  return Run(context, "AddKey", request->identity(),
-             [this, request, response](int64_t now) -> absl::Status {
-               ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
-               ASSIGN_OR_RETURN(store::KeyRecord key,
-                                NewKeyRecord(identity, request->public_key_pem(), now));
-               RETURN_IF_ERROR(ctx_.directory->AddKey(key));
-               FillKey(key, response);
-               return absl::OkStatus();
-             },
-             AdminKind::kChange);
+  return Run(
+      context, "AddKey", request->identity(),
+      [this, request, response](int64_t now) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
+        ASSIGN_OR_RETURN(store::KeyRecord key,
+                         NewKeyRecord(identity, request->public_key_pem(), now));
+        RETURN_IF_ERROR(ctx_.directory->AddKey(key));
+        FillKey(key, response);
+        return absl::OkStatus();
+      },
+      AdminKind::kChange);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* context,
                                                  const v1::ListKeysRequest* request,
                                                  v1::ListKeysResponse* response) {
-  return Run(context, "ListKeys", request->identity(),
-             [this, request, response](int64_t) -> absl::Status {
-               ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
-               RETURN_IF_ERROR(ctx_.directory->GetIdentity(identity).status());
-               for (const auto& k : ctx_.directory->ListKeys(identity)) {
-                 FillKey(k, response->add_keys());
-               }
-               return absl::OkStatus();
-             },
-             AdminKind::kRead);
+  return Run(
+      context, "ListKeys", request->identity(),
+      [this, request, response](int64_t) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
+        RETURN_IF_ERROR(ctx_.directory->GetIdentity(identity).status());
+        for (const auto& k : ctx_.directory->ListKeys(identity)) {
+          FillKey(k, response->add_keys());
+        }
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveKey(grpc::CallbackServerContext* context,
                                                   const v1::RemoveKeyRequest* request,
                                                   v1::KeyInfo* response) {
-  return Run(context, "RemoveKey", common::StrCat(request->identity(), " ", request->key_id()),
-             [this, request, response](int64_t now) -> absl::Status {
-               ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
-               RETURN_IF_ERROR(ctx_.directory->RemoveKey(identity, request->key_id(), now));
-               ASSIGN_OR_RETURN(auto key, ctx_.directory->GetKey(request->key_id()));
-               FillKey(key, response);
-               return absl::OkStatus();
-             },
-             AdminKind::kChange);
+  return Run(
+      context, "RemoveKey", common::StrCat(request->identity(), " ", request->key_id()),
+      [this, request, response](int64_t now) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
+        RETURN_IF_ERROR(ctx_.directory->RemoveKey(identity, request->key_id(), now));
+        ASSIGN_OR_RETURN(auto key, ctx_.directory->GetKey(request->key_id()));
+        FillKey(key, response);
+        return absl::OkStatus();
+      },
+      AdminKind::kChange);
 }
 
 }  // namespace drawbridge::server

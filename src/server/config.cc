@@ -119,10 +119,10 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "# A tunneled connection with no data either way for this long is closed.\n",
       "idle_timeout_seconds: ", c.idle_timeout_seconds, "\n",
       "# The tamper-evident audit trail (docs/audit.md): retention, SIEM export, alerts.\n",
-      "audit:\n", "  retention_days: ", c.audit.retention.count() / 86400, "\n",
-      "  # export:\n", "  #   - {type: jsonl, path: /var/log/drawbridge/audit.jsonl}\n",
-      "  #   - {type: syslog, address: \"siem.example.com:6514\", tls: true}\n",
-      "  # alerts:\n", "  #   webhook: \"https://alerts.example.com/drawbridge\"\n");
+      "audit:\n", "  retention_days: ", c.audit.retention.count() / 86400, "\n", "  # export:\n",
+      "  #   - {type: jsonl, path: /var/log/drawbridge/audit.jsonl}\n",
+      "  #   - {type: syslog, address: \"siem.example.com:6514\", tls: true}\n", "  # alerts:\n",
+      "  #   webhook: \"https://alerts.example.com/drawbridge\"\n");
   return common::WriteFileAtomic(path, text, 0600);
 }
 

@@ -60,8 +60,8 @@ struct ServingPki {
   common::PKeyPtr audit_key;   // signs audit checkpoints and the head
 };
 
-// Unseals the CA, server and audit keys (creating the audit key if missing). Re-issues the server certificate when it has
-// less than 30 days left or no longer covers the configured addresses.
+// Unseals the CA, server and audit keys (creating the audit key if missing). Re-issues the server
+// certificate when it has less than 30 days left or no longer covers the configured addresses.
 absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig& config,
                                           const common::Clock& clock);
 

@@ -31,8 +31,8 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   auto parsed = pki::ParseEnrollmentToken(token);
   if (!parsed.ok()) {
     // Parse errors describe only the caller's own input.
-    return refuse(absl::StatusCode::kInvalidArgument, "malformed_token", std::string(parsed.status().message()),
-                  std::string(parsed.status().message()));
+    return refuse(absl::StatusCode::kInvalidArgument, "malformed_token",
+                  std::string(parsed.status().message()), std::string(parsed.status().message()));
   }
   const pki::EnrollmentClaims& claims = parsed->claims;
   claimed = claims.subject.substr(0, 128);
@@ -70,7 +70,8 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   // From here on the caller holds the credential key: tell them what is wrong.
   // 2. Audience and time.
   if (claims.audience != config_.trust_domain) {
-    return refuse(absl::StatusCode::kPermissionDenied, "wrong_audience",
+    return refuse(
+        absl::StatusCode::kPermissionDenied, "wrong_audience",
         common::StrCat("audience \"", claims.audience.substr(0, 64), "\" is not this trust domain"),
         "enrollment refused: token audience is not this server's trust domain");
   }
@@ -129,8 +130,8 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   // 4. The CSR proves possession of the TLS key; `cnf` binds that key to this token.
   auto tls_key = pki::PublicKeyFromCsrDer(csr_der);
   if (!tls_key.ok()) {
-    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr", std::string(tls_key.status().message()),
-                  std::string(tls_key.status().message()));
+    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr",
+                  std::string(tls_key.status().message()), std::string(tls_key.status().message()));
   }
   ASSIGN_OR_RETURN(std::string thumbprint, pki::JwkThumbprint(tls_key->get()));
   if (thumbprint != claims.tls_key_thumbprint) {

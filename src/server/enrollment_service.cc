@@ -35,16 +35,15 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
                            common::StrCat(refusal.public_message, " (ref ", ref, ")"));
       // The refusal is answered once it is on record (invariant 6), and even if
       // recording failed: the caller gets nothing either way.
-      AuditAppend(ctx_.audit.get(),
-                  audit::MakeRecord(audit::EventClass::kAuthentication, "enroll",
-                                    audit::kOutcomeFailure,
-                                    refusal.identity.empty() ? "unknown" : refusal.identity,
-                                    PeerIp(peer),
-                                    {{"reason_code", refusal.reason_code},
-                                     {"reason", refusal.detail},
-                                     {"ref", ref},
-                                     {"peer", peer}}),
-                  [reactor, refused](absl::Status) { reactor->Finish(refused); });
+      AuditAppend(
+          ctx_.audit.get(),
+          audit::MakeRecord(audit::EventClass::kAuthentication, "enroll", audit::kOutcomeFailure,
+                            refusal.identity.empty() ? "unknown" : refusal.identity, PeerIp(peer),
+                            {{"reason_code", refusal.reason_code},
+                             {"reason", refusal.detail},
+                             {"ref", ref},
+                             {"peer", peer}}),
+          [reactor, refused](absl::Status) { reactor->Finish(refused); });
       return;
     }
     common::LogInfo("enroll.ok", {{"identity", result->identity},
@@ -58,30 +57,30 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
     response->set_spiffe_id(result->spiffe_id);
     response->set_serial(result->serial);
     AuditAppend(ctx_.audit.get(),
-                audit::MakeRecord(audit::EventClass::kAuthentication, "enroll",
-                                  audit::kOutcomeSuccess, result->identity, PeerIp(peer),
-                                  {{"identity", result->identity},
-                                   {"key_id", result->key_id},
-                                   {"peer", peer}}));
+                audit::MakeRecord(
+                    audit::EventClass::kAuthentication, "enroll", audit::kOutcomeSuccess,
+                    result->identity, PeerIp(peer),
+                    {{"identity", result->identity}, {"key_id", result->key_id}, {"peer", peer}}));
     // The certificate is handed out only once its issue is durable: a crash
     // cannot leave a certificate in use that the audit trail does not know.
-    AuditAppend(ctx_.audit.get(),
-                audit::MakeRecord(audit::EventClass::kAuthentication, "issue_certificate",
-                                  audit::kOutcomeSuccess, result->identity, PeerIp(peer),
-                                  {{"identity", result->identity},
-                                   {"key_id", result->key_id},
-                                   {"serial", result->serial},
-                                   {"spiffe_id", result->spiffe_id},
-                                   {"not_after", audit::FormatTimeUtc(result->not_after * 1000)}}),
-                [reactor](absl::Status s) {
-                  if (!s.ok()) {
-                    common::LogError("enroll.audit_failed", {{"error", std::string(s.message())}});
-                    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                 "enrollment failed: audit log unavailable, retry"));
-                    return;
-                  }
-                  reactor->Finish(grpc::Status::OK);
-                });
+    AuditAppend(
+        ctx_.audit.get(),
+        audit::MakeRecord(audit::EventClass::kAuthentication, "issue_certificate",
+                          audit::kOutcomeSuccess, result->identity, PeerIp(peer),
+                          {{"identity", result->identity},
+                           {"key_id", result->key_id},
+                           {"serial", result->serial},
+                           {"spiffe_id", result->spiffe_id},
+                           {"not_after", audit::FormatTimeUtc(result->not_after * 1000)}}),
+        [reactor](absl::Status s) {
+          if (!s.ok()) {
+            common::LogError("enroll.audit_failed", {{"error", std::string(s.message())}});
+            reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "enrollment failed: audit log unavailable, retry"));
+            return;
+          }
+          reactor->Finish(grpc::Status::OK);
+        });
   });
   return reactor;
 }

@@ -1,6 +1,6 @@
 #include "server/identity_directory.h"
-#include "absl/strings/cord.h"
 
+#include "absl/strings/cord.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
@@ -54,7 +54,7 @@ std::string ReasonCodeOf(const absl::Status& status) {
     return std::string(*payload);
   }
   return status.code() == absl::StatusCode::kUnauthenticated ? "unauthenticated"
-                                                              : "permission_denied";
+                                                             : "permission_denied";
 }
 
 absl::StatusOr<store::IdentityRecord> IdentityDirectory::GetIdentity(

@@ -20,7 +20,6 @@ inline constexpr char kReasonCodePayload[] = "drawbridge.dev/reason_code";
 // "permission_denied" from the status code; "" for OK.
 std::string ReasonCodeOf(const absl::Status& status);
 
-
 // Identities and their keys, cached in memory over the Store so that the
 // per-stream check ("is this identity and key still enabled?") never touches the
 // database inside a gRPC reaction. All mutations go through here: the Store is

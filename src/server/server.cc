@@ -2,11 +2,11 @@
 
 #include <grpcpp/security/server_credentials.h>
 
+#include "common/encoding.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "common/encoding.h"
 #include "common/tls_policy.h"
 #include "pki/keys.h"
 
@@ -58,7 +58,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                             s->store_.get(), options.clock);
   s->pool_ = std::make_unique<common::WorkerPool>(options.worker_threads);
   ServiceContext ctx{s->config_.trust_domain, s->directory_.get(), s->enroller_.get(),
-                     s->pool_.get(), options.clock, s->audit_};
+                     s->pool_.get(),          options.clock,       s->audit_};
   s->enrollment_ = std::make_unique<EnrollmentService>(ctx);
   s->admin_ = std::make_unique<AdminService>(ctx);
   s->diagnostics_ = std::make_unique<DiagnosticsService>(ctx);
@@ -100,14 +100,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(
         common::StrCat("cannot listen on ", s->config_.listen, " (address in use or not local?)"));
   }
-  s->audit_->Append(audit::MakeRecord(
-      audit::EventClass::kApiActivity, "server_start", audit::kOutcomeSuccess,
-      std::string(audit::kActorSystem), "",
-      {{"listen", s->config_.listen},
-       {"port", s->port_},
-       {"trust_domain", s->config_.trust_domain},
-       {"alert_rules", s->alerts_->rules().size()},
-       {"export_targets", s->config_.audit.export_targets.size()}}));
+  s->audit_->Append(
+      audit::MakeRecord(audit::EventClass::kApiActivity, "server_start", audit::kOutcomeSuccess,
+                        std::string(audit::kActorSystem), "",
+                        {{"listen", s->config_.listen},
+                         {"port", s->port_},
+                         {"trust_domain", s->config_.trust_domain},
+                         {"alert_rules", s->alerts_->rules().size()},
+                         {"export_targets", s->config_.audit.export_targets.size()}}));
   common::LogInfo("server.listening", {{"address", s->config_.listen},
                                        {"port", common::StrCat(s->port_)},
                                        {"trust_domain", s->config_.trust_domain},
@@ -126,9 +126,10 @@ absl::Status Server::ReloadPolicy() {
   auto audit_reload = [&](std::string_view outcome, nlohmann::json details) {
     details["file"] = policy_file_;
     if (audit_) {
-      audit_->AppendSync(audit::MakeRecord(audit::EventClass::kApiActivity, "policy_reload",
-                                           outcome, std::string(audit::kActorSystem), "",
-                                           std::move(details)))
+      audit_
+          ->AppendSync(audit::MakeRecord(audit::EventClass::kApiActivity, "policy_reload", outcome,
+                                         std::string(audit::kActorSystem), "",
+                                         std::move(details)))
           .IgnoreError();  // a failed commit is logged by the audit log itself
     }
   };
@@ -148,8 +149,8 @@ absl::Status Server::ReloadPolicy() {
   for (const auto& rule : (*parsed)->rules()) {
     rule_names.push_back(rule.name);
   }
-  audit_reload(audit::kOutcomeSuccess, {{"rules", rule_names},
-                                        {"sha256", common::HexEncode(pki::Sha256(*text))}});
+  audit_reload(audit::kOutcomeSuccess,
+               {{"rules", rule_names}, {"sha256", common::HexEncode(pki::Sha256(*text))}});
   return absl::OkStatus();
 }
 

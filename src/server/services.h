@@ -5,11 +5,11 @@
 
 #include "audit/audit_log.h"
 #include "common/clock.h"
-#include "nlohmann/json.hpp"
 #include "common/worker_pool.h"
 #include "drawbridge/v1/admin.grpc.pb.h"
 #include "drawbridge/v1/diagnostics.grpc.pb.h"
 #include "drawbridge/v1/enrollment.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "server/auth.h"
 #include "server/enroller.h"
 #include "server/identity_directory.h"

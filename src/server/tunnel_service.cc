@@ -188,7 +188,8 @@ class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
       Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown or expired conn_id"));
       return;
     }
-    pending->AttachAgent(this, caller_, instance_id_, open_.open().resolved_address().substr(0, 64));
+    pending->AttachAgent(this, caller_, instance_id_,
+                         open_.open().resolved_address().substr(0, 64));
   }
   void OnWriteDone(bool ok) override {
     if (auto session = Session()) {
@@ -283,9 +284,10 @@ void TunnelSession::LogClosed(const std::string& reason) {
   details["bytes_down"] = bytes_[kAgent];
   details["duration_ms"] = static_cast<int64_t>(seconds * 1000);
   details["close_reason"] = reason;
-  AuditAppend(service_->ctx().audit.get(),
-              audit::MakeRecord(audit::EventClass::kNetworkActivity, "close", audit::kOutcomeSuccess,
-                                client_.identity.ToString(), PeerIp(peer_), std::move(details)));
+  AuditAppend(
+      service_->ctx().audit.get(),
+      audit::MakeRecord(audit::EventClass::kNetworkActivity, "close", audit::kOutcomeSuccess,
+                        client_.identity.ToString(), PeerIp(peer_), std::move(details)));
 }
 
 nlohmann::json TunnelSession::AuditDetails() const {
@@ -342,18 +344,18 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
   }
   // Denied by policy or the agent's allowlist, or malformed: "deny". The agent
   // could not connect or none was available: "open_failed". Allowed: "open".
-  const bool denied =
-      code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT || code == v1::DIAL_BAD_REQUEST;
+  const bool denied = code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT ||
+                      code == v1::DIAL_BAD_REQUEST;
   nlohmann::json details = AuditDetails();
   if (code != v1::DIAL_OK) {
     details["reason_code"] = CodeName(code);
     details["reason"] = message;
   }
-  audit::Record record = audit::MakeRecord(
-      audit::EventClass::kNetworkActivity,
-      code == v1::DIAL_OK ? "open" : (denied ? "deny" : "open_failed"),
-      code == v1::DIAL_OK ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
-      client_.identity.ToString(), PeerIp(peer_), std::move(details));
+  audit::Record record =
+      audit::MakeRecord(audit::EventClass::kNetworkActivity,
+                        code == v1::DIAL_OK ? "open" : (denied ? "deny" : "open_failed"),
+                        code == v1::DIAL_OK ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
+                        client_.identity.ToString(), PeerIp(peer_), std::move(details));
   // Nothing is acknowledged to the client, and no byte flows, before the
   // decision is durable (invariant 6).
   std::weak_ptr<TunnelSession> weak = weak_from_this();
@@ -853,7 +855,8 @@ grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Dial(
   if (!caller.ok()) {
     common::LogWarn("dial.unauthenticated", {{"peer", context->peer()},
                                              {"reason", std::string(caller.status().message())}});
-    AuditAppend(ctx_.audit.get(), AuthFailureRecord("Tunnel/Dial", context->peer(), caller.status()));
+    AuditAppend(ctx_.audit.get(),
+                AuthFailureRecord("Tunnel/Dial", context->peer(), caller.status()));
     auto* end = new StreamEnd(nullptr, TunnelSession::kClient);
     end->Finish(ToGrpcStatus(caller.status()));
     return end;

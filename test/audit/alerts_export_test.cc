@@ -74,7 +74,8 @@ TEST(AlertTest, ABurstRaisesExactlyOneAlertPerWindow) {
   const int64_t t0 = 1'700'000'000'000;
   // 20 failures within 20 s: one alert, when the third arrives.
   for (int i = 0; i < 20; ++i) {
-    for (auto& a : engine.Observe({At(FailedEnroll("agent/x", "10.0.0.1"), i + 1, t0 + i * 1000)})) {
+    for (auto& a :
+         engine.Observe({At(FailedEnroll("agent/x", "10.0.0.1"), i + 1, t0 + i * 1000)})) {
       alerts.push_back(a);
     }
   }
@@ -131,16 +132,17 @@ TEST(AlertTest, DefaultRulesCoverTheIssueAndAreValid) {
     EXPECT_TRUE(ValidateAlertRule(rule).ok()) << rule.name;
     names.insert(rule.name);
   }
-  EXPECT_EQ(names, (std::set<std::string>{"failed_auth_per_identity", "failed_auth_per_source",
-                                          "denied_connections_per_client",
-                                          "revoked_credential_used",
-                                          "enrollment_from_unexpected_address"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{"failed_auth_per_identity", "failed_auth_per_source",
+                                   "denied_connections_per_client", "revoked_credential_used",
+                                   "enrollment_from_unexpected_address"}));
   // One use of a disabled identity alerts at once; so does one enrollment from
   // outside an identity's CIDRs.
   AlertEngine engine(DefaultAlertRules());
   const int64_t t = 1'700'000'000'000;
-  auto alerts = engine.Observe({At(FailedEnroll("agent/gone", "10.1.1.1", "identity_disabled"), 1, t),
-                                At(FailedEnroll("agent/far", "10.1.1.2", "source_not_allowed"), 2, t)});
+  auto alerts =
+      engine.Observe({At(FailedEnroll("agent/gone", "10.1.1.1", "identity_disabled"), 1, t),
+                      At(FailedEnroll("agent/far", "10.1.1.2", "source_not_allowed"), 2, t)});
   std::set<std::string> fired;
   for (const auto& a : alerts) {
     fired.insert(a.rule + ":" + a.key);
@@ -153,9 +155,9 @@ TEST(AlertTest, OpenWindowsAreBounded) {
   AlertEngine engine({AlertRule{.name = "r", .group_by = "source_address", .threshold = 2}});
   const int64_t t = 1'700'000'000'000;
   for (size_t i = 0; i < AlertEngine::kMaxKeysPerRule + 500; ++i) {
-    engine.Observe({At(FailedEnroll("x", common::StrCat("10.", i / 65536, ".", (i / 256) % 256,
-                                                         ".", i % 256)),
-                       i + 1, t + static_cast<int64_t>(i))});
+    engine.Observe(
+        {At(FailedEnroll("x", common::StrCat("10.", i / 65536, ".", (i / 256) % 256, ".", i % 256)),
+            i + 1, t + static_cast<int64_t>(i))});
   }
   // Still counting correctly for a fresh key after evictions.
   EXPECT_TRUE(engine.Observe({At(FailedEnroll("x", "192.0.2.1"), 1, t + 100000)}).empty());
@@ -165,13 +167,12 @@ TEST(AlertTest, OpenWindowsAreBounded) {
 TEST(AlertTest, InvalidRulesAreRefused) {
   AlertRule ok{.name = "fine", .group_by = "details.client", .threshold = 1};
   EXPECT_TRUE(ValidateAlertRule(ok).ok());
-  for (AlertRule bad : {AlertRule{.name = "Bad Name"}, AlertRule{.name = "x", .class_uid = 42},
-                        AlertRule{.name = "x", .class_uid = kClassDetectionFinding},
-                        AlertRule{.name = "x", .outcome = "maybe"},
-                        AlertRule{.name = "x", .group_by = "password"},
-                        AlertRule{.name = "x", .threshold = 0},
-                        AlertRule{.name = "x", .window = seconds(0)},
-                        AlertRule{.name = "x", .severity = "urgent"}}) {
+  for (AlertRule bad :
+       {AlertRule{.name = "Bad Name"}, AlertRule{.name = "x", .class_uid = 42},
+        AlertRule{.name = "x", .class_uid = kClassDetectionFinding},
+        AlertRule{.name = "x", .outcome = "maybe"}, AlertRule{.name = "x", .group_by = "password"},
+        AlertRule{.name = "x", .threshold = 0}, AlertRule{.name = "x", .window = seconds(0)},
+        AlertRule{.name = "x", .severity = "urgent"}}) {
     EXPECT_FALSE(ValidateAlertRule(bad).ok()) << bad.name;
   }
 }
@@ -263,8 +264,9 @@ TEST(AuditQueryTest, ParseTimeArg) {
   EXPECT_EQ(*ParseTimeArg("24h", now), now - 86'400'000);
   EXPECT_EQ(*ParseTimeArg("30m", now), now - 1'800'000);
   EXPECT_EQ(*ParseTimeArg("7d", now), now - 7 * 86'400'000LL);
-  for (const char* bad : {"", "yesterday", "2025-13-01", "2025-02-31", "2025-12-01T12:00:00",
-                          "2025-12-01 12:00:00Z", "-5h", "5y", "99999999999d", "2025-12-01T25:00:00Z"}) {
+  for (const char* bad :
+       {"", "yesterday", "2025-13-01", "2025-02-31", "2025-12-01T12:00:00", "2025-12-01 12:00:00Z",
+        "-5h", "5y", "99999999999d", "2025-12-01T25:00:00Z"}) {
     EXPECT_FALSE(ParseTimeArg(bad, now).ok()) << bad;
   }
 }
@@ -570,9 +572,9 @@ TEST(ExportTest, UnreachableTargetsReportTheirError) {
   ASSERT_TRUE(WaitFor([&] { return !exporter->Status()[0].last_error.empty(); }, seconds(5)));
   EXPECT_NE(exporter->Status()[0].last_error.find("cannot connect"), std::string::npos);
   EXPECT_EQ(exporter->Status()[0].exported_seq, 0u);
-  EXPECT_FALSE(Exporter::Start(dir.File("audit.db"),
-                               {ExportTarget{.type = ExportTarget::Type::kJsonl}})
-                   .ok());
+  EXPECT_FALSE(
+      Exporter::Start(dir.File("audit.db"), {ExportTarget{.type = ExportTarget::Type::kJsonl}})
+          .ok());
 }
 
 // ---------------------------------------------------------------------------

@@ -172,10 +172,9 @@ absl::StatusOr<std::unique_ptr<Conn>> Conn::Dial(const ConnOptions& options) {
   SSL_set_fd(ssl, *fd);
   if (SSL_connect(ssl) != 1) {
     long verify = SSL_get_verify_result(ssl);
-    return fail(verify != X509_V_OK
-                    ? common::StrCat("certificate not trusted: ",
-                                     X509_verify_cert_error_string(verify))
-                    : std::string("handshake failed"));
+    return fail(verify != X509_V_OK ? common::StrCat("certificate not trusted: ",
+                                                     X509_verify_cert_error_string(verify))
+                                    : std::string("handshake failed"));
   }
   return std::unique_ptr<Conn>(new Conn(*fd, ctx, ssl, options.timeout));
 }
@@ -194,7 +193,8 @@ Conn::~Conn() {
 absl::Status Conn::WriteAll(std::string_view data) {
   while (!data.empty()) {
     if (ssl_ != nullptr) {
-      int n = SSL_write(ssl_, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 20)));
+      int n =
+          SSL_write(ssl_, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 20)));
       if (n <= 0) {
         return absl::UnavailableError(common::StrCat("TLS write failed: ", OpenSslError()));
       }

@@ -16,8 +16,8 @@ namespace drawbridge::audit::internal {
 struct ConnOptions {
   std::string address;  // HOST:PORT, [V6]:PORT
   bool tls = false;
-  std::string ca_file;      // PEM bundle to verify the peer; empty: system roots
-  std::string server_name;  // for SNI and verification; empty: HOST of address
+  std::string ca_file;                      // PEM bundle to verify the peer; empty: system roots
+  std::string server_name;                  // for SNI and verification; empty: HOST of address
   std::chrono::milliseconds timeout{5000};  // connect, handshake and each write
 };
 
