@@ -8,29 +8,13 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/tls_policy.h"
+#include "tunnel/dial_code.h"
 
 namespace drawbridge::agent {
 namespace {
 
 constexpr char kInstanceHeader[] = "drawbridge-instance";
 constexpr auto kHeartbeatEvery = std::chrono::seconds(15);
-
-const char* ReasonCode(v1::DialCode code) {
-  switch (code) {
-    case v1::DIAL_DENIED_AGENT:
-      return "denied_agent";
-    case v1::DIAL_BAD_REQUEST:
-      return "bad_request";
-    case v1::DIAL_REFUSED:
-      return "refused";
-    case v1::DIAL_TIMEOUT:
-      return "timeout";
-    case v1::DIAL_UNREACHABLE:
-      return "unreachable";
-    default:
-      return "internal";
-  }
-}
 
 v1::DialCode CodeForError(const asio::error_code& ec) {
   if (ec == asio::error::connection_refused) {
@@ -334,7 +318,7 @@ void Agent::AuditRefusal(const v1::OpenRequest& request, std::string_view activi
                           {{"client", request.client().substr(0, 128)},
                            {"destination", request.destination().substr(0, 300)},
                            {"conn_id", common::HexEncode(request.conn_id())},
-                           {"reason_code", ReasonCode(code)},
+                           {"reason_code", tunnel::DialCodeName(code)},
                            {"reason", reason}}));
 }
 
@@ -457,6 +441,12 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
                                {"conn_id", common::HexEncode(request->conn_id())}}),
             [this, request, socket, destination, address](absl::Status s) {
               asio::post(socket->get_executor(), [this, request, socket, destination, address, s] {
+                {
+                  absl::MutexLock lock(&mu_);
+                  if (stopping_) {
+                    return;  // Stop() has cancelled the bridges: start no new one
+                  }
+                }
                 if (!s.ok()) {
                   common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
                   ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,

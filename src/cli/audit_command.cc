@@ -164,19 +164,15 @@ void RegisterQuery(CLI::App* audit_cmd, Action* run) {
       }
       audit::QueryFilter filter = args->filter;
       const int64_t now = NowMs();
-      if (!args->from.empty()) {
-        auto t = audit::ParseTimeArg(args->from, now);
-        if (!t.ok()) {
-          return Fail(t.status());
+      for (auto [text, bound] :
+           {std::pair{&args->from, &filter.from_ms}, std::pair{&args->to, &filter.to_ms}}) {
+        if (!text->empty()) {
+          auto t = audit::ParseTimeArg(*text, now);
+          if (!t.ok()) {
+            return Fail(t.status());
+          }
+          *bound = *t;
         }
-        filter.from_ms = *t;
-      }
-      if (!args->to.empty()) {
-        auto t = audit::ParseTimeArg(args->to, now);
-        if (!t.ok()) {
-          return Fail(t.status());
-        }
-        filter.to_ms = *t;
       }
       auto records = audit::QueryAuditLog(loc->db, filter);
       if (!records.ok()) {

@@ -10,6 +10,7 @@
 #include "common/random.h"
 #include "common/strings.h"
 #include "server/audit_events.h"
+#include "tunnel/dial_code.h"
 
 namespace drawbridge::server {
 namespace {
@@ -42,29 +43,6 @@ absl::StatusOr<Caller> Authenticate(const ServiceContext& ctx, grpc::CallbackSer
                                                       caller->identity.ToString()));
   }
   return caller;
-}
-
-const char* CodeName(v1::DialCode code) {
-  switch (code) {
-    case v1::DIAL_OK:
-      return "ok";
-    case v1::DIAL_DENIED_POLICY:
-      return "denied_policy";
-    case v1::DIAL_DENIED_AGENT:
-      return "denied_agent";
-    case v1::DIAL_REFUSED:
-      return "refused";
-    case v1::DIAL_UNREACHABLE:
-      return "unreachable";
-    case v1::DIAL_TIMEOUT:
-      return "timeout";
-    case v1::DIAL_NO_AGENT:
-      return "no_agent";
-    case v1::DIAL_BAD_REQUEST:
-      return "bad_request";
-    default:
-      return "internal";
-  }
 }
 
 }  // namespace
@@ -339,7 +317,7 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                                              {"peer", peer_},
                                              {"destination", destination_.ToString()},
                                              {"agent", instance_ ? instance_->identity() : ""},
-                                             {"result", CodeName(code)},
+                                             {"result", tunnel::DialCodeName(code)},
                                              {"reason", message}});
   }
   // Denied by policy or the agent's allowlist, or malformed: "deny". The agent
@@ -348,7 +326,7 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                       code == v1::DIAL_BAD_REQUEST;
   nlohmann::json details = AuditDetails();
   if (code != v1::DIAL_OK) {
-    details["reason_code"] = CodeName(code);
+    details["reason_code"] = tunnel::DialCodeName(code);
     details["reason"] = message;
   }
   audit::Record record =
