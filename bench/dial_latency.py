@@ -1,6 +1,6 @@
-# dial_latency.py PROXY_PORT TARGET N: time from CONNECT sent to the first byte of the
-# backend's first byte (the backend writes one on accept), N sequential connections;
-# prints p50/p90/p99/max in ms.
+# dial_latency.py PROXY_PORT TARGET N: time from sending CONNECT to receiving the
+# backend's first byte (the backend writes one on accept), over N sequential
+# connections; prints p50/p90/p99/max in ms.
 import socket, sys, time
 port, target, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 samples = []
