@@ -121,10 +121,11 @@ absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
   // parsed record, the same bytes the hash covers.
   internal::Stmt s(db.get(), common::StrCat("SELECT ", internal::kRecordColumns,
                                             " FROM audit_records WHERE time_ms >= ? AND "
-                                            "time_ms < ? ORDER BY seq"));
+                                            "time_ms < ? AND seq > ? ORDER BY seq"));
   RETURN_IF_ERROR(s.Prepared());
   s.Bind(1, filter.from_ms.value_or(std::numeric_limits<int64_t>::min()))
-      .Bind(2, filter.to_ms.value_or(std::numeric_limits<int64_t>::max()));
+      .Bind(2, filter.to_ms.value_or(std::numeric_limits<int64_t>::max()))
+      .Bind(3, static_cast<int64_t>(filter.after_seq));
   std::vector<Record> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -147,23 +148,75 @@ absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
   return out;
 }
 
-std::string FormatTable(const std::vector<Record>& records) {
-  constexpr size_t kColumns = 12;
-  using Row = std::array<std::string, kColumns>;
-  std::vector<Row> rows;
-  rows.push_back({"TIME (UTC)", "SEQ", "CLASS", "ACTIVITY", "OUTCOME", "ACTOR", "SOURCE",
-                  "DESTINATION", "AGENT", "UP", "DOWN", "DURATION"});
-  for (const Record& r : records) {
-    // The agent column names the instance too: "agent/acme (i-1)".
-    std::string agent = DetailString(r, "agent");
-    std::string instance = DetailString(r, "agent_instance");
-    if (!agent.empty() && !instance.empty()) {
-      agent = common::StrCat(agent, " (", instance, ")");
+absl::StatusOr<uint64_t> LastAuditSeq(const std::string& db_path) {
+  ASSIGN_OR_RETURN(internal::DbPtr db, internal::OpenDb(db_path, /*read_only=*/true));
+  ASSIGN_OR_RETURN(bool has_tables, internal::HasAuditTables(db.get()));
+  if (!has_tables) {
+    return absl::NotFoundError(common::StrCat(db_path, " holds no audit log"));
+  }
+  internal::Stmt s(db.get(), "SELECT COALESCE(MAX(seq), 0) FROM audit_records");
+  RETURN_IF_ERROR(s.Prepared());
+  if (s.Step() != SQLITE_ROW) {
+    return internal::SqliteError(db.get(), "reading the last seq");
+  }
+  return static_cast<uint64_t>(s.Int(0));
+}
+
+namespace {
+
+constexpr size_t kColumns = 12;
+using Row = std::array<std::string, kColumns>;
+
+Row HeaderRow() {
+  return {"TIME (UTC)", "SEQ",         "CLASS", "ACTIVITY", "OUTCOME", "ACTOR",
+          "SOURCE",     "DESTINATION", "AGENT", "UP",       "DOWN",    "DURATION"};
+}
+
+Row RecordRow(const Record& r) {
+  // The agent column names the instance too: "agent/acme (i-1)".
+  std::string agent = DetailString(r, "agent");
+  std::string instance = DetailString(r, "agent_instance");
+  if (!agent.empty() && !instance.empty()) {
+    agent = common::StrCat(agent, " (", instance, ")");
+  }
+  return {FormatTimeUtc(r.time_unix_ms),
+          common::StrCat(r.seq),
+          Cell(r.class_name),
+          Cell(r.activity),
+          Cell(r.outcome),
+          Cell(r.actor),
+          Cell(r.source_address),
+          Cell(DetailString(r, "destination")),
+          Cell(agent),
+          NumberCell(r, "bytes_up"),
+          NumberCell(r, "bytes_down"),
+          DurationCell(r)};
+}
+
+std::string JoinRow(const Row& row, const std::array<size_t, kColumns>& width) {
+  std::string line;
+  for (size_t i = 0; i < kColumns; ++i) {
+    line += row[i];
+    if (i + 1 < kColumns) {
+      line.append(width[i] > row[i].size() ? width[i] - row[i].size() + 2 : 2, ' ');
     }
-    rows.push_back({FormatTimeUtc(r.time_unix_ms), common::StrCat(r.seq), Cell(r.class_name),
-                    Cell(r.activity), Cell(r.outcome), Cell(r.actor), Cell(r.source_address),
-                    Cell(DetailString(r, "destination")), Cell(agent), NumberCell(r, "bytes_up"),
-                    NumberCell(r, "bytes_down"), DurationCell(r)});
+  }
+  line += '\n';
+  return line;
+}
+
+// Widths for streamed lines: what typical records need (longer cells push the
+// rest of their line right).
+constexpr std::array<size_t, kColumns> kStreamWidths = {24, 6,  17, 17, 7,  24,
+                                                        15, 28, 30, 10, 10, 8};
+
+}  // namespace
+
+std::string FormatTable(const std::vector<Record>& records) {
+  std::vector<Row> rows;
+  rows.push_back(HeaderRow());
+  for (const Record& r : records) {
+    rows.push_back(RecordRow(r));
   }
   std::array<size_t, kColumns> width{};
   for (const Row& row : rows) {
@@ -173,18 +226,13 @@ std::string FormatTable(const std::vector<Record>& records) {
   }
   std::string out;
   for (const Row& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < kColumns; ++i) {
-      line += row[i];
-      if (i + 1 < kColumns) {
-        line.append(width[i] - row[i].size() + 2, ' ');
-      }
-    }
-    out += line;
-    out += '\n';
+    out += JoinRow(row, width);
   }
   return out;
 }
+
+std::string FormatStreamHeader() { return JoinRow(HeaderRow(), kStreamWidths); }
+std::string FormatStreamLine(const Record& r) { return JoinRow(RecordRow(r), kStreamWidths); }
 
 absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_ms) {
   auto bad = [&] {

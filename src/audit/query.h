@@ -13,6 +13,7 @@ namespace drawbridge::audit {
 
 // Every set field must match (AND). Empty strings and unset times match anything.
 struct QueryFilter {
+  uint64_t after_seq = 0;          // seq > after_seq
   std::optional<int64_t> from_ms;  // time_unix_ms >= from_ms
   std::optional<int64_t> to_ms;    // time_unix_ms <  to_ms
   // Exact match on actor, details.client, details.agent, details.agent_instance or
@@ -39,6 +40,9 @@ absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
 // `now_ms`: "90s", "30m", "24h", "7d". InvalidArgument otherwise.
 absl::StatusOr<int64_t> ParseTimeArg(const std::string& text, int64_t now_ms);
 
+// The newest seq in the log at `db_path` (0 when it is empty), read-only.
+absl::StatusOr<uint64_t> LastAuditSeq(const std::string& db_path);
+
 // Whether `r` passes the filter's identity, destination, outcome, class and time.
 bool Matches(const Record& r, const QueryFilter& filter);
 
@@ -47,5 +51,10 @@ bool Matches(const Record& r, const QueryFilter& filter);
 // in a field are shown as '?', so the table cannot rewrite the operator's terminal.
 // For JSON lines output use ToJsonLine per record.
 std::string FormatTable(const std::vector<Record>& records);
+
+// The same columns at fixed widths, one record at a time, for output that arrives
+// as a stream (`admin audit tail --follow`): the header line and one line per record.
+std::string FormatStreamHeader();
+std::string FormatStreamLine(const Record& r);
 
 }  // namespace drawbridge::audit

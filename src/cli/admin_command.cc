@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "cli/admin_session.h"
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "common/process.h"
@@ -16,62 +17,6 @@
 
 namespace drawbridge::cli {
 namespace {
-
-struct AdminFlags {
-  std::string credentials;
-  bool json = false;
-  std::string identity;
-  std::string out;
-  std::vector<std::string> cidrs;
-  std::string algorithm = "ES256";
-  std::string kind;
-  std::string key_id;
-};
-
-// An authenticated admin session: enrolls with the admin credential first.
-struct Session {
-  pki::Credential credential;
-  std::unique_ptr<enroll::CertManager> certs;
-  std::unique_ptr<v1::Admin::Stub> stub;
-};
-
-absl::StatusOr<Session> Connect(const AdminFlags& f) {
-  if (f.credentials.empty()) {
-    return absl::InvalidArgumentError(
-        "--credentials FILE (or $DRAWBRIDGE_CREDENTIALS) is required");
-  }
-  // The session's TLS key lives only in this process's memory.
-  RETURN_IF_ERROR(common::MakeNonDumpable());
-  Session s;
-  ASSIGN_OR_RETURN(s.credential, pki::LoadCredentialFile(f.credentials));
-  enroll::CertManager::Options opts;
-  opts.credential = s.credential;
-  ASSIGN_OR_RETURN(s.certs, enroll::CertManager::Create(opts));
-  s.stub = v1::Admin::NewStub(s.certs->Channel());
-  return s;
-}
-
-absl::Status Call(const grpc::Status& st) {
-  if (st.ok()) {
-    return absl::OkStatus();
-  }
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
-  return ctx;
-}
-
-void PrintJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  std::printf("%s\n", out.c_str());
-}
 
 int ActiveKeys(const v1::IdentityInfo& id) {
   int n = 0;
@@ -382,6 +327,8 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   remove->add_option("identity", f->identity, "KIND/NAME")->required();
   remove->add_option("key_id", f->key_id, "KEY ID as `key list` shows it")->required();
   bind(remove, KeyRemove);
+
+  RegisterAdminOperations(admin, f, run);
 }
 
 }  // namespace drawbridge::cli

@@ -1,4 +1,8 @@
+#include <thread>
+
 #include "absl/strings/cord.h"
+#include "absl/synchronization/notification.h"
+#include "audit/query.h"
 #include "common/ip.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -54,11 +58,8 @@ nlohmann::json AdminService::IdentitySnapshot(const std::string& identity) const
   return {{"enabled", record->enabled}, {"cidrs", record->cidrs}, {"keys", keys}};
 }
 
-template <typename Fn>
-grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
-                                            const char* method, std::string target, Fn fn,
-                                            AdminKind kind) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+absl::StatusOr<Caller> AdminService::AuthorizeAdmin(grpc::CallbackServerContext* context,
+                                                    const char* method, audit::Record* refusal) {
   const std::string peer = context->peer();
   auto caller =
       AuthenticateCaller(*context->auth_context(), ctx_.trust_domain, *ctx_.directory, *ctx_.clock);
@@ -71,10 +72,23 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     common::LogWarn(
         "admin.denied",
         {{"method", method}, {"peer", peer}, {"reason", std::string(caller.status().message())}});
-    audit::Record record =
-        AuthFailureRecord(common::StrCat("Admin/", method), peer, caller.status());
+    *refusal = AuthFailureRecord(common::StrCat("Admin/", method), peer, caller.status());
+  }
+  return caller;
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
+                                            const char* method, std::string target, Fn fn,
+                                            AdminKind kind) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const std::string peer = context->peer();
+  audit::Record refusal;
+  auto caller = AuthorizeAdmin(context, method, &refusal);
+  if (!caller.ok()) {
+    // Answered once the refusal is on record.
     grpc::Status status = ToGrpcStatus(caller.status());
-    AuditAppend(ctx_.audit.get(), std::move(record),
+    AuditAppend(ctx_.audit.get(), std::move(refusal),
                 [reactor, status](absl::Status) { reactor->Finish(status); });
     return reactor;
   }
@@ -83,12 +97,17 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     // The identity the call is about: the first word of the target.
     const std::string identity = target.substr(0, target.find(' '));
     nlohmann::json before = kind == AdminKind::kChange ? IdentitySnapshot(identity) : nullptr;
-    absl::Status status = fn(ctx_.clock->NowUnix());
+    nlohmann::json details = {{"method", method}, {"target", target}, {"peer", peer}};
+    absl::Status status;
+    if constexpr (std::is_invocable_v<Fn&, int64_t, nlohmann::json*>) {
+      status = fn(ctx_.clock->NowUnix(), &details);
+    } else {
+      status = fn(ctx_.clock->NowUnix());
+    }
     common::LogInfo("admin.call", {{"method", method},
                                    {"admin", who.identity.ToString()},
                                    {"target", target},
                                    {"result", status.ok() ? "ok" : std::string(status.message())}});
-    nlohmann::json details = {{"method", method}, {"target", target}, {"peer", peer}};
     if (!status.ok()) {
       details["error"] = std::string(status.message());
     }
@@ -99,7 +118,7 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     audit::Record record =
         audit::MakeRecord(kind == AdminKind::kChange ? audit::EventClass::kAccountChange
                                                      : audit::EventClass::kApiActivity,
-                          kind == AdminKind::kChange ? "admin_change" : "admin_read",
+                          kind == AdminKind::kRead ? "admin_read" : "admin_change",
                           status.ok() ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
                           who.identity.ToString(), PeerIp(peer), std::move(details));
     // A change is reported done only once it is on record.
@@ -246,6 +265,267 @@ grpc::ServerUnaryReactor* AdminService::RemoveKey(grpc::CallbackServerContext* c
         return absl::OkStatus();
       },
       AdminKind::kChange);
+}
+
+namespace {
+
+void FillSession(const SessionInfo& i, v1::SessionInfo* out) {
+  out->set_id(i.id);
+  out->set_client(i.client);
+  out->set_client_peer(i.client_peer);
+  out->set_agent(i.agent);
+  out->set_agent_instance(i.agent_instance);
+  out->set_destination(i.destination);
+  out->set_resolved_address(i.resolved_address);
+  out->set_bytes_up(i.bytes_up);
+  out->set_bytes_down(i.bytes_down);
+  out->set_started_unix_ms(i.started_unix_ms);
+}
+
+nlohmann::json SessionJson(const SessionInfo& i) {
+  return {{"id", i.id},
+          {"client", i.client},
+          {"agent", i.agent},
+          {"agent_instance", i.agent_instance},
+          {"destination", i.destination},
+          {"bytes_up", i.bytes_up},
+          {"bytes_down", i.bytes_down}};
+}
+
+void FillPolicy(const PolicySnapshot& p, v1::PolicyInfo* out) {
+  out->set_yaml(p.yaml);
+  out->set_source(p.source);
+  for (const auto& name : p.rule_names) {
+    out->add_rule_names(name);
+  }
+  out->set_sha256(p.sha256);
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::ListAgents(grpc::CallbackServerContext* context,
+                                                   const v1::ListAgentsRequest*,
+                                                   v1::ListAgentsResponse* response) {
+  return Run(
+      context, "ListAgents", "",
+      [this, response](int64_t now) -> absl::Status {
+        const int64_t now_ms = now * 1000;
+        for (const auto& a : backend_->Agents()) {
+          v1::AgentInfo* out = response->add_agents();
+          out->set_identity(a->identity());
+          out->set_instance_id(a->instance_id());
+          out->set_peer(a->peer());
+          out->set_version(a->version());
+          out->set_connected_since_unix(a->connected_since());
+          out->set_active_streams(a->active_streams.load());
+          for (const auto& entry : a->advertised()) {
+            out->add_allowlist(entry);
+          }
+          out->set_key_id(a->key_id());
+          out->set_ejected(a->ejected_until_ms.load() > now_ms);
+        }
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
+}
+
+grpc::ServerUnaryReactor* AdminService::ListSessions(grpc::CallbackServerContext* context,
+                                                     const v1::ListSessionsRequest*,
+                                                     v1::ListSessionsResponse* response) {
+  return Run(
+      context, "ListSessions", "",
+      [this, response](int64_t) -> absl::Status {
+        for (const auto& i : backend_->Sessions()) {
+          FillSession(i, response->add_sessions());
+        }
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
+}
+
+grpc::ServerUnaryReactor* AdminService::KillSession(grpc::CallbackServerContext* context,
+                                                    const v1::KillSessionRequest* request,
+                                                    v1::KillSessionResponse* response) {
+  return Run(
+      context, "KillSession", request->id().substr(0, 64),
+      [this, request, response](int64_t, nlohmann::json* details) -> absl::Status {
+        std::string id = common::ToLower(request->id());
+        if (id.size() != 32 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+          return absl::InvalidArgumentError(
+              "session id must be 32 hex digits, as `admin sessions list` shows it");
+        }
+        // Blocking here is fine: this runs on a worker, the kill on a gRPC thread.
+        absl::Notification done;
+        std::optional<SessionInfo> killed;
+        backend_->KillSession(id, "ended by an administrator", [&](std::optional<SessionInfo> s) {
+          killed = std::move(s);
+          done.Notify();
+        });
+        done.WaitForNotification();
+        if (!killed) {
+          return absl::NotFoundError(
+              common::StrCat("no live session ", id, " (it may have ended already)"));
+        }
+        FillSession(*killed, response->mutable_session());
+        (*details)["session"] = SessionJson(*killed);
+        return absl::OkStatus();
+      },
+      AdminKind::kOperation);
+}
+
+grpc::ServerUnaryReactor* AdminService::GetPolicy(grpc::CallbackServerContext* context,
+                                                  const v1::GetPolicyRequest*,
+                                                  v1::PolicyInfo* response) {
+  return Run(
+      context, "GetPolicy", "",
+      [this, response](int64_t) -> absl::Status {
+        FillPolicy(backend_->Policy(), response);
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
+}
+
+grpc::ServerUnaryReactor* AdminService::SetPolicy(grpc::CallbackServerContext* context,
+                                                  const v1::SetPolicyRequest* request,
+                                                  v1::PolicyInfo* response) {
+  return Run(
+      context, "SetPolicy", "",
+      [this, request, response](int64_t, nlohmann::json* details) -> absl::Status {
+        PolicySnapshot before = backend_->Policy();
+        (*details)["before"] = {{"rules", before.rule_names}, {"sha256", before.sha256}};
+        ASSIGN_OR_RETURN(int ended, backend_->SetPolicy(request->yaml()));
+        PolicySnapshot after = backend_->Policy();
+        (*details)["after"] = {{"rules", after.rule_names}, {"sha256", after.sha256}};
+        (*details)["connections_ended"] = ended;
+        FillPolicy(after, response);
+        response->set_connections_ended(ended);
+        return absl::OkStatus();
+      },
+      AdminKind::kOperation);
+}
+
+namespace {
+
+// Streams audit records after a seq, then (with follow) new ones as they commit.
+// Reads run on a thread of the stream's own (an admin's tail may last hours; the
+// worker pool is for short tasks). That thread is the only one that starts writes
+// and finishes the stream, and Finish is the last thing it does with the reactor.
+class TailAuditReactor final : public grpc::ServerWriteReactor<v1::AuditBatch> {
+ public:
+  TailAuditReactor(std::string db, v1::TailAuditRequest request)
+      : state_(std::make_shared<State>()) {
+    std::thread([this, db = std::move(db), request = std::move(request)] {
+      Run(db, request);
+    }).detach();
+  }
+  // An immediate refusal.
+  explicit TailAuditReactor(const grpc::Status& status) { Finish(status); }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&state_->mu);
+    state_->writing = false;
+    state_->write_ok = ok;
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&state_->mu);
+    state_->cancelled = true;
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  struct State {
+    absl::Mutex mu;
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool write_ok ABSL_GUARDED_BY(mu) = true;
+    bool cancelled ABSL_GUARDED_BY(mu) = false;
+  };
+  static constexpr size_t kBatch = 500;
+
+  void Run(const std::string& db, const v1::TailAuditRequest& request) {
+    uint64_t after = request.after_seq();
+    if (after == 0 && request.last() > 0) {
+      auto last = audit::LastAuditSeq(db);
+      if (!last.ok()) {
+        Finish(ToGrpcStatus(last.status()));
+        return;
+      }
+      after = *last > request.last() ? *last - request.last() : 0;
+    }
+    for (;;) {
+      audit::QueryFilter filter;
+      filter.after_seq = after;
+      filter.limit = kBatch;
+      auto records = audit::QueryAuditLog(db, filter);
+      if (!records.ok()) {
+        Finish(ToGrpcStatus(records.status()));
+        return;
+      }
+      State& st = *state_;
+      if (!records->empty()) {
+        batch_.Clear();
+        for (const auto& r : *records) {
+          batch_.add_records_json(audit::ToJsonLine(r));
+        }
+        after = records->back().seq;
+        {
+          absl::MutexLock lock(&st.mu);
+          st.writing = true;
+        }
+        StartWrite(&batch_);
+        bool write_ok;
+        {
+          absl::MutexLock lock(&st.mu);
+          auto written = [&st]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) { return !st.writing; };
+          st.mu.Await(absl::Condition(&written));
+          write_ok = st.write_ok;
+        }
+        if (!write_ok) {
+          Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the reader went away"));
+          return;
+        }
+        continue;  // there may be more
+      }
+      if (!request.follow()) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      bool cancelled;
+      {
+        absl::MutexLock lock(&st.mu);
+        st.mu.AwaitWithTimeout(absl::Condition(&st.cancelled), absl::Milliseconds(250));
+        cancelled = st.cancelled;
+      }
+      if (cancelled) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "tail ended by the reader"));
+        return;
+      }
+    }
+  }
+
+  std::shared_ptr<State> state_;  // shared with Run, which may outlive OnDone's caller frame
+  v1::AuditBatch batch_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::AuditBatch>* AdminService::TailAudit(
+    grpc::CallbackServerContext* context, const v1::TailAuditRequest* request) {
+  audit::Record refusal;
+  auto caller = AuthorizeAdmin(context, "TailAudit", &refusal);
+  if (!caller.ok()) {
+    AuditAppend(ctx_.audit.get(), std::move(refusal));
+    return new TailAuditReactor(ToGrpcStatus(caller.status()));
+  }
+  AuditAppend(
+      ctx_.audit.get(),
+      audit::MakeRecord(audit::EventClass::kApiActivity, "admin_read", audit::kOutcomeSuccess,
+                        caller->identity.ToString(), PeerIp(context->peer()),
+                        {{"method", "TailAudit"},
+                         {"after_seq", request->after_seq()},
+                         {"last", request->last()},
+                         {"follow", request->follow()},
+                         {"peer", context->peer()}}));
+  return new TailAuditReactor(backend_->AuditDatabase(), *request);
 }
 
 }  // namespace drawbridge::server

@@ -57,7 +57,8 @@ class AgentInstance {
   // Ends the Control stream if it was opened with a certificate of `key_id` (or
   // any key when empty). Call only from a gRPC callback. Returns whether it did.
   bool CancelIfKey(const std::string& key_id);
-  void set_key_id(std::string key_id) { key_id_ = std::move(key_id); }
+  void set_key_id(std::string key_id) { key_id_ = std::move(key_id); }  // before Add()
+  const std::string& key_id() const { return key_id_; }
 
  private:
   const std::string identity_;

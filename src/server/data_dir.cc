@@ -114,7 +114,8 @@ DataDir::DataDir(std::string d)
       server_key(common::JoinPath(dir, "tls/server.key.sealed")),
       admin_credential(common::JoinPath(dir, "admin.json")),
       audit_key(common::JoinPath(dir, "audit/audit.key.sealed")),
-      audit_public_key(common::JoinPath(dir, "audit/audit.pub")) {}
+      audit_public_key(common::JoinPath(dir, "audit/audit.pub")),
+      policy(common::JoinPath(dir, "policy.yaml")) {}
 
 absl::Status InitDataDir(const InitOptions& options) {
   ServerConfig config;

@@ -20,6 +20,8 @@ namespace drawbridge::server {
 //   tls/server.crt tls/server.key.sealed            the listener's certificate
 //   audit/audit.key.sealed      the audit log's signing key (checkpoints, head)
 //   audit/audit.pub             its public key, for `drawbridge audit verify`
+//   policy.yaml                 the policy, when no --policy file is given
+//                               (`drawbridge admin policy set` writes it)
 //   admin.json                  the first admin credential (move it somewhere safe)
 // The audit log itself lives in state.db (tables audit_*).
 struct DataDir {
@@ -37,6 +39,7 @@ struct DataDir {
   std::string admin_credential;
   std::string audit_key;
   std::string audit_public_key;
+  std::string policy;  // where the policy is kept when the server runs without --policy
 };
 
 inline constexpr char kBootstrapAdmin[] = "admin/admin";

@@ -2,6 +2,7 @@
 
 #include <grpcpp/security/server_credentials.h>
 
+#include "absl/synchronization/notification.h"
 #include "common/encoding.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -60,14 +61,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ServiceContext ctx{s->config_.trust_domain, s->directory_.get(), s->enroller_.get(),
                      s->pool_.get(),          options.clock,       s->audit_};
   s->enrollment_ = std::make_unique<EnrollmentService>(ctx);
-  s->admin_ = std::make_unique<AdminService>(ctx);
+  s->admin_ = std::make_unique<AdminService>(ctx, s.get());
   s->diagnostics_ = std::make_unique<DiagnosticsService>(ctx);
-  s->policy_file_ = options.policy_file;
+  s->database_ = dir.database;
+  s->policy_file_ = options.policy_file.empty() ? dir.policy : options.policy_file;
   s->policy_ = std::make_unique<PolicyHolder>(policy::Policy::DenyAll());
-  if (!s->policy_file_.empty()) {
+  if (!options.policy_file.empty() || common::PathExists(s->policy_file_)) {
     RETURN_IF_ERROR(s->ReloadPolicy());
   } else {
-    common::LogWarn("policy.empty", {{"effect", "no --policy given: every dial is denied"}});
+    common::LogWarn("policy.empty",
+                    {{"effect", "no policy yet: every dial is denied"},
+                     {"fix", "give --policy FILE, or `drawbridge admin policy set -f FILE`"}});
   }
   s->tunnel_ = std::make_unique<TunnelService>(
       ctx, s->policy_.get(), s->registry_,
@@ -117,42 +121,96 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 }
 
 absl::Status Server::ReloadPolicy() {
-  if (policy_file_.empty()) {
-    return absl::FailedPreconditionError("no --policy file to reload");
-  }
+  absl::MutexLock lock(&policy_write_mu_);
   auto text = common::ReadFile(policy_file_);
   absl::StatusOr<std::shared_ptr<const policy::Policy>> parsed =
       text.ok() ? policy::Policy::Parse(*text) : text.status();
-  auto audit_reload = [&](std::string_view outcome, nlohmann::json details) {
-    details["file"] = policy_file_;
-    if (audit_) {
-      audit_
-          ->AppendSync(audit::MakeRecord(audit::EventClass::kApiActivity, "policy_reload", outcome,
-                                         std::string(audit::kActorSystem), "",
-                                         std::move(details)))
-          .IgnoreError();  // a failed commit is logged by the audit log itself
-    }
-  };
   if (!parsed.ok()) {
     common::LogError("policy.rejected", {{"file", policy_file_},
                                          {"error", std::string(parsed.status().message())},
                                          {"effect", "the previous policy stays in force"}});
-    audit_reload(audit::kOutcomeFailure, {{"error", std::string(parsed.status().message())},
-                                          {"effect", "the previous policy stays in force"}});
+    if (audit_) {
+      audit_
+          ->AppendSync(audit::MakeRecord(audit::EventClass::kApiActivity, "policy_reload",
+                                         audit::kOutcomeFailure, std::string(audit::kActorSystem),
+                                         "",
+                                         {{"file", policy_file_},
+                                          {"error", std::string(parsed.status().message())},
+                                          {"effect", "the previous policy stays in force"}}))
+          .IgnoreError();  // a failed commit is logged by the audit log itself
+    }
     return absl::InvalidArgumentError(
         common::StrCat(policy_file_, ": ", parsed.status().message()));
   }
-  policy_->Set(*parsed);
-  common::LogInfo("policy.loaded",
-                  {{"file", policy_file_}, {"rules", common::StrCat((*parsed)->rules().size())}});
-  std::vector<std::string> rule_names;
-  for (const auto& rule : (*parsed)->rules()) {
-    rule_names.push_back(rule.name);
-  }
-  audit_reload(audit::kOutcomeSuccess,
-               {{"rules", rule_names}, {"sha256", common::HexEncode(pki::Sha256(*text))}});
+  ApplyPolicy(*parsed, *text, "reload");
   return absl::OkStatus();
 }
+
+int Server::ApplyPolicy(std::shared_ptr<const policy::Policy> policy, const std::string& text,
+                        const std::string& origin) {
+  policy_->Set(policy);
+  int ended = 0;
+  if (tunnel_) {
+    // Connections opened under the old policy that the new one refuses end now.
+    absl::Notification done;
+    tunnel_->EnforcePolicy(policy, [&](int n) {
+      ended = n;
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+  std::vector<std::string> rule_names;
+  for (const auto& rule : policy->rules()) {
+    rule_names.push_back(rule.name);
+  }
+  common::LogInfo("policy.loaded", {{"file", policy_file_},
+                                    {"origin", origin},
+                                    {"rules", common::StrCat(rule_names.size())},
+                                    {"connections_ended", common::StrCat(ended)}});
+  if (audit_) {
+    audit_
+        ->AppendSync(audit::MakeRecord(audit::EventClass::kApiActivity, "policy_reload",
+                                       audit::kOutcomeSuccess, std::string(audit::kActorSystem), "",
+                                       {{"file", policy_file_},
+                                        {"origin", origin},
+                                        {"rules", rule_names},
+                                        {"sha256", common::HexEncode(pki::Sha256(text))},
+                                        {"connections_ended", ended}}))
+        .IgnoreError();
+  }
+  return ended;
+}
+
+std::vector<std::shared_ptr<AgentInstance>> Server::Agents() { return registry_->Snapshot(); }
+
+std::vector<SessionInfo> Server::Sessions() { return tunnel_->ListSessions(); }
+
+void Server::KillSession(const std::string& id, const std::string& reason,
+                         std::function<void(std::optional<SessionInfo>)> done) {
+  tunnel_->KillSession(id, reason, std::move(done));
+}
+
+PolicySnapshot Server::Policy() {
+  auto policy = policy_->Get();
+  PolicySnapshot snap;
+  snap.yaml = policy->ToYaml();
+  snap.source = policy_file_;
+  for (const auto& rule : policy->rules()) {
+    snap.rule_names.push_back(rule.name);
+  }
+  snap.sha256 = common::HexEncode(pki::Sha256(snap.yaml));
+  return snap;
+}
+
+absl::StatusOr<int> Server::SetPolicy(const std::string& yaml) {
+  absl::MutexLock lock(&policy_write_mu_);
+  ASSIGN_OR_RETURN(std::shared_ptr<const policy::Policy> parsed, policy::Policy::Parse(yaml));
+  // Kept in the policy file first, so a restart or SIGHUP keeps what was set.
+  RETURN_IF_ERROR(common::WriteFileAtomic(policy_file_, yaml, 0600));
+  return ApplyPolicy(parsed, yaml, "admin");
+}
+
+std::string Server::AuditDatabase() { return database_; }
 
 void Server::OnAuditCommitted(const std::vector<audit::Record>& records) {
   exporter_->Notify();

@@ -30,7 +30,9 @@ struct ServerOptions {
   std::string listen_override;  // empty: the config's `listen`
   // Test hook: overrides the configured certificate lifetime when > 0.
   int64_t certificate_lifetime_override_seconds = 0;
-  std::string policy_file;  // YAML (DESIGN §4); empty: deny everything
+  // YAML (DESIGN §4). Empty: DATA_DIR/policy.yaml, where `admin policy set` keeps
+  // it (deny everything while there is none).
+  std::string policy_file;
   const common::Clock* clock = common::Clock::Real();
   int worker_threads = 2;
   std::chrono::milliseconds dial_timeout{10000};
@@ -40,7 +42,7 @@ struct ServerOptions {
 
 // The broker: one TLS 1.3 gRPC port serving Enrollment (no client certificate
 // needed), Admin and Diagnostics (client certificate required).
-class Server {
+class Server final : public AdminBackend {
  public:
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();
@@ -51,8 +53,18 @@ class Server {
   const pki::CertificateAuthority& ca() const { return *pki_.ca; }
 
   // Re-reads the policy file. An invalid policy is rejected whole; the old stays.
-  // Either way the attempt is audited.
+  // Either way the attempt is audited; live connections the new policy no longer
+  // allows are ended.
   absl::Status ReloadPolicy();
+
+  // AdminBackend.
+  std::vector<std::shared_ptr<AgentInstance>> Agents() override;
+  std::vector<SessionInfo> Sessions() override;
+  void KillSession(const std::string& id, const std::string& reason,
+                   std::function<void(std::optional<SessionInfo>)> done) override;
+  PolicySnapshot Policy() override;
+  absl::StatusOr<int> SetPolicy(const std::string& yaml) override;
+  std::string AuditDatabase() override;
   audit::AuditLog* audit_log() { return audit_.get(); }
   audit::Exporter* exporter() { return exporter_.get(); }
   AgentRegistry* registry() { return registry_.get(); }
@@ -67,6 +79,10 @@ class Server {
   // Raises the alerts `records` trigger: audit records, log lines, webhook posts.
   // On the audit writer thread.
   void OnAuditCommitted(const std::vector<audit::Record>& records);
+  // Puts `policy` in force, ends the live connections it no longer allows and
+  // audits the change (`origin`: "reload", "admin"); returns how many ended.
+  int ApplyPolicy(std::shared_ptr<const policy::Policy> policy, const std::string& text,
+                  const std::string& origin);
 
   ServerConfig config_;
   ServingPki pki_;
@@ -85,6 +101,8 @@ class Server {
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<DiagnosticsService> diagnostics_;
   std::string policy_file_;
+  std::string database_;
+  absl::Mutex policy_write_mu_;  // serialises SetPolicy and ReloadPolicy
   std::unique_ptr<PolicyHolder> policy_;
   std::shared_ptr<AgentRegistry> registry_ = std::make_shared<AgentRegistry>();
   std::unique_ptr<TunnelService> tunnel_;

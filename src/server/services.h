@@ -1,7 +1,10 @@
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "audit/audit_log.h"
 #include "common/clock.h"
@@ -10,11 +13,38 @@
 #include "drawbridge/v1/diagnostics.grpc.pb.h"
 #include "drawbridge/v1/enrollment.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "server/agent_registry.h"
 #include "server/auth.h"
 #include "server/enroller.h"
 #include "server/identity_directory.h"
+#include "server/session_info.h"
 
 namespace drawbridge::server {
+
+// The policy in force, for the admin API.
+struct PolicySnapshot {
+  std::string yaml;    // canonical
+  std::string source;  // the file it is kept in
+  std::vector<std::string> rule_names;
+  std::string sha256;
+};
+
+// What the admin API needs from the rest of the server (Server implements it).
+class AdminBackend {
+ public:
+  virtual ~AdminBackend() = default;
+  virtual std::vector<std::shared_ptr<AgentInstance>> Agents() = 0;
+  virtual std::vector<SessionInfo> Sessions() = 0;
+  // `done` runs on a gRPC thread.
+  virtual void KillSession(const std::string& id, const std::string& reason,
+                           std::function<void(std::optional<SessionInfo>)> done) = 0;
+  virtual PolicySnapshot Policy() = 0;
+  // Validates `yaml` whole, keeps it (file), puts it in force and ends the live
+  // connections it no longer allows. Blocking: call from a worker thread.
+  virtual absl::StatusOr<int> SetPolicy(const std::string& yaml) = 0;
+  // The database holding the audit log (read-only access for TailAudit).
+  virtual std::string AuditDatabase() = 0;
+};
 
 // What every service needs; owned by Server, outlives the services.
 struct ServiceContext {
@@ -43,7 +73,7 @@ class EnrollmentService final : public v1::Enrollment::CallbackService {
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  explicit AdminService(ServiceContext ctx) : ctx_(ctx) {}
+  AdminService(ServiceContext ctx, AdminBackend* backend) : ctx_(ctx), backend_(backend) {}
 
   grpc::ServerUnaryReactor* CreateIdentity(grpc::CallbackServerContext* context,
                                            const v1::CreateIdentityRequest* request,
@@ -66,18 +96,41 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* RemoveKey(grpc::CallbackServerContext* context,
                                       const v1::RemoveKeyRequest* request,
                                       v1::KeyInfo* response) override;
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
+                                       const v1::ListAgentsRequest* request,
+                                       v1::ListAgentsResponse* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
+                                         const v1::ListSessionsRequest* request,
+                                         v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* KillSession(grpc::CallbackServerContext* context,
+                                        const v1::KillSessionRequest* request,
+                                        v1::KillSessionResponse* response) override;
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context,
+                                      const v1::GetPolicyRequest* request,
+                                      v1::PolicyInfo* response) override;
+  grpc::ServerUnaryReactor* SetPolicy(grpc::CallbackServerContext* context,
+                                      const v1::SetPolicyRequest* request,
+                                      v1::PolicyInfo* response) override;
+  grpc::ServerWriteReactor<v1::AuditBatch>* TailAudit(grpc::CallbackServerContext* context,
+                                                      const v1::TailAuditRequest* request) override;
 
  private:
   // kChange calls are audited as Account Change with the identity's state before
-  // and after; kRead calls as API Activity.
-  enum class AdminKind { kRead, kChange };
+  // and after; kRead calls as API Activity; kOperation (sessions, policy) as API
+  // Activity "admin_change" with the details the call adds.
+  enum class AdminKind { kRead, kChange, kOperation };
   template <typename Fn>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const char* method,
                                 std::string target, Fn fn, AdminKind kind);
   nlohmann::json IdentitySnapshot(const std::string& identity) const;
+  // Authenticates an admin/* caller; on refusal logs it and fills `refusal` with
+  // the audit record to write before answering.
+  absl::StatusOr<Caller> AuthorizeAdmin(grpc::CallbackServerContext* context, const char* method,
+                                        audit::Record* refusal);
   void FillIdentity(const store::IdentityRecord& record, v1::IdentityInfo* out) const;
 
   ServiceContext ctx_;
+  AdminBackend* backend_;
 };
 
 class DiagnosticsService final : public v1::Diagnostics::CallbackService {

@@ -79,6 +79,12 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   }
   // Aborts the session if either end belongs to `identity` (and `key_id`, if set).
   bool RevokeIf(const std::string& identity, const std::string& key_id);
+  // What the session is, once spliced; nullopt before and after.
+  std::optional<SessionInfo> Info();
+  // Aborts the session (with `reason`) if it is live and `end(info)` says so;
+  // `info` receives what it was.
+  bool EndIf(const std::function<bool(const SessionInfo&)>& end, const std::string& reason,
+             SessionInfo* info = nullptr);
 
  private:
   enum class State { kReadingOpen, kRouting, kResult, kSpliced, kDone };
@@ -123,6 +129,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   v1::DialCode result_ ABSL_GUARDED_BY(mu_) = v1::DIAL_OK;
   std::unique_ptr<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  const int64_t started_unix_ms_ = NowMs();
   std::chrono::steady_clock::time_point last_activity_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -214,6 +221,40 @@ bool TunnelSession::RevokeIf(const std::string& identity, const std::string& key
     return false;
   }
   Abort(common::StrCat("credential revoked: ", identity));
+  return true;
+}
+
+std::optional<SessionInfo> TunnelSession::Info() {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kSpliced) {
+    return std::nullopt;
+  }
+  return SessionInfo{common::HexEncode(conn_id_),
+                     client_.identity.ToString(),
+                     peer_,
+                     instance_ ? instance_->identity() : "",
+                     instance_ ? instance_->instance_id() : "",
+                     destination_.ToString(),
+                     resolved_address_,
+                     bytes_[kClient],
+                     bytes_[kAgent],
+                     started_unix_ms_};
+}
+
+bool TunnelSession::EndIf(const std::function<bool(const SessionInfo&)>& end,
+                          const std::string& reason, SessionInfo* info) {
+  std::optional<SessionInfo> now = Info();
+  if (!now || !end(*now)) {
+    return false;
+  }
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kSpliced) {
+    return false;  // ended meanwhile
+  }
+  if (info != nullptr) {
+    *info = *now;
+  }
+  Abort(reason);
   return true;
 }
 
@@ -762,48 +803,111 @@ std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& con
 }
 
 void TunnelService::Revoke(const std::string& identity, const std::string& key_id) {
-  // Streams may only be finished from a gRPC callback (see TunnelSession); the
-  // alarm deletes itself once its callback has run.
-  auto* alarm = new grpc::Alarm();
-  // The callback may outlive this service (shutdown): it holds what it uses.
+  // The callbacks may outlive this service (shutdown): they hold what they use.
   std::weak_ptr<audit::AuditLog> audit_log = ctx_.audit;
-  alarm->Set(std::chrono::system_clock::now(), [live = live_, registry = registry_, alarm, identity,
-                                                key_id, audit_log](bool fired) {
-    int tunnels = 0;
-    int controls = 0;
-    if (fired) {
-      std::vector<std::shared_ptr<TunnelSession>> sessions;
-      {
-        absl::MutexLock lock(&live->mu);
-        for (auto& [ptr, weak] : live->map) {
-          if (auto s = weak.lock()) {
-            sessions.push_back(std::move(s));
-          }
-        }
-      }
-      for (auto& s : sessions) {
-        tunnels += s->RevokeIf(identity, key_id) ? 1 : 0;
-      }
-      for (const auto& instance : registry->Snapshot()) {
-        if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
-          ++controls;
-        }
-      }
-      common::LogWarn("revocation.enforced", {{"identity", identity},
-                                              {"key_id", key_id.empty() ? "*" : key_id},
-                                              {"tunnels_cut", common::StrCat(tunnels)},
-                                              {"control_streams_cut", common::StrCat(controls)}});
-      if (auto log = audit_log.lock()) {
-        log->Append(audit::MakeRecord(audit::EventClass::kAccountChange, "revoke",
-                                      audit::kOutcomeSuccess, std::string(audit::kActorSystem), "",
-                                      {{"identity", identity},
-                                       {"key_id", key_id.empty() ? "*" : key_id},
-                                       {"tunnels_cut", tunnels},
-                                       {"control_streams_cut", controls}}));
+  ForEachSession([identity, key_id](TunnelSession& s) { return s.RevokeIf(identity, key_id); },
+                 [registry = registry_, identity, key_id, audit_log](int tunnels) {
+                   int controls = 0;
+                   for (const auto& instance : registry->Snapshot()) {
+                     if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
+                       ++controls;
+                     }
+                   }
+                   common::LogWarn("revocation.enforced",
+                                   {{"identity", identity},
+                                    {"key_id", key_id.empty() ? "*" : key_id},
+                                    {"tunnels_cut", common::StrCat(tunnels)},
+                                    {"control_streams_cut", common::StrCat(controls)}});
+                   if (auto log = audit_log.lock()) {
+                     log->Append(audit::MakeRecord(audit::EventClass::kAccountChange, "revoke",
+                                                   audit::kOutcomeSuccess,
+                                                   std::string(audit::kActorSystem), "",
+                                                   {{"identity", identity},
+                                                    {"key_id", key_id.empty() ? "*" : key_id},
+                                                    {"tunnels_cut", tunnels},
+                                                    {"control_streams_cut", controls}}));
+                   }
+                 });
+}
+
+void TunnelService::ForEachSession(std::function<bool(TunnelSession&)> fn,
+                                   std::function<void(int)> done) {
+  // Streams may only be finished from a gRPC callback; the alarm deletes itself.
+  auto* alarm = new grpc::Alarm();
+  alarm->Set(std::chrono::system_clock::now(),
+             [live = live_, alarm, fn = std::move(fn), done = std::move(done)](bool fired) {
+               int count = 0;
+               if (fired) {
+                 std::vector<std::shared_ptr<TunnelSession>> sessions;
+                 {
+                   absl::MutexLock lock(&live->mu);
+                   for (auto& [ptr, weak] : live->map) {
+                     if (auto s = weak.lock()) {
+                       sessions.push_back(std::move(s));
+                     }
+                   }
+                 }
+                 for (auto& s : sessions) {
+                   count += fn(*s) ? 1 : 0;
+                 }
+               }
+               if (done) {
+                 done(count);
+               }
+               delete alarm;
+             });
+}
+
+std::vector<SessionInfo> TunnelService::ListSessions() const {
+  std::vector<std::shared_ptr<TunnelSession>> sessions;
+  {
+    absl::MutexLock lock(&live_->mu);
+    for (auto& [ptr, weak] : live_->map) {
+      if (auto s = weak.lock()) {
+        sessions.push_back(std::move(s));
       }
     }
-    delete alarm;
+  }
+  std::vector<SessionInfo> out;
+  for (auto& s : sessions) {
+    if (auto info = s->Info()) {
+      out.push_back(*std::move(info));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) {
+    return a.started_unix_ms != b.started_unix_ms ? a.started_unix_ms < b.started_unix_ms
+                                                  : a.id < b.id;
   });
+  return out;
+}
+
+void TunnelService::KillSession(const std::string& id, std::string reason,
+                                std::function<void(std::optional<SessionInfo>)> done) {
+  auto found = std::make_shared<std::optional<SessionInfo>>();
+  ForEachSession(
+      [id, reason, found](TunnelSession& s) {
+        SessionInfo info;
+        if (s.EndIf([&](const SessionInfo& i) { return i.id == id; }, reason, &info)) {
+          *found = info;
+          return true;
+        }
+        return false;
+      },
+      [found, done = std::move(done)](int) { done(*found); });
+}
+
+void TunnelService::EnforcePolicy(std::shared_ptr<const policy::Policy> policy,
+                                  std::function<void(int)> done) {
+  ForEachSession(
+      [policy](TunnelSession& s) {
+        return s.EndIf(
+            [&](const SessionInfo& i) {
+              auto d = policy::ParseDestination(i.destination);
+              return !d.ok() || !policy->AgentAllowed(i.client, i.agent, *d);
+            },
+            "the policy no longer allows this connection");
+      },
+      std::move(done));
 }
 
 void TunnelService::SendGoaway() {

@@ -2,14 +2,18 @@
 
 #include <grpcpp/alarm.h>
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "server/agent_registry.h"
 #include "server/services.h"
+#include "server/session_info.h"
 
 namespace drawbridge::server {
 
@@ -54,6 +58,16 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   // with `key_id` when it is not empty). Any thread; runs within milliseconds.
   void Revoke(const std::string& identity, const std::string& key_id);
 
+  // Spliced connections, oldest first. Any thread; never blocks on I/O.
+  std::vector<SessionInfo> ListSessions() const;
+  // Ends the live connection `id` (hex conn_id); `done` gets what it was, or
+  // nullopt if there is none. Any thread; `done` runs on a gRPC thread.
+  void KillSession(const std::string& id, std::string reason,
+                   std::function<void(std::optional<SessionInfo>)> done);
+  // Ends every live connection `policy` no longer allows (client, agent and
+  // destination checked as at dial time); `done` gets how many. Any thread.
+  void EnforcePolicy(std::shared_ptr<const policy::Policy> policy, std::function<void(int)> done);
+
   // Live sessions, shared with the sessions themselves and with revocation
   // callbacks, so that neither depends on the service still existing.
   struct LiveSessions {
@@ -63,6 +77,10 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   const std::shared_ptr<LiveSessions>& live() const { return live_; }
 
  private:
+  // Runs `fn` on every live session from a gRPC callback (where streams may be
+  // finished), then `done` with the number of sessions `fn` returned true for.
+  void ForEachSession(std::function<bool(TunnelSession&)> fn, std::function<void(int)> done);
+
   ServiceContext ctx_;
   PolicyHolder* policy_;
   std::shared_ptr<AgentRegistry> registry_;

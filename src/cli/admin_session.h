@@ -1,0 +1,57 @@
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cli/commands.h"
+#include "drawbridge/v1/admin.grpc.pb.h"
+#include "enroll/cert_manager.h"
+#include "pki/credential.h"
+
+// What every `drawbridge admin ...` command shares: its flags and an
+// authenticated connection to the Admin API.
+namespace drawbridge::cli {
+
+struct AdminFlags {
+  std::string credentials;
+  bool json = false;
+  std::string identity;
+  std::string out;
+  std::vector<std::string> cidrs;
+  std::string algorithm = "ES256";
+  std::string kind;
+  std::string key_id;
+  // sessions / policy / audit tail
+  std::string session_id;
+  std::string file;
+  std::string client;
+  std::string agent;
+  std::string destination;
+  uint32_t last = 20;
+  uint64_t after_seq = 0;
+  bool follow = false;
+};
+
+// An authenticated admin session: enrolls with the admin credential first.
+struct Session {
+  pki::Credential credential;
+  std::unique_ptr<enroll::CertManager> certs;
+  std::unique_ptr<v1::Admin::Stub> stub;
+};
+
+absl::StatusOr<Session> Connect(const AdminFlags& f);
+absl::Status Call(const grpc::Status& st);
+// A context with the default 15 s deadline.
+std::unique_ptr<grpc::ClientContext> Ctx();
+// Protobuf JSON with the proto field names.
+void PrintJson(const google::protobuf::Message& m);
+
+// agents, sessions, policy and audit tail under `admin`.
+void RegisterAdminOperations(CLI::App* admin, std::shared_ptr<AdminFlags> flags, Action* run);
+
+}  // namespace drawbridge::cli
