@@ -34,7 +34,7 @@ sp=$(port); bp=$(port); pp=$(port)
 "$bin" server init --data-dir d --trust-domain bench.local --listen "127.0.0.1:$sp" >/dev/null 2>&1
 printf 'rules:\n  - name: bench\n    clients: ["client/bench"]\n    agents: ["agent/bench"]\n    destinations: ["127.0.0.1:%s"]\n' \
   "$bp" >policy.yaml
-"$bin" --log-level warn server --data-dir d --policy policy.yaml 2>server.log & pids+=($!)
+"$bin" --log-level warn server --data-dir d --policy policy.yaml --metrics-listen 127.0.0.1:0 2>server.log & pids+=($!)
 wait_port "$sp"
 "$bin" admin --credentials d/admin.json identity create agent/bench --out agent.json >/dev/null
 "$bin" admin --credentials d/admin.json identity create client/bench --out client.json >/dev/null

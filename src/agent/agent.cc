@@ -193,6 +193,28 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     agent->io_threads_.emplace_back([a = agent.get()] { a->io_.run(); });
   }
   agent->control_thread_ = std::thread([a = agent.get()] { a->ControlLoop(); });
+  if (!agent->options_.metrics_listen.empty()) {
+    Agent* a = agent.get();
+    a->metrics_registry_.AddGaugeFunction("drawbridge_agent_control_connected",
+                                          "1 while the Control stream to the server is up", {},
+                                          [a] {
+                                            absl::MutexLock lock(&a->mu_);
+                                            return a->connected_ ? 1.0 : 0.0;
+                                          });
+    a->metrics_registry_.AddGaugeFunction(
+        "drawbridge_certificate_expiry_seconds", "Seconds until a certificate expires",
+        {{"certificate", "agent_tls"}},
+        [a] { return static_cast<double>(a->certs_->Current().not_after - std::time(nullptr)); });
+    metrics::Endpoint::Options eo;
+    eo.listen = a->options_.metrics_listen;
+    eo.registry = &a->metrics_registry_;
+    eo.ready = {{"control", [a] {
+                   absl::MutexLock lock(&a->mu_);
+                   return a->connected_ ? absl::OkStatus()
+                                        : absl::UnavailableError("no Control stream to the server");
+                 }}};
+    ASSIGN_OR_RETURN(a->endpoint_, metrics::Endpoint::Start(std::move(eo)));
+  }
   common::LogInfo("agent.started", {{"identity", agent->options_.credential.identity.ToString()},
                                     {"instance", agent->options_.instance_id},
                                     {"server", agent->options_.credential.server_address},
@@ -324,6 +346,7 @@ void Agent::AuditRefusal(const v1::OpenRequest& request, std::string_view activi
 
 void Agent::ReportFailure(const std::string& conn_id, v1::DialCode code,
                           const std::string& message) {
+  metrics_.Dial(code)->Inc();
   v1::AgentMessage msg;
   msg.mutable_open_failed()->set_conn_id(conn_id);
   msg.mutable_open_failed()->set_code(code);
@@ -469,12 +492,17 @@ void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket
   opts.open.mutable_open()->set_conn_id(conn_id);
   opts.open.mutable_open()->set_resolved_address(address);
   const auto started = std::chrono::steady_clock::now();
+  metrics_.Dial(v1::DIAL_OK)->Inc();
+  metrics_.active->Add(1);
   opts.on_done = [this, destination, conn_id, started, client](const tunnel::BridgeStats& stats) {
     common::LogInfo("agent.connection_closed",
                     {{"destination", destination},
                      {"bytes_to_destination", common::StrCat(stats.bytes_to_socket)},
                      {"bytes_from_destination", common::StrCat(stats.bytes_from_socket)},
                      {"error", stats.error}});
+    metrics_.active->Add(-1);
+    metrics_.bytes_up->Inc(stats.bytes_to_socket);
+    metrics_.bytes_down->Inc(stats.bytes_from_socket);
     Audit(audit::MakeRecord(
         audit::EventClass::kNetworkActivity, "close", audit::kOutcomeSuccess, client, "",
         {{"client", client},

@@ -13,7 +13,9 @@
 #include "audit/record.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
+#include "metrics/endpoint.h"
 #include "policy/allowlist.h"
+#include "tunnel/bridge_metrics.h"
 #include "tunnel/socket_bridge.h"
 
 namespace drawbridge::agent {
@@ -28,6 +30,9 @@ struct AgentOptions {
   // Holds the agent's own audit log (local_audit.h). The CLI always sets it;
   // empty (some in-process tests) means no local log.
   std::string data_dir;
+  // HOST:PORT for /metrics, /healthz, /readyz (plain HTTP, keep it on loopback);
+  // empty: none.
+  std::string metrics_listen;
 };
 
 // `drawbridge agent`: dials out to the server only. Holds one Control stream,
@@ -47,6 +52,7 @@ class Agent {
   // True once a Control stream is established (hello sent); for tests and ops.
   bool WaitConnected(std::chrono::milliseconds timeout);
   size_t active_connections() const { return bridges_.size(); }
+  int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
 
   class ControlStream;  // internal
 
@@ -77,6 +83,9 @@ class Agent {
   tunnel::BridgeSet bridges_;
   // After io_: destroyed first, while the executor its callbacks post to exists.
   std::unique_ptr<LocalAudit> audit_;
+  metrics::Registry metrics_registry_;
+  tunnel::BridgeMetrics metrics_{&metrics_registry_, "drawbridge_agent"};
+  std::unique_ptr<metrics::Endpoint> endpoint_;  // last: scrapes read the above
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

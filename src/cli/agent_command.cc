@@ -53,6 +53,8 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
                   "10.0.0.0/8:443");
   cmd->add_option("--config", *config, "YAML file with `allow:` (a list of destinations)");
   cmd->add_option("--instance-id", opts->instance_id, "Name of this instance (default: random)");
+  cmd->add_option("--metrics-listen", opts->metrics_listen,
+                  "HOST:PORT for /metrics, /healthz, /readyz (plain HTTP; default: none)");
   cmd->add_option("--data-dir", opts->data_dir,
                   "Directory for the agent's own audit log (default: the credential file's "
                   "name with .agent-data instead of .json); one per running agent");

@@ -13,6 +13,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
   auto listen = std::make_shared<std::string>();
   auto forwards = std::make_shared<std::vector<std::string>>();
   auto selector = std::make_shared<std::string>();
+  auto metrics_listen = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand(
       "client", "Forward proxy next to the application: HTTP CONNECT + SOCKS5, port forwards");
   cmd->add_option("--credentials", *credentials, "Client credential file")
@@ -20,6 +21,8 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
   cmd->add_option("--listen", *listen, "HOST:PORT for HTTP CONNECT and SOCKS5 (same port)");
   cmd->add_option("--forward", *forwards, "LISTEN=DEST, e.g. 127.0.0.1:2222=gitlab.corp:22");
   cmd->add_option("--agent", *selector, "Only use this agent identity, e.g. agent/acme");
+  cmd->add_option("--metrics-listen", *metrics_listen,
+                  "HOST:PORT for /metrics, /healthz, /readyz (plain HTTP; default: none)");
   cmd->fallthrough();
 
   auto destination = std::make_shared<std::string>();
@@ -51,6 +54,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
       options.credential = *cred;
       options.listen = *listen;
       options.agent_selector = *selector;
+      options.metrics_listen = *metrics_listen;
       for (const auto& f : *forwards) {
         auto parsed = client::ParseForward(f);
         if (!parsed.ok()) {

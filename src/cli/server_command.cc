@@ -22,6 +22,10 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
                      "HOST:PORT to listen on (overrides server.yaml)");
   server->add_option("--policy", serve->policy_file,
                      "Policy YAML (reloaded on SIGHUP); without it every dial is denied");
+  serve->metrics_listen = "";  // server.yaml's `metrics_listen` unless the flag says otherwise
+  server->add_option("--metrics-listen", serve->metrics_listen,
+                     "HOST:PORT for /metrics, /healthz, /readyz (plain HTTP; default: "
+                     "server.yaml's metrics_listen, 127.0.0.1:9464), or \"off\"");
   server
       ->add_option("--shutdown-grace-ms", *grace_ms,
                    "How long in-flight calls may run after SIGINT/SIGTERM")

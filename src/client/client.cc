@@ -13,37 +13,10 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/tls_policy.h"
+#include "net/listen.h"
 
 namespace drawbridge::client {
 namespace {
-
-absl::StatusOr<asio::ip::tcp::endpoint> ParseListen(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(
-        common::StrCat("listen address \"", address, "\" must be HOST:PORT"));
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host == "localhost") {
-    host = "127.0.0.1";
-  }
-  asio::error_code ec;
-  auto ip = asio::ip::make_address(host, ec);
-  int port = -1;
-  try {
-    port = std::stoi(address.substr(colon + 1));
-  } catch (...) {
-    port = -1;
-  }
-  if (ec || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(common::StrCat(
-        "listen address \"", address, "\" must be a numeric IP and port, e.g. 127.0.0.1:1080"));
-  }
-  return asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
-}
 
 // Reads the proxy handshake (CONNECT or SOCKS5) from a fresh connection, then
 // hands the socket to a tunnel.
@@ -167,7 +140,7 @@ absl::StatusOr<Forward> ParseForward(const std::string& text) {
         common::StrCat("--forward \"", text, "\" must be LISTEN=DEST, e.g. 127.0.0.1:2222=git:22"));
   }
   Forward f{text.substr(0, eq), text.substr(eq + 1)};
-  RETURN_IF_ERROR(ParseListen(f.listen).status());
+  RETURN_IF_ERROR(net::ParseListenAddress(f.listen).status());
   return f;
 }
 
@@ -218,25 +191,29 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
   for (int i = 0; i < client->options_.io_threads; ++i) {
     client->io_threads_.emplace_back([c = client.get()] { c->io_.run(); });
   }
+  if (!client->options_.metrics_listen.empty()) {
+    Client* c = client.get();
+    c->metrics_registry_.AddGaugeFunction(
+        "drawbridge_certificate_expiry_seconds", "Seconds until a certificate expires",
+        {{"certificate", "client_tls"}},
+        [c] { return static_cast<double>(c->certs_->Current().not_after - std::time(nullptr)); });
+    metrics::Endpoint::Options eo;
+    eo.listen = c->options_.metrics_listen;
+    eo.registry = &c->metrics_registry_;
+    eo.ready = {{"certificate", [c] {
+                   return c->certs_->Current().not_after > std::time(nullptr)
+                              ? absl::OkStatus()
+                              : absl::UnavailableError("the client certificate has expired");
+                 }}};
+    ASSIGN_OR_RETURN(c->endpoint_, metrics::Endpoint::Start(std::move(eo)));
+  }
   return client;
 }
 
 absl::Status Client::Listen(const std::string& address, std::optional<std::string> forward_to,
                             int* port) {
-  ASSIGN_OR_RETURN(asio::ip::tcp::endpoint endpoint, ParseListen(address));
-  auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(io_);
-  asio::error_code ec;
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) {
-    acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
-    acceptor->bind(endpoint, ec);
-  }
-  if (!ec) {
-    acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
-    return absl::UnavailableError(common::StrCat("cannot listen on ", address, ": ", ec.message()));
-  }
+  ASSIGN_OR_RETURN(asio::ip::tcp::endpoint endpoint, net::ParseListenAddress(address));
+  ASSIGN_OR_RETURN(std::shared_ptr<asio::ip::tcp::acceptor> acceptor, net::Listen(io_, endpoint));
   *port = acceptor->local_endpoint().port();
   common::LogInfo("client.listening",
                   {{"address", common::StrCat(endpoint.address().to_string(), ":", *port)},
@@ -277,7 +254,9 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
   opts.expect_result = true;
   opts.initial_payload = std::move(initial_payload);
   opts.set = &bridges_;
-  opts.on_result = [destination, reply](const v1::DialResult& result) {
+  metrics_.active->Add(1);
+  opts.on_result = [this, destination, reply](const v1::DialResult& result) {
+    metrics_.Dial(result.code())->Inc();
     if (result.code() != v1::DIAL_OK) {
       common::LogWarn("client.dial_refused",
                       {{"destination", destination},
@@ -286,7 +265,10 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
     }
     return reply(result);
   };
-  opts.on_done = [destination](const tunnel::BridgeStats& stats) {
+  opts.on_done = [this, destination](const tunnel::BridgeStats& stats) {
+    metrics_.active->Add(-1);
+    metrics_.bytes_up->Inc(stats.bytes_from_socket);
+    metrics_.bytes_down->Inc(stats.bytes_to_socket);
     if (stats.result == v1::DIAL_OK && !stats.status.ok() && stats.error.empty()) {
       common::LogWarn("client.tunnel_failed",
                       {{"destination", destination}, {"error", stats.status.error_message()}});

@@ -12,6 +12,8 @@
 #include "client/proxy_protocol.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
+#include "metrics/endpoint.h"
+#include "tunnel/bridge_metrics.h"
 #include "tunnel/socket_bridge.h"
 
 namespace drawbridge::client {
@@ -28,6 +30,9 @@ struct ClientOptions {
   std::string agent_selector;  // optional agent/NAME
   std::chrono::milliseconds handshake_timeout{10000};
   int io_threads = 2;
+  // HOST:PORT for /metrics, /healthz, /readyz (plain HTTP, keep it on loopback);
+  // empty: none.
+  std::string metrics_listen;
 };
 
 // Parses "LISTEN=DEST" as given to --forward.
@@ -47,6 +52,7 @@ class Client {
   int proxy_port() const { return proxy_port_; }
   const std::vector<int>& forward_ports() const { return forward_ports_; }
   size_t active_connections() const { return bridges_.size(); }
+  int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
 
   // Opens one tunnel to `destination` for an already connected socket (on a strand).
   // `reply` builds the bytes sent to the socket once the result is known.
@@ -69,6 +75,9 @@ class Client {
   int proxy_port_ = 0;
   std::vector<int> forward_ports_;
   bool stopped_ = false;
+  metrics::Registry metrics_registry_;
+  tunnel::BridgeMetrics metrics_{&metrics_registry_, "drawbridge_client"};
+  std::unique_ptr<metrics::Endpoint> endpoint_;  // last: scrapes read the above
 };
 
 // `drawbridge client stdio DEST`: one tunnel over stdin/stdout (ssh ProxyCommand).

@@ -34,6 +34,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   RETURN_IF_ERROR(pki::ValidateTrustDomain(c.trust_domain));
   RETURN_IF_ERROR(ValidateHostPort(c.listen, /*allow_zero_port=*/true));
   RETURN_IF_ERROR(ValidateHostPort(c.advertise, /*allow_zero_port=*/true));
+  if (c.metrics_listen != "off") {
+    RETURN_IF_ERROR(ValidateHostPort(c.metrics_listen, /*allow_zero_port=*/true));
+  }
   if (c.certificate_lifetime_seconds < kMinCertificateLifetimeSeconds ||
       c.certificate_lifetime_seconds > kMaxCertificateLifetimeSeconds) {
     return absl::InvalidArgumentError(common::StrCat(
@@ -78,6 +81,8 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
         c.max_token_lifetime_seconds = v.as<int64_t>();
       } else if (key == "idle_timeout_seconds") {
         c.idle_timeout_seconds = v.as<int64_t>();
+      } else if (key == "metrics_listen") {
+        c.metrics_listen = v.as<std::string>();
       } else if (key == "audit") {
         auto audit = audit::ParseAuditConfig(v);
         if (!audit.ok()) {
@@ -118,6 +123,8 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "max_token_lifetime_seconds: ", c.max_token_lifetime_seconds, "\n",
       "# A tunneled connection with no data either way for this long is closed.\n",
       "idle_timeout_seconds: ", c.idle_timeout_seconds, "\n",
+      "# Prometheus /metrics, /healthz and /readyz over plain HTTP (keep it on loopback or\n",
+      "# a management network), or \"off\".\n", "metrics_listen: \"", c.metrics_listen, "\"\n",
       "# The tamper-evident audit trail (docs/audit.md): retention, SIEM export, alerts.\n",
       "audit:\n", "  retention_days: ", c.audit.retention.count() / 86400, "\n", "  # export:\n",
       "  #   - {type: jsonl, path: /var/log/drawbridge/audit.jsonl}\n",

@@ -17,7 +17,10 @@ struct ServerConfig {
   int64_t max_clock_skew_seconds = 60;
   int64_t max_token_lifetime_seconds = 300;
   int64_t idle_timeout_seconds = 3600;  // tunneled connection with no data either way
-  audit::AuditConfig audit;             // the `audit:` section (audit/config.h)
+  // The plaintext /metrics, /healthz, /readyz listener (loopback by default), or
+  // "off".
+  std::string metrics_listen = "127.0.0.1:9464";
+  audit::AuditConfig audit;  // the `audit:` section (audit/config.h)
 };
 
 inline constexpr int64_t kMaxCertificateLifetimeSeconds = 24 * 3600;

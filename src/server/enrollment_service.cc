@@ -27,6 +27,9 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
       // A reference ties the caller's message to the operator's log line and
       // the audit record.
       std::string ref = common::RandomHex(6);
+      if (ctx_.metrics) {
+        ctx_.metrics->Enrollment(refusal.reason_code)->Inc();
+      }
       common::LogWarn("enroll.refused", {{"ref", ref},
                                          {"identity", refusal.identity},
                                          {"peer", peer},
@@ -45,6 +48,9 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
                              {"peer", peer}}),
           [reactor, refused](absl::Status) { reactor->Finish(refused); });
       return;
+    }
+    if (ctx_.metrics) {
+      ctx_.metrics->Enrollment("ok")->Inc();
     }
     common::LogInfo("enroll.ok", {{"identity", result->identity},
                                   {"key_id", result->key_id},

@@ -2,7 +2,10 @@
 
 #include <grpcpp/security/server_credentials.h>
 
+#include <set>
+
 #include "absl/synchronization/notification.h"
+#include "audit/query.h"
 #include "common/encoding.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -41,6 +44,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ASSIGN_OR_RETURN(s->webhook_, audit::WebhookSender::Start(ac.webhook_url, ac.webhook_ca_file));
   }
   s->alerts_ = std::make_unique<audit::AlertEngine>(ac.alert_rules);
+  std::vector<std::string> rule_names;
+  for (const auto& rule : ac.alert_rules) {
+    rule_names.push_back(rule.name);
+  }
+  s->metrics_ = std::make_unique<ServerMetrics>(&s->metrics_registry_, rule_names);
   audit::AuditLog::Options audit_options;
   audit_options.checkpoint_every_records = ac.checkpoint_every_records;
   audit_options.checkpoint_every = ac.checkpoint_every;
@@ -59,7 +67,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                             s->store_.get(), options.clock);
   s->pool_ = std::make_unique<common::WorkerPool>(options.worker_threads);
   ServiceContext ctx{s->config_.trust_domain, s->directory_.get(), s->enroller_.get(),
-                     s->pool_.get(),          options.clock,       s->audit_};
+                     s->pool_.get(),          options.clock,       s->audit_,
+                     s->metrics_.get()};
   s->enrollment_ = std::make_unique<EnrollmentService>(ctx);
   s->admin_ = std::make_unique<AdminService>(ctx, s.get());
   s->diagnostics_ = std::make_unique<DiagnosticsService>(ctx);
@@ -104,6 +113,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(
         common::StrCat("cannot listen on ", s->config_.listen, " (address in use or not local?)"));
   }
+  s->serving_ = true;
+  RETURN_IF_ERROR(s->StartMetrics(options, dir));
   s->audit_->Append(
       audit::MakeRecord(audit::EventClass::kApiActivity, "server_start", audit::kOutcomeSuccess,
                         std::string(audit::kActorSystem), "",
@@ -212,14 +223,98 @@ absl::StatusOr<int> Server::SetPolicy(const std::string& yaml) {
 
 std::string Server::AuditDatabase() { return database_; }
 
+absl::Status Server::StartMetrics(const ServerOptions& options, const DataDir& dir) {
+  metrics::Registry& r = metrics_registry_;
+  AgentRegistry* agents = registry_.get();
+  r.AddGaugeFunction("drawbridge_agents_connected", "Agent identities with a Control stream", {},
+                     [agents] {
+                       std::set<std::string> ids;
+                       for (const auto& a : agents->Snapshot()) {
+                         ids.insert(a->identity());
+                       }
+                       return static_cast<double>(ids.size());
+                     });
+  r.AddGaugeFunction("drawbridge_control_streams", "Agent instances with a Control stream", {},
+                     [agents] { return static_cast<double>(agents->Snapshot().size()); });
+  // Certificates whose expiry an operator must watch: the listener's (re-issued
+  // at start when under 30 days) and the intermediate CA that signs every leaf.
+  auto leaf = pki::CertFromPem(pki_.server_chain_pem);
+  int64_t tls_not_after = 0;
+  if (leaf.ok()) {
+    if (auto info = pki::InspectCertificate(leaf->get()); info.ok()) {
+      tls_not_after = info->not_after;
+    }
+  }
+  int64_t ca_not_after = 0;
+  if (auto info = pki::InspectCertificate(pki_.ca->material().intermediate_cert.get()); info.ok()) {
+    ca_not_after = info->not_after;
+  }
+  const common::Clock* clock = options.clock;
+  r.AddGaugeFunction("drawbridge_certificate_expiry_seconds", "Seconds until a certificate expires",
+                     {{"certificate", "server_tls"}}, [clock, tls_not_after] {
+                       return static_cast<double>(tls_not_after - clock->NowUnix());
+                     });
+  r.AddGaugeFunction("drawbridge_certificate_expiry_seconds", "Seconds until a certificate expires",
+                     {{"certificate", "intermediate_ca"}}, [clock, ca_not_after] {
+                       return static_cast<double>(ca_not_after - clock->NowUnix());
+                     });
+  r.AddGaugeFunction("drawbridge_audit_last_seq", "Newest audit record seq committed", {},
+                     [this] { return static_cast<double>(audit_last_seq_.load()); });
+  const auto& targets = config_.audit.export_targets;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    r.AddGaugeFunction("drawbridge_audit_export_lag_records",
+                       "Audit records committed but not yet delivered to an export target",
+                       {{"target", targets[i].Name()}}, [this, i] {
+                         auto status = exporter_->Status();
+                         uint64_t last = audit_last_seq_.load();
+                         return i < status.size() && last > status[i].exported_seq
+                                    ? static_cast<double>(last - status[i].exported_seq)
+                                    : 0.0;
+                       });
+  }
+
+  std::string listen =
+      options.metrics_listen.empty() ? config_.metrics_listen : options.metrics_listen;
+  if (listen == "off") {
+    return absl::OkStatus();
+  }
+  metrics::Endpoint::Options eo;
+  eo.listen = listen;
+  eo.registry = &metrics_registry_;
+  std::string database = dir.database;
+  eo.ready = {
+      {"store", [database] { return audit::LastAuditSeq(database).status(); }},
+      {"ca",
+       [clock, ca_not_after] {
+         return ca_not_after > clock->NowUnix()
+                    ? absl::OkStatus()
+                    : absl::FailedPreconditionError("the intermediate CA has expired");
+       }},
+      {"listening",
+       [this] {
+         return serving_.load() ? absl::OkStatus()
+                                : absl::UnavailableError("the gRPC listener is shutting down");
+       }},
+  };
+  ASSIGN_OR_RETURN(endpoint_, metrics::Endpoint::Start(std::move(eo)));
+  return absl::OkStatus();
+}
+
 void Server::OnAuditCommitted(const std::vector<audit::Record>& records) {
   exporter_->Notify();
+  if (!records.empty()) {
+    audit_last_seq_.store(records.back().seq);
+    metrics_->audit_records->Inc(records.size());
+  }
   for (const audit::Alert& alert : alerts_->Observe(records)) {
     common::LogWarn("alert", {{"rule", alert.rule},
                               {"severity", alert.severity},
                               {"key", alert.key},
                               {"count", common::StrCat(alert.count)},
                               {"summary", alert.summary}});
+    if (metrics::Counter* c = metrics_->Alert(alert.rule)) {
+      c->Inc();
+    }
     audit::Record record = alert.ToRecord();
     if (webhook_) {
       nlohmann::json body = record.details;
@@ -237,6 +332,7 @@ void Server::OnAuditCommitted(const std::vector<audit::Record>& records) {
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
+  serving_ = false;  // /readyz says so at once
   if (directory_) {
     directory_->SetRevocationListener(nullptr);
   }

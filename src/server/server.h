@@ -13,12 +13,15 @@
 #include "audit/webhook.h"
 #include "common/clock.h"
 #include "common/worker_pool.h"
+#include "metrics/endpoint.h"
+#include "metrics/metrics.h"
 #include "pki/certs.h"
 #include "server/agent_registry.h"
 #include "server/config.h"
 #include "server/data_dir.h"
 #include "server/enroller.h"
 #include "server/identity_directory.h"
+#include "server/server_metrics.h"
 #include "server/services.h"
 #include "server/tunnel_service.h"
 #include "store/store.h"
@@ -36,6 +39,9 @@ struct ServerOptions {
   const common::Clock* clock = common::Clock::Real();
   int worker_threads = 2;
   std::chrono::milliseconds dial_timeout{10000};
+  // HOST:PORT for /metrics, /healthz and /readyz; "" takes server.yaml's
+  // `metrics_listen`; "off" (the default for embedded servers and tests) none.
+  std::string metrics_listen = "off";
   // Test hook: overrides the configured idle timeout when > 0.
   std::chrono::milliseconds idle_timeout_override{0};
 };
@@ -66,6 +72,9 @@ class Server final : public AdminBackend {
   absl::StatusOr<int> SetPolicy(const std::string& yaml) override;
   std::string AuditDatabase() override;
   audit::AuditLog* audit_log() { return audit_.get(); }
+  // The metrics listener's port (0 when off).
+  int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
+  const metrics::Registry& metrics() const { return metrics_registry_; }
   audit::Exporter* exporter() { return exporter_.get(); }
   AgentRegistry* registry() { return registry_.get(); }
 
@@ -79,6 +88,7 @@ class Server final : public AdminBackend {
   // Raises the alerts `records` trigger: audit records, log lines, webhook posts.
   // On the audit writer thread.
   void OnAuditCommitted(const std::vector<audit::Record>& records);
+  absl::Status StartMetrics(const ServerOptions& options, const DataDir& dir);
   // Puts `policy` in force, ends the live connections it no longer allows and
   // audits the change (`origin`: "reload", "admin"); returns how many ended.
   int ApplyPolicy(std::shared_ptr<const policy::Policy> policy, const std::string& text,
@@ -92,6 +102,9 @@ class Server final : public AdminBackend {
   std::unique_ptr<audit::Exporter> exporter_;
   std::unique_ptr<audit::AlertEngine> alerts_;
   std::shared_ptr<audit::AuditLog> audit_;
+  std::atomic<uint64_t> audit_last_seq_{0};
+  metrics::Registry metrics_registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
   int port_ = 0;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<IdentityDirectory> directory_;
@@ -107,6 +120,9 @@ class Server final : public AdminBackend {
   std::shared_ptr<AgentRegistry> registry_ = std::make_shared<AgentRegistry>();
   std::unique_ptr<TunnelService> tunnel_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::atomic<bool> serving_{false};
+  // Last: scrapes read everything above.
+  std::unique_ptr<metrics::Endpoint> endpoint_;
 };
 
 }  // namespace drawbridge::server

@@ -17,6 +17,7 @@
 #include "server/auth.h"
 #include "server/enroller.h"
 #include "server/identity_directory.h"
+#include "server/server_metrics.h"
 #include "server/session_info.h"
 
 namespace drawbridge::server {
@@ -56,6 +57,7 @@ struct ServiceContext {
   // The audit trail; null only in tests of a single service. Shared so that
   // callbacks that may outlive a service (alarms) can hold a weak reference.
   std::shared_ptr<audit::AuditLog> audit;
+  ServerMetrics* metrics = nullptr;  // never null in a running server
 };
 
 grpc::Status ToGrpcStatus(const absl::Status& status);

@@ -288,6 +288,10 @@ void TunnelSession::FinishEnd(Side side, const grpc::Status& status) {
 }
 
 void TunnelSession::LogClosed(const std::string& reason) {
+  // Called exactly once, when a spliced session ends (either way).
+  if (ServerMetrics* m = service_->ctx().metrics) {
+    m->tunnels_active->Add(-1);
+  }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   common::LogInfo("dial.closed", {{"client", client_.identity.ToString()},
@@ -360,6 +364,13 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                                              {"agent", instance_ ? instance_->identity() : ""},
                                              {"result", tunnel::DialCodeName(code)},
                                              {"reason", message}});
+  }
+  if (ServerMetrics* m = service_->ctx().metrics) {
+    m->Dial(code)->Inc();
+    if (code == v1::DIAL_OK) {
+      m->dial_seconds->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    }
   }
   // Denied by policy or the agent's allowlist, or malformed: "deny". The agent
   // could not connect or none was available: "open_failed". Allowed: "open".
@@ -573,6 +584,9 @@ void TunnelSession::OnRead(Side side, bool ok) {
     write_[other].set_fin(true);
   } else {
     bytes_[side] += frame.data().size();
+    if (ServerMetrics* m = service_->ctx().metrics) {
+      (side == kClient ? m->bytes_up : m->bytes_down)->Inc(frame.data().size());
+    }
     write_[other].mutable_data()->swap(*frame.mutable_data());
   }
   StartWriteOn(other);
@@ -594,6 +608,9 @@ void TunnelSession::OnWrite(Side side, bool ok) {
       return;
     }
     state_ = State::kSpliced;
+    if (ServerMetrics* m = service_->ctx().metrics) {
+      m->tunnels_active->Add(1);
+    }
     last_activity_ = std::chrono::steady_clock::now();
     ArmIdleTimer(service_->options().idle_timeout);
     StartReadOn(kClient);

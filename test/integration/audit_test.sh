@@ -221,7 +221,8 @@ rules:
     destinations: ["127.0.0.1:$HTTP_PORT", "127.0.0.1:$DENY_PORT", "localhost:$DENY_PORT"]
 EOF
 start_server() {
-  start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$WORK/policy.yaml"
+  start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$WORK/policy.yaml" \
+    --metrics-listen 127.0.0.1:0
   SERVER_PID=$BG_PID
   wait_for_count "$SERVER_LOG" 'server\.listening' 1 15 "$SERVER_PID" &&
     wait_for_port "$SERVER_PORT" 10 "$SERVER_PID"

@@ -162,7 +162,7 @@ expect_mode "kek is still mode 600" "$D/kek" 600
 # ---------------------------------------------------------------------------
 section "4. server start"
 # ---------------------------------------------------------------------------
-"$BIN" server --data-dir "$D" >"$SERVER_LOG" 2>&1 &
+"$BIN" server --data-dir "$D" --metrics-listen 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 ready=0
 deadline=$((SECONDS + 10))

@@ -151,7 +151,7 @@ section "1. setup: server, identities, backends, agents, client"
 run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT"
 [[ $LAST_RC -eq 0 && -f $D/admin.json ]] || { show_last; abort "server init"; }
 
-start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$POLICY"
+start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$POLICY" --metrics-listen 127.0.0.1:0
 SERVER_PID=$BG_PID
 if wait_for_count "$SERVER_LOG" 'server\.listening' 1 15 "$SERVER_PID" &&
   wait_for_port "$SERVER_PORT" 10 "$SERVER_PID"; then
@@ -496,7 +496,7 @@ else
 fi
 SERVER_LOG1="$SERVER_LOG"
 SERVER_LOG="$WORK/server2.log"
-start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$POLICY"
+start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$POLICY" --metrics-listen 127.0.0.1:0
 SERVER_PID=$BG_PID
 if wait_for_count "$SERVER_LOG" 'server\.listening' 1 15 "$SERVER_PID"; then
   pass "server restarted with the same data dir and policy (pid $SERVER_PID)"
