@@ -19,6 +19,7 @@ PACKAGES=(
   curl procps
   openssh-server openssh-client python3
   rsyslog
+  prometheus
 )
 
 missing=()
