@@ -133,15 +133,10 @@ int IdentityCreate(const AdminFlags& f) {
 }
 
 int IdentityList(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::ListIdentitiesRequest req;
   req.set_kind(f.kind);
   v1::ListIdentitiesResponse resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->ListIdentities(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::ListIdentities, req, &resp); !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -157,15 +152,10 @@ int IdentityList(const AdminFlags& f) {
 }
 
 int IdentityShow(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::GetIdentityRequest req;
   req.set_identity(f.identity);
   v1::IdentityInfo resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->GetIdentity(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::GetIdentity, req, &resp); !s.ok()) {
     return Fail(s);
   }
   f.json ? PrintJson(resp) : PrintIdentity(resp);
@@ -173,16 +163,11 @@ int IdentityShow(const AdminFlags& f) {
 }
 
 int IdentitySetEnabled(const AdminFlags& f, bool enabled) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::SetIdentityEnabledRequest req;
   req.set_identity(f.identity);
   req.set_enabled(enabled);
   v1::IdentityInfo resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->SetIdentityEnabled(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::SetIdentityEnabled, req, &resp); !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -228,15 +213,10 @@ int KeyAdd(const AdminFlags& f) {
 }
 
 int KeyList(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::ListKeysRequest req;
   req.set_identity(f.identity);
   v1::ListKeysResponse resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->ListKeys(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::ListKeys, req, &resp); !s.ok()) {
     return Fail(s);
   }
   f.json ? PrintJson(resp) : PrintKeyTable(resp.keys());
@@ -244,16 +224,11 @@ int KeyList(const AdminFlags& f) {
 }
 
 int KeyRemove(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::RemoveKeyRequest req;
   req.set_identity(f.identity);
   req.set_key_id(f.key_id);
   v1::KeyInfo resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->RemoveKey(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::RemoveKey, req, &resp); !s.ok()) {
     return Fail(s);
   }
   if (f.json) {

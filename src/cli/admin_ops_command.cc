@@ -32,13 +32,9 @@ std::string Duration(int64_t ms) {
 }
 
 int AgentsList(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::ListAgentsResponse resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->ListAgents(ctx.get(), {}, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::ListAgents, v1::ListAgentsRequest(), &resp);
+      !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -58,13 +54,10 @@ int AgentsList(const AdminFlags& f) {
 }
 
 int SessionsList(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::ListSessionsResponse resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->ListSessions(ctx.get(), {}, &resp)); !s.ok()) {
+  if (absl::Status s =
+          CallAdmin(f, &v1::Admin::Stub::ListSessions, v1::ListSessionsRequest(), &resp);
+      !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -85,15 +78,10 @@ int SessionsList(const AdminFlags& f) {
 }
 
 int SessionsKill(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::KillSessionRequest req;
   req.set_id(f.session_id);
   v1::KillSessionResponse resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->KillSession(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::KillSession, req, &resp); !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -108,13 +96,9 @@ int SessionsKill(const AdminFlags& f) {
 }
 
 int PolicyGet(const AdminFlags& f) {
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::PolicyInfo resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->GetPolicy(ctx.get(), {}, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::GetPolicy, v1::GetPolicyRequest(), &resp);
+      !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -147,15 +131,10 @@ int PolicySet(const AdminFlags& f) {
   if (!local.ok()) {
     return Fail(local.status());
   }
-  auto session = Connect(f);
-  if (!session.ok()) {
-    return Fail(session.status());
-  }
   v1::SetPolicyRequest req;
   req.set_yaml(local->first);
   v1::PolicyInfo resp;
-  auto ctx = Ctx();
-  if (absl::Status s = Call(session->stub->SetPolicy(ctx.get(), req, &resp)); !s.ok()) {
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::SetPolicy, req, &resp); !s.ok()) {
     return Fail(s);
   }
   if (f.json) {
@@ -182,13 +161,9 @@ int PolicyCheck(const AdminFlags& f) {
     origin = f.file;
   } else {
     // No file: the policy the server enforces now.
-    auto session = Connect(f);
-    if (!session.ok()) {
-      return Fail(session.status());
-    }
     v1::PolicyInfo resp;
-    auto ctx = Ctx();
-    if (absl::Status s = Call(session->stub->GetPolicy(ctx.get(), {}, &resp)); !s.ok()) {
+    if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::GetPolicy, v1::GetPolicyRequest(), &resp);
+        !s.ok()) {
       return Fail(s);
     }
     auto parsed = policy::Policy::Parse(resp.yaml());

@@ -51,6 +51,21 @@ std::unique_ptr<grpc::ClientContext> Ctx();
 // Protobuf JSON with the proto field names.
 void PrintJson(const google::protobuf::Message& m);
 
+// Connects and makes one unary Admin call:
+//   absl::Status s = CallAdmin(f, &v1::Admin::Stub::ListAgents, request, &response);
+template <typename Request, typename Response>
+absl::Status CallAdmin(const AdminFlags& f,
+                       grpc::Status (v1::Admin::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                               Response*),
+                       const Request& request, Response* response) {
+  absl::StatusOr<Session> session = Connect(f);
+  if (!session.ok()) {
+    return session.status();
+  }
+  auto ctx = Ctx();
+  return Call(((*session->stub).*method)(ctx.get(), request, response));
+}
+
 // agents, sessions, policy and audit tail under `admin`.
 void RegisterAdminOperations(CLI::App* admin, std::shared_ptr<AdminFlags> flags, Action* run);
 
