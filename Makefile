@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test test-release test-asan fuzz format clean
+.PHONY: all deps build demo test test-release test-asan fuzz bench bench-quick format clean
 
 all: build
 
@@ -39,6 +39,13 @@ fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DDRAWBRIDGE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 	bash test/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Drawbridge side by side with ssh -R, stunnel and direct loopback (bench/compare.py).
+bench:
+	bash bench/compare.sh --readme
+
+bench-quick:
+	bash bench/compare.sh --quick
 
 format:
 	find src app test -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The peer comparison (see bench/compare.py): installs what it needs from Debian
+# (iperf3, wrk, sockperf, nginx, OpenSSH, stunnel4), builds drawbridge, runs every
+# scenario against every system on loopback and writes bench/results/latest.{md,json}.
+#
+#   bench/compare.sh [--quick] [--readme] [--systems direct,ssh-aes,...]
+#
+# Full mode takes about 10 minutes on 2 cores, --quick about 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(iperf3 wrk sockperf nginx-light stunnel4 openssh-server openssh-client openssl python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+make build >/dev/null
+exec python3 bench/compare.py "$@"
