@@ -69,6 +69,20 @@ metric() {
   curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'
 }
 
+# metric_eventually PORT 'NAME{LABELS}' WANT: the sample's value once it equals WANT,
+# or its last value after 10 s (for counters updated just after the event a test sees).
+metric_eventually() {
+  local v deadline=$((SECONDS + 10))
+  while true; do
+    v=$(metric "$1" "$2")
+    if [[ $v == "$3" ]] || ((SECONDS >= deadline)); then
+      echo "$v"
+      return
+    fi
+    sleep 0.1
+  done
+}
+
 # hold NAME PROXY_PORT DEST N: N tunneled connections kept open in the background;
 # state (ready, closed, commands) in $WORK/NAME.
 hold() {
@@ -269,15 +283,18 @@ expect_contains "policy check: ... and names the rule that allows c2 -> echo2" "
   '^  rule "to-echo2"'
 run "${ADMIN[@]}" policy set -f policy-echo2.yaml
 expect_contains "policy set ends the 4 connections to echo 1" "$LAST" '4 live connection\(s\)'
+# The server ended them; the applications see it as the close travels back.
 wait_for_count "$WORK/c1-echo1/closed" . 3 10 || true
+wait_for_count "$WORK/c2-echo1/closed" . 1 10 || true
 expect_eq "c1's 3 connections to echo 1 were closed" "$(closed_count c1-echo1)" 3
 expect_eq "c2's connection to echo 1 was closed" "$(closed_count c2-echo1)" 1
 expect_eq "c2's 2 connections to echo 2 are still open" "$(closed_count c2-echo2)" 0
 # Agents and clients count a connection's bytes when it ends.
 expect_eq "client/c1 metrics: bytes up of its ended connections = 3 probes + 1 MiB" \
-  "$(metric "$CLIENT_METRICS_PORT" 'drawbridge_client_bytes_total{direction="up"}')" 1048579
+  "$(metric_eventually "$CLIENT_METRICS_PORT" 'drawbridge_client_bytes_total{direction="up"}' \
+    1048579)" 1048579
 expect_eq "client/c1 metrics: no connection open" \
-  "$(metric "$CLIENT_METRICS_PORT" drawbridge_client_connections_active)" 0
+  "$(metric_eventually "$CLIENT_METRICS_PORT" drawbridge_client_connections_active 0)" 0
 expect_eq "  ... and still carry data" "$(send c2-echo2 1 65536)" ok
 run "${ADMIN[@]}" policy get
 expect_contains "policy get shows the policy in force" "$LAST" 'name: "to-echo2"'
