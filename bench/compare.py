@@ -100,12 +100,25 @@ def run(argv, timeout=120, **kw):
 
 FIRST_BYTE_BACKEND = os.path.join(HERE, "first_byte_backend.py")
 IDLE_BACKEND = """
-import asyncio, sys
+import asyncio, os, sys
+open_now = 0
 async def hold(reader, writer):
-    await reader.read()
-    writer.close()
+    global open_now
+    open_now += 1
+    try:
+        await reader.read()
+    finally:
+        open_now -= 1
+        writer.close()
+async def report(path):
+    while True:
+        with open(path + ".tmp", "w") as f:
+            f.write(str(open_now))
+        os.replace(path + ".tmp", path)
+        await asyncio.sleep(0.2)
 async def main():
     server = await asyncio.start_server(hold, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    asyncio.create_task(report(sys.argv[2]))
     await server.serve_forever()
 asyncio.run(main())
 """
@@ -144,7 +157,8 @@ http {{
     ps.start("iperf3", ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(b["iperf"])])
     ps.start("sockperf", ["sockperf", "sr", "--tcp", "-i", "127.0.0.1", "-p", str(b["sockperf"])])
     ps.start("first_byte", [sys.executable, FIRST_BYTE_BACKEND, str(b["first_byte"])])
-    ps.start("idle", [sys.executable, "-c", IDLE_BACKEND, str(b["idle"])])
+    ps.start("idle", [sys.executable, "-c", IDLE_BACKEND, str(b["idle"]),
+                      os.path.join(work, "idle-open")])
     for port in b.values():
         wait_port(port)
     return b
@@ -402,27 +416,35 @@ def hold_idle(port, n):
     return socks
 
 
+def backend_open(work):
+    try:
+        return int(open(os.path.join(work, "idle-open")).read() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def memory(system, port, counts):
-    """RSS of the broker and the agent idle and with N idle tunneled connections."""
-    out = {"server_idle": rss_bytes([p for p in descendants(system.broker[0].pid, True)])
-           if system.broker else None,
-           "agent_idle": rss_bytes([p.pid for p in system.agent]) if system.agent else None}
+    """RSS of the broker and the agent idle and with N idle tunneled connections.
+
+    Counts only once the backend holds all N (each went all the way through), and
+    reports how many got there if not all did within a minute."""
+    broker = lambda: rss_bytes(descendants(system.broker[0].pid, True)) if system.broker else None
+    agent = lambda: rss_bytes([p.pid for p in system.agent]) if system.agent else None
+    out = {"server_idle": broker(), "agent_idle": agent()}
     for n in counts:
         socks = hold_idle(port, n)
-        # Let every connection go all the way through (tunnels open lazily).
         deadline = time.time() + 60
-        while time.time() < deadline:
-            time.sleep(1.0)
-            a = rss_bytes(descendants(system.broker[0].pid, True)) if system.broker else 0
-            time.sleep(1.0)
-            b = rss_bytes(descendants(system.broker[0].pid, True)) if system.broker else 0
-            if abs(b - a) < 256 * 1024:
-                break
-        out[f"server_{n}"] = rss_bytes(descendants(system.broker[0].pid, True)) if system.broker else None
-        out[f"agent_{n}"] = rss_bytes([p.pid for p in system.agent]) if system.agent else None
+        while backend_open(system.work) < n and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # let buffers settle
+        out[f"reached_{n}"] = backend_open(system.work)
+        out[f"server_{n}"] = broker()
+        out[f"agent_{n}"] = agent()
         for s in socks:
             s.close()
-        time.sleep(1.0)
+        deadline = time.time() + 30
+        while backend_open(system.work) > 0 and time.time() < deadline:
+            time.sleep(0.2)
     return out
 
 
@@ -566,9 +588,12 @@ def main():
             add(name, "mem_server_idle", m["server_idle"] / 2 ** 20 if m["server_idle"] else None)
             add(name, "mem_agent_idle", m["agent_idle"] / 2 ** 20 if m["agent_idle"] else None)
             n = idle_counts[-1]
-            if m.get(f"server_{n}") and m["server_idle"]:
+            if m.get(f"reached_{n}") != n:
+                print(f"  {name}: only {m.get(f'reached_{n}')} of {n} idle connections got through",
+                      flush=True)
+            elif m.get(f"server_{n}") and m["server_idle"]:
                 add(name, "mem_server_per_conn", (m[f"server_{n}"] - m["server_idle"]) / n / 1024)
-            if m.get(f"agent_{n}") and m["agent_idle"]:
+            if m.get(f"reached_{n}") == n and m.get(f"agent_{n}") and m["agent_idle"]:
                 add(name, "mem_agent_per_conn", (m[f"agent_{n}"] - m["agent_idle"]) / n / 1024)
             print(f"[{time.time() - started:5.0f}s] memory: {name} done", flush=True)
     finally:

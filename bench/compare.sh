@@ -21,4 +21,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 make build >/dev/null
-exec python3 bench/compare.py "$@"
+cmake --build build --target micro_bench >/dev/null
+python3 bench/compare.py "$@"
+echo
+echo "Micro-benchmarks (hot paths):"
+build/bench/micro/micro_bench --benchmark_min_time=0.2 | tee bench/results/micro.txt
