@@ -362,10 +362,18 @@ def cpu_seconds(pids):
 
 def iperf(port, streams, seconds, system):
     pids = system.pids() + ([system.client.pid] if hasattr(system, "client") else [])
-    before = cpu_seconds(pids)
-    out = json.loads(run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds),
-                          "-P", str(streams), "-J"], timeout=seconds + 60))
-    cpu = cpu_seconds(pids) - before
+    # iperf3's server runs one test at a time and may still be closing the last one.
+    for attempt in range(5):
+        before = cpu_seconds(pids)
+        out = json.loads(subprocess.run(
+            ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams),
+             "-J"], capture_output=True, text=True, timeout=seconds + 60).stdout or "{}")
+        cpu = cpu_seconds(pids) - before
+        if "sum_received" in out.get("end", {}):
+            break
+        time.sleep(1 + attempt)
+    else:
+        raise RuntimeError(f"iperf3 failed: {out.get('error', 'no result')}")
     received = out["end"]["sum_received"]
     gib = received["bytes"] / 2 ** 30
     return received["bits_per_second"] / 1e9, (cpu / gib if gib > 0 else None)
@@ -448,6 +456,20 @@ def memory(system, port, counts):
     return out
 
 
+def add_memory_rows(rows, m, counts):
+    """Idle RSS, and memory per connection that got through, at the largest count tried
+    (ssh accepts forwarded connections slowly, so not all of them may have)."""
+    n = max(counts)
+    reached = m.get(f"reached_{n}") or 0
+    rows.setdefault("mem_per_conn_at", []).append(reached)
+    for role in ["server", "agent"]:
+        idle = m.get(f"{role}_idle")
+        rows.setdefault(f"mem_{role}_idle", []).append(idle / 2 ** 20 if idle else None)
+        loaded = m.get(f"{role}_{n}")
+        rows.setdefault(f"mem_{role}_per_conn", []).append(
+            (loaded - idle) / reached / 1024 if reached and loaded and idle else None)
+
+
 # ----------------------------------------------------------------------------- report
 
 ROWS = [  # key, label, unit, higher is better
@@ -467,8 +489,8 @@ ROWS = [  # key, label, unit, higher is better
     ("cpu_gib", "CPU seconds per GiB (1-stream bulk, tunnel processes)", "s/GiB", False),
     ("mem_server_idle", "Server RSS, idle", "MiB", False),
     ("mem_agent_idle", "Agent RSS, idle", "MiB", False),
-    ("mem_server_per_conn", "Server memory per idle tunneled connection", "KiB", False),
-    ("mem_agent_per_conn", "Agent memory per idle tunneled connection", "KiB", False),
+    ("mem_server_per_conn", "Server memory per idle tunneled connection (at N)", "KiB", False),
+    ("mem_agent_per_conn", "Agent memory per idle tunneled connection (at N)", "KiB", False),
 ]
 
 
@@ -496,12 +518,17 @@ def report(results, machine, args):
     lines = [f"Machine: {machine}. Mode: {'quick' if args.quick else 'full'}, "
              f"{args.reps} repetition(s), median (min–max). Ratio: Drawbridge / best peer "
              f"(ssh, stunnel; > 1 is better for rates, < 1 for times and sizes).", "",
+             *([f"Failed runs (left out): {'; '.join(results['failures'])}", ""]
+               if results.get("failures") else []),
              "| scenario | unit | " + " | ".join(SYSTEMS) + " | Drawbridge vs best peer |",
              "|---|---|" + "---|" * len(SYSTEMS) + "---|"]
     for key, label, unit, higher in ROWS:
         meds, cells = {}, []
         for system in SYSTEMS:
             med, text = cell(results.get(system, {}).get(key, []))
+            at = results.get(system, {}).get("mem_per_conn_at")
+            if key.endswith("_per_conn") and med is not None and at:
+                text += f" (N={at[0]:,})"
             meds[system] = med
             cells.append(text)
         peers = [meds[p] for p in PEERS if meds.get(p) is not None]
@@ -534,7 +561,20 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--readme", action="store_true", help="put the table into README.md")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--from-json", help="re-render the report of an earlier run's JSON")
     args = ap.parse_args()
+    if args.from_json:
+        data = json.load(open(args.from_json))
+        args.quick, args.reps = data["quick"], data["repetitions"]
+        results = data["results"]
+        for system, rows in results.items():
+            if isinstance(rows, dict) and "memory" in rows:
+                for key in [k for k in rows if k.startswith("mem_")]:
+                    del rows[key]
+                counts = sorted(int(k.split("_")[1]) for k in rows["memory"] if k.startswith("reached_"))
+                add_memory_rows(rows, rows["memory"], counts)
+        print(report(results, data["machine"], args))
+        return
     args.reps = 1 if args.quick else 3
     secs = 2 if args.quick else 4
     dials = 100 if args.quick else 300
@@ -546,6 +586,7 @@ def main():
     ps = Processes(work)
     started = time.time()
     results = {s: {} for s in SYSTEMS}
+    results["failures"] = []
 
     def add(system, key, value):
         results[system].setdefault(key, []).append(value)
@@ -563,38 +604,54 @@ def main():
         for s in systems.values():
             s.start()
             print(f"[{time.time() - started:5.0f}s] {s.name} up", flush=True)
+        failures = []
+
+        def measure(name, what, fn):
+            try:
+                return fn()
+            except Exception as e:  # one failed run must not lose the others
+                failures.append(f"{name} {what}: {e}")
+                print(f"  {name} {what} failed: {e}", flush=True)
+                return None
+
         for rep in range(args.reps):
             for name, s in systems.items():
-                g, cpu = iperf(s.ports["iperf"], 1, secs, s)
-                add(name, "tput1", g)
-                if name != "direct":
-                    add(name, "cpu_gib", cpu)
-                add(name, "tput4", iperf(s.ports["iperf"], 4, secs, s)[0])
-                rps, p50, p99, err = wrk(s.ports["nginx"], 64, secs)
-                add(name, "rps64", rps), add(name, "p50_64", p50), add(name, "p99_64", p99)
-                rps, p50, p99, _ = wrk(s.ports["nginx"], 1, secs)
-                add(name, "rps1", rps), add(name, "p50_1", p50), add(name, "p99_1", p99)
-                add(name, "cps", wrk(s.ports["nginx"], 16, secs, close=True)[0])
-                r50, r99 = rtt(s.ports["sockperf"], secs)
-                add(name, "rtt50", r50), add(name, "rtt99", r99)
-                d50, d99 = dial(s.ports["first_byte"], dials)
-                add(name, "dial50", d50), add(name, "dial99", d99)
+                r = measure(name, "iperf3 -P1", lambda: iperf(s.ports["iperf"], 1, secs, s))
+                if r:
+                    add(name, "tput1", r[0])
+                    if name != "direct":
+                        add(name, "cpu_gib", r[1])
+                r = measure(name, "iperf3 -P4", lambda: iperf(s.ports["iperf"], 4, secs, s))
+                if r:
+                    add(name, "tput4", r[0])
+                r = measure(name, "wrk -c64", lambda: wrk(s.ports["nginx"], 64, secs))
+                if r:
+                    add(name, "rps64", r[0]), add(name, "p50_64", r[1]), add(name, "p99_64", r[2])
+                r = measure(name, "wrk -c1", lambda: wrk(s.ports["nginx"], 1, secs))
+                if r:
+                    add(name, "rps1", r[0]), add(name, "p50_1", r[1]), add(name, "p99_1", r[2])
+                r = measure(name, "wrk close", lambda: wrk(s.ports["nginx"], 16, secs, close=True))
+                if r:
+                    add(name, "cps", r[0])
+                r = measure(name, "sockperf", lambda: rtt(s.ports["sockperf"], secs))
+                if r:
+                    add(name, "rtt50", r[0]), add(name, "rtt99", r[1])
+                r = measure(name, "dial", lambda: dial(s.ports["first_byte"], dials))
+                if r:
+                    add(name, "dial50", r[0]), add(name, "dial99", r[1])
                 print(f"[{time.time() - started:5.0f}s] rep {rep + 1}: {name} done", flush=True)
+        results["failures"] = failures
         for name, s in systems.items():
             if name == "direct":
                 continue
-            m = memory(s, s.ports["idle"], idle_counts)
+            m = measure(name, "memory", lambda: memory(s, s.ports["idle"], idle_counts))
+            if not m:
+                continue
             results[name]["memory"] = m
-            add(name, "mem_server_idle", m["server_idle"] / 2 ** 20 if m["server_idle"] else None)
-            add(name, "mem_agent_idle", m["agent_idle"] / 2 ** 20 if m["agent_idle"] else None)
-            n = idle_counts[-1]
-            if m.get(f"reached_{n}") != n:
-                print(f"  {name}: only {m.get(f'reached_{n}')} of {n} idle connections got through",
-                      flush=True)
-            elif m.get(f"server_{n}") and m["server_idle"]:
-                add(name, "mem_server_per_conn", (m[f"server_{n}"] - m["server_idle"]) / n / 1024)
-            if m.get(f"reached_{n}") == n and m.get(f"agent_{n}") and m["agent_idle"]:
-                add(name, "mem_agent_per_conn", (m[f"agent_{n}"] - m["agent_idle"]) / n / 1024)
+            add_memory_rows(results[name], m, idle_counts)
+            if m.get(f"reached_{idle_counts[-1]}") != idle_counts[-1]:
+                print(f"  {name}: {m.get(f'reached_{idle_counts[-1]}')} of {idle_counts[-1]} idle "
+                      "connections got through in a minute", flush=True)
             print(f"[{time.time() - started:5.0f}s] memory: {name} done", flush=True)
     finally:
         ps.stop()
