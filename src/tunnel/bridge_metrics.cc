@@ -6,9 +6,11 @@ namespace drawbridge::tunnel {
 
 BridgeMetrics::BridgeMetrics(metrics::Registry* r, const std::string& prefix) {
   active = r->AddGauge(prefix + "_connections_active", "Bridged connections open now");
-  bytes_up =
-      r->AddCounter(prefix + "_bytes_total", "Bytes bridged by connections that have ended, by direction", {{"direction", "up"}});
-  bytes_down = r->AddCounter(prefix + "_bytes_total", "Bytes bridged by connections that have ended, by direction",
+  bytes_up = r->AddCounter(prefix + "_bytes_total",
+                           "Bytes bridged by connections that have ended, by direction",
+                           {{"direction", "up"}});
+  bytes_down = r->AddCounter(prefix + "_bytes_total",
+                             "Bytes bridged by connections that have ended, by direction",
                              {{"direction", "down"}});
   for (int c = v1::DialCode_MIN; c <= v1::DialCode_MAX; ++c) {
     if (v1::DialCode_IsValid(c)) {

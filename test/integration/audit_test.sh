@@ -26,27 +26,12 @@ require_tools python3 curl timeout realpath sqlite3 openssl rsyslogd
 unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/drawbridge-audit-test.XXXXXX")
+use_work_dir audit-test
 D="$WORK/data"
-OUT="$WORK/out"
-LAST="$OUT/last.txt"
 SERVER_LOG="$WORK/server.log"
 AGENT_LOG="$WORK/agent.log"
 CLIENT_LOG="$WORK/client.log"
-PIDS=()
-mkdir -p "$OUT" "$WORK/export" "$WORK/rsyslog/work" "$WORK/tls"
-
-cleanup() {
-  stop_started_processes
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then
-    echo "work dir kept: $WORK"
-  else
-    rm -rf -- "$WORK"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+mkdir -p "$WORK/export" "$WORK/rsyslog/work" "$WORK/tls"
 
 abort() {
   fail "$1" "${2:-aborting: later checks depend on this one}"

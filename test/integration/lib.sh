@@ -257,3 +257,30 @@ stop_started_processes() {
     wait "$pid" 2>/dev/null || true
   done
 }
+
+# use_work_dir NAME: a fresh $WORK (mktemp), $OUT for captured outputs and $LAST, an
+# empty PIDS, and traps: on exit every started process is stopped, `extra_cleanup` runs
+# if the script defines one, and $WORK is removed (KEEP_WORK=1 keeps it).
+use_work_dir() {
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/drawbridge-$1.XXXXXX")
+  OUT="$WORK/out"
+  LAST="$OUT/last.txt"
+  PIDS=()
+  mkdir -p "$OUT"
+  trap _cleanup_work_dir EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+_cleanup_work_dir() {
+  stop_started_processes
+  if declare -F extra_cleanup >/dev/null; then
+    extra_cleanup
+  fi
+  if [[ ${KEEP_WORK:-0} == 1 ]]; then
+    echo "work dir kept: $WORK"
+  else
+    rm -rf -- "$WORK"
+  fi
+}

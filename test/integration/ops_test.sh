@@ -22,25 +22,9 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HELPERS="$SRC/test/integration/helpers"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/drawbridge-ops-test.XXXXXX")
+use_work_dir ops-test
 D="$WORK/data"
-OUT="$WORK/out"
-LAST="$OUT/last.txt"
 SERVER_LOG="$WORK/server.log"
-PIDS=()
-mkdir -p "$OUT"
-
-cleanup() {
-  stop_started_processes
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then
-    echo "work dir kept: $WORK"
-  else
-    rm -rf -- "$WORK"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 abort() {
   fail "$1" "${2:-aborting: later checks depend on this one}"

@@ -20,35 +20,22 @@ require_tools python3 curl timeout realpath sha256sum head
 unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/drawbridge-tunnel-test.XXXXXX")
+use_work_dir tunnel-test
 D="$WORK/data"           # the server's data directory
-OUT="$WORK/out"          # captured command outputs
-LAST="$OUT/last.txt"     # stdout+stderr of the most recent run/expect_* command
 SERVER_LOG="$WORK/server.log"
 AGENT1_LOG="$WORK/agent1.log"
 AGENT2_LOG="$WORK/agent2.log"
 CLIENT_LOG="$WORK/client.log"
 SSHD_LOG="$WORK/sshd.log"
 SERVER_PID=""
-PIDS=()                  # every background process we started (killed on exit)
 MADE_PRIVSEP_DIR=""      # /run/sshd, if we had to create it for sshd
-mkdir -p "$OUT"
 
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-  stop_started_processes
+# shellcheck disable=SC2317  # invoked by the EXIT trap (lib.sh)
+extra_cleanup() {
   if [[ -n $MADE_PRIVSEP_DIR ]]; then
     rmdir -- "$MADE_PRIVSEP_DIR" 2>/dev/null || true
   fi
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then
-    echo "work dir kept: $WORK"
-  else
-    rm -rf -- "$WORK"
-  fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------
 # Helpers only this script uses (the shared ones are in lib.sh)

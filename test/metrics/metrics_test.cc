@@ -1,3 +1,5 @@
+#include "metrics/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <asio.hpp>
@@ -8,7 +10,6 @@
 
 #include "metrics/endpoint.h"
 #include "metrics/http.h"
-#include "metrics/metrics.h"
 
 namespace drawbridge::metrics {
 namespace {
@@ -77,16 +78,16 @@ TEST(HttpTest, ParsesRequestHeads) {
 TEST(HttpTest, RefusesMalformedHeads) {
   for (std::string bad : {
            std::string(""),
-           std::string("GET /metrics HTTP/1.1\r\n"),          // no blank line
-           std::string("GET /metrics\r\n\r\n"),               // no version
-           std::string("GET  /metrics HTTP/1.1\r\n\r\n"),     // double space
-           std::string("GET metrics HTTP/1.1\r\n\r\n"),       // not absolute
-           std::string("GET /m HTTP/2.0\r\n\r\n"),            // version
-           std::string("G(T /m HTTP/1.1\r\n\r\n"),            // method token
-           std::string("GET /m\x01 HTTP/1.1\r\n\r\n"),        // control char
+           std::string("GET /metrics HTTP/1.1\r\n"),           // no blank line
+           std::string("GET /metrics\r\n\r\n"),                // no version
+           std::string("GET  /metrics HTTP/1.1\r\n\r\n"),      // double space
+           std::string("GET metrics HTTP/1.1\r\n\r\n"),        // not absolute
+           std::string("GET /m HTTP/2.0\r\n\r\n"),             // version
+           std::string("G(T /m HTTP/1.1\r\n\r\n"),             // method token
+           std::string("GET /m\x01 HTTP/1.1\r\n\r\n"),         // control char
            std::string("GET /m HTTP/1.1\r\nNoColon\r\n\r\n"),  // header
-           std::string("GET /m HTTP/1.1\r\n: v\r\n\r\n"),     // empty name
-           std::string("GET /m HTTP/1.1\r\nA b: v\r\n\r\n"),  // space in name
+           std::string("GET /m HTTP/1.1\r\n: v\r\n\r\n"),      // empty name
+           std::string("GET /m HTTP/1.1\r\nA b: v\r\n\r\n"),   // space in name
            std::string("GET /m HTTP/1.1\r\nA: v\0w\r\n\r\n", 27),
            "GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n",
        }) {
@@ -151,8 +152,8 @@ TEST(EndpointTest, RefusesBadListenAddresses) {
   EXPECT_FALSE(Endpoint::Start({.listen = "example.com:80", .registry = &r}).ok());
   auto first = Endpoint::Start({.listen = "127.0.0.1:0", .registry = &r});
   ASSERT_TRUE(first.ok());
-  auto clash = Endpoint::Start(
-      {.listen = "127.0.0.1:" + std::to_string((*first)->port()), .registry = &r});
+  auto clash =
+      Endpoint::Start({.listen = "127.0.0.1:" + std::to_string((*first)->port()), .registry = &r});
   ASSERT_FALSE(clash.ok());
   EXPECT_NE(std::string(clash.status().message()).find("cannot listen"), std::string::npos);
 }
