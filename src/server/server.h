@@ -96,15 +96,16 @@ class Server final : public AdminBackend {
 
   ServerConfig config_;
   ServingPki pki_;
+  // The metrics outlive everything that updates them (the audit writer included).
+  std::atomic<uint64_t> audit_last_seq_{0};
+  metrics::Registry metrics_registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
   // Declared before everything that writes the audit log, so destroyed after it;
   // the log itself before the exporter and webhook its writer thread feeds.
   std::unique_ptr<audit::WebhookSender> webhook_;
   std::unique_ptr<audit::Exporter> exporter_;
   std::unique_ptr<audit::AlertEngine> alerts_;
   std::shared_ptr<audit::AuditLog> audit_;
-  std::atomic<uint64_t> audit_last_seq_{0};
-  metrics::Registry metrics_registry_;
-  std::unique_ptr<ServerMetrics> metrics_;
   int port_ = 0;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<IdentityDirectory> directory_;
