@@ -178,13 +178,14 @@ count_matches() {  # count_matches FILE PATTERN (0 when none)
 # Background processes and polling (no fixed sleeps: every wait has a deadline).
 # The sourcing script owns PIDS=() and kills them in its EXIT trap.
 
-# wait_for_count FILE PATTERN MIN SECONDS [PID]: polls until FILE has at least MIN lines
-# matching PATTERN. Fails at the deadline, or as soon as PID (if given) has exited.
-wait_for_count() {
-  local file=$1 pattern=$2 min=$3 secs=$4 pid=${5:-}
+# poll_until SECONDS PID CMD...: runs CMD every 0.1 s until it succeeds (return 0).
+# Fails at the deadline, or as soon as PID (if not empty) has exited.
+poll_until() {
+  local secs=$1 pid=$2
+  shift 2
   local deadline=$((SECONDS + secs))
   while true; do
-    if [[ $(count_matches "$file" "$pattern") -ge $min ]]; then
+    if "$@"; then
       return 0
     fi
     if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
@@ -197,24 +198,18 @@ wait_for_count() {
   done
 }
 
-# wait_for_port PORT SECONDS [PID]: polls until something accepts on 127.0.0.1:PORT.
-wait_for_port() {
-  local port=$1 secs=$2 pid=${3:-}
-  local deadline=$((SECONDS + secs))
-  while true; do
-    if python3 -c 'import socket,sys;socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' \
-      "$port" 2>/dev/null; then
-      return 0
-    fi
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      return 1
-    fi
-    if ((SECONDS >= deadline)); then
-      return 1
-    fi
-    sleep 0.1
-  done
+_has_count() { [[ $(count_matches "$1" "$2") -ge $3 ]]; }
+_accepts() {
+  python3 -c 'import socket,sys;socket.create_connection(("127.0.0.1",int(sys.argv[1])),1).close()' \
+    "$1" 2>/dev/null
 }
+
+# wait_for_count FILE PATTERN MIN SECONDS [PID]: polls until FILE has at least MIN lines
+# matching PATTERN. Fails at the deadline, or as soon as PID (if given) has exited.
+wait_for_count() { poll_until "$4" "${5:-}" _has_count "$1" "$2" "$3"; }
+
+# wait_for_port PORT SECONDS [PID]: polls until something accepts on 127.0.0.1:PORT.
+wait_for_port() { poll_until "$2" "${3:-}" _accepts "$1"; }
 
 # wait_for_exit PID SECONDS: polls until PID has exited.
 wait_for_exit() {
