@@ -453,46 +453,50 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
                         common::StrCat("connect to ", destination.ToString(), ": ", why));
           return;
         }
-        // The connection is on the agent's own record before any byte flows.
+        // The connection is on the agent's own record before any byte flows: the
+        // Accept stream opens at once, gated until the record is durable, so that
+        // this fsync overlaps the stream's setup and the server's own record.
         std::string address = ep.address().to_string();
-        Audit(
-            audit::MakeRecord(audit::EventClass::kNetworkActivity, "open", audit::kOutcomeSuccess,
-                              request->client().substr(0, 128), "",
-                              {{"client", request->client().substr(0, 128)},
-                               {"destination", destination.ToString()},
-                               {"resolved_address", address},
-                               {"conn_id", common::HexEncode(request->conn_id())}}),
-            [this, request, socket, destination, address](absl::Status s) {
-              asio::post(socket->get_executor(), [this, request, socket, destination, address, s] {
-                {
-                  absl::MutexLock lock(&mu_);
-                  if (stopping_) {
-                    return;  // Stop() has cancelled the bridges: start no new one
-                  }
-                }
-                if (!s.ok()) {
-                  common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
-                  ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,
-                                "the agent's audit log is unavailable");
+        std::shared_ptr<tunnel::SocketBridge> bridge =
+            StartAccept(request->conn_id(), std::move(*socket), destination.ToString(), address,
+                        request->client().substr(0, 128));
+        if (bridge == nullptr) {
+          return;  // shutting down: Stop() cancels the bridges, start no new one
+        }
+        Audit(audit::MakeRecord(audit::EventClass::kNetworkActivity, "open", audit::kOutcomeSuccess,
+                                request->client().substr(0, 128), "",
+                                {{"client", request->client().substr(0, 128)},
+                                 {"destination", destination.ToString()},
+                                 {"resolved_address", address},
+                                 {"conn_id", common::HexEncode(request->conn_id())}}),
+              [this, request, bridge](absl::Status s) {
+                if (s.ok()) {
+                  metrics_.Dial(v1::DIAL_OK)->Inc();
+                  bridge->OpenGate(s);
                   return;
                 }
-                StartAccept(request->conn_id(), std::move(*socket), destination.ToString(), address,
-                            request->client().substr(0, 128));
+                common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
+                // Before the server attached the stream this gives the client the
+                // reason; after, the cancelled stream ends the connection.
+                ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,
+                              "the agent's audit log is unavailable");
+                bridge->OpenGate(absl::UnavailableError("the agent's audit log is unavailable"));
               });
-            });
       });
 }
 
-void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket,
-                        const std::string& destination, const std::string& address,
-                        const std::string& client) {
+std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(const std::string& conn_id,
+                                                         asio::ip::tcp::socket socket,
+                                                         const std::string& destination,
+                                                         const std::string& address,
+                                                         const std::string& client) {
   common::LogInfo("agent.connected_destination",
                   {{"destination", destination}, {"address", address}});
   tunnel::SocketBridge::Options opts;
   opts.open.mutable_open()->set_conn_id(conn_id);
   opts.open.mutable_open()->set_resolved_address(address);
+  opts.gated = true;
   const auto started = std::chrono::steady_clock::now();
-  metrics_.Dial(v1::DIAL_OK)->Inc();
   metrics_.active->Add(1);
   opts.on_done = [this, destination, conn_id, started, client](const tunnel::BridgeStats& stats) {
     common::LogInfo("agent.connection_closed",
@@ -519,13 +523,17 @@ void Agent::StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(channel));
   std::string instance = options_.instance_id;
   opts.set = &bridges_;
-  tunnel::SocketBridge::Start(
+  auto bridge = tunnel::SocketBridge::Start(
       std::move(socket), std::move(opts),
       [stub, instance](grpc::ClientContext* ctx,
                        grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
         ctx->AddMetadata(kInstanceHeader, instance);
         stub->async()->Accept(ctx, reactor);
       });
+  if (bridge == nullptr) {
+    metrics_.active->Add(-1);  // never started, so on_done will not run
+  }
+  return bridge;
 }
 
 }  // namespace drawbridge::agent

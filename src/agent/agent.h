@@ -64,9 +64,13 @@ class Agent {
   void Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destination destination,
                std::vector<asio::ip::tcp::endpoint> endpoints);
   void ReportFailure(const std::string& conn_id, v1::DialCode code, const std::string& message);
-  void StartAccept(const std::string& conn_id, asio::ip::tcp::socket socket,
-                   const std::string& destination, const std::string& address,
-                   const std::string& client);
+  // Opens the Accept stream for a connected socket, gated (see
+  // SocketBridge::Options::gated); null when shutting down.
+  std::shared_ptr<tunnel::SocketBridge> StartAccept(const std::string& conn_id,
+                                                    asio::ip::tcp::socket socket,
+                                                    const std::string& destination,
+                                                    const std::string& address,
+                                                    const std::string& client);
   void SetConnected(bool connected);
   // Appends to the local audit log (if any); `done` runs when it is durable.
   void Audit(audit::Record record, std::function<void(absl::Status)> done = nullptr);

@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/tls_policy.h"
 
 #ifndef DRAWBRIDGE_VERSION
@@ -12,6 +13,7 @@
 namespace drawbridge::cli {
 
 int Main(int argc, char** argv) {
+  common::TuneProcessForRelay();
   CLI::App app{"Drawbridge: zero-trust connector (server, agent, client, admin)", "drawbridge"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");

@@ -1,11 +1,13 @@
 #include "common/process.h"
 
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "absl/synchronization/mutex.h"
 #include "common/strings.h"
 
 namespace drawbridge::common {
@@ -19,6 +21,14 @@ absl::Status MakeNonDumpable() {
     return absl::InternalError(StrCat("setrlimit(RLIMIT_CORE): ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+void TuneProcessForRelay() {
+  ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 32 << 20);
+#ifdef NDEBUG
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
 }
 
 }  // namespace drawbridge::common

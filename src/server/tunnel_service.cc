@@ -103,6 +103,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void FinishEnd(Side side, const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartReadOn(Side side) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartWriteOn(Side side) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forward(Side side) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogClosed(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TunnelService* const service_;
@@ -117,6 +118,11 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   v1::Frame write_[2];  // frame being written to side i
   bool fin_in_[2] ABSL_GUARDED_BY(mu_) = {false, false};
   bool fin_out_[2] ABSL_GUARDED_BY(mu_) = {false, false};
+  // Relay with one frame of lookahead per direction: while a frame is written
+  // to side i (writing_[i]), the next one is read from the other side; if it
+  // arrives first it waits in read_ (pending_[other]) and no read starts.
+  bool writing_[2] ABSL_GUARDED_BY(mu_) = {false, false};
+  bool pending_[2] ABSL_GUARDED_BY(mu_) = {false, false};
   uint64_t bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};  // bytes read from side i
   policy::Destination destination_ ABSL_GUARDED_BY(mu_);
   std::string selector_ ABSL_GUARDED_BY(mu_);
@@ -578,6 +584,18 @@ void TunnelSession::OnRead(Side side, bool ok) {
     Abort("oversized frame");
     return;
   }
+  if (writing_[other]) {
+    pending_[side] = true;  // forwarded when the write in flight completes
+    return;
+  }
+  Forward(side);
+}
+
+// read_[side] holds a frame and nothing is being written to the other side:
+// forward it, and read the next frame from `side` meanwhile.
+void TunnelSession::Forward(Side side) {
+  const Side other = side == kClient ? kAgent : kClient;
+  v1::Frame& frame = read_[side];
   write_[other].Clear();
   if (frame.fin()) {
     fin_in_[side] = true;
@@ -589,7 +607,11 @@ void TunnelSession::OnRead(Side side, bool ok) {
     }
     write_[other].mutable_data()->swap(*frame.mutable_data());
   }
+  writing_[other] = true;
   StartWriteOn(other);
+  if (!fin_in_[side]) {
+    StartReadOn(side);
+  }
 }
 
 void TunnelSession::OnWrite(Side side, bool ok) {
@@ -618,6 +640,7 @@ void TunnelSession::OnWrite(Side side, bool ok) {
     return;
   }
   const Side other = side == kClient ? kAgent : kClient;
+  writing_[side] = false;
   if (write_[side].fin()) {
     fin_out_[side] = true;
     if (fin_out_[kClient] && fin_out_[kAgent]) {
@@ -628,7 +651,10 @@ void TunnelSession::OnWrite(Side side, bool ok) {
     }
     return;
   }
-  StartReadOn(other);
+  if (pending_[other]) {
+    pending_[other] = false;
+    Forward(other);
+  }
 }
 
 void TunnelSession::OnCancel(Side side) {

@@ -21,6 +21,18 @@ std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, 
   return bridge;
 }
 
+void SocketBridge::OpenGate(const absl::Status& status) {
+  OnStrand([self = shared_from_this(), status] {
+    if (!status.ok()) {
+      self->Fail(std::string(status.message()));
+    } else {
+      self->gate_open_ = true;
+      self->StartPumps();
+    }
+    self->MaybeRelease();
+  });
+}
+
 void SocketBridge::Cancel() {
   OnStrand([self = shared_from_this()] {
     self->Fail("connection shut down");
@@ -32,6 +44,7 @@ SocketBridge::SocketBridge(asio::ip::tcp::socket socket, Options options)
     : socket_(std::move(socket)), options_(std::move(options)) {
   socket_buffer_.resize(kChunkBytes);
   result_ok_ = !options_.expect_result;
+  gate_open_ = !options_.gated;
   asio::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
@@ -44,8 +57,10 @@ void SocketBridge::Begin(Bind bind) {
   out_ = options_.open;
   grpc_write_ = true;
   StartWrite(&out_);
-  grpc_read_ = true;
-  StartRead(&in_);
+  if (options_.expect_result) {
+    grpc_read_ = true;  // the DialResult; data reads start with the pumps
+    StartRead(&in_);
+  }
   StartCall();
 }
 
@@ -87,7 +102,7 @@ void SocketBridge::HandleWriteDone(bool ok) {
   } else if (up_fin_sent_) {
     up_done_ = true;
   } else if (!failed_) {
-    ReadSocket();
+    SendUp();
   }
   MaybeRelease();
 }
@@ -131,33 +146,48 @@ void SocketBridge::HandleReadDone(bool ok) {
   }
   if (!result_ok_) {
     Fail("data before the dial result");
-  } else if (in_.fin()) {
-    asio::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    down_done_ = true;
   } else if (in_.data().size() > kMaxFrameBytes) {
     Fail("oversized frame");
+  } else if (socket_write_) {
+    down_pending_ = true;  // delivered when the socket write in flight completes
   } else {
-    stats_.bytes_to_socket += in_.data().size();
-    socket_write_ = true;
-    asio::async_write(socket_, asio::buffer(in_.data()), [this](asio::error_code ec, size_t) {
-      socket_write_ = false;
-      if (ec) {
-        Fail("socket write failed: " + ec.message());
-      } else if (!failed_) {
-        grpc_read_ = true;
-        StartRead(&in_);
-      }
-      MaybeRelease();
-    });
+    DeliverDown();
   }
   MaybeRelease();
 }
 
-// Starts both directions once the open frame is out and (for Dial) the result
-// arrived: first the reply to the application, then socket reads and stream reads.
+// `in_` holds a frame read from the stream and no socket write is in flight:
+// hand its bytes to the socket and read the next frame meanwhile.
+void SocketBridge::DeliverDown() {
+  if (in_.fin()) {
+    asio::error_code ec;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    down_done_ = true;
+    return;
+  }
+  stats_.bytes_to_socket += in_.data().size();
+  down_buffer_.clear();
+  down_buffer_.swap(*in_.mutable_data());
+  socket_write_ = true;
+  asio::async_write(socket_, asio::buffer(down_buffer_), [this](asio::error_code ec, size_t) {
+    socket_write_ = false;
+    if (ec) {
+      Fail("socket write failed: " + ec.message());
+    } else if (down_pending_ && !failed_) {
+      down_pending_ = false;
+      DeliverDown();
+    }
+    MaybeRelease();
+  });
+  grpc_read_ = true;
+  StartRead(&in_);
+}
+
+// Starts both directions once the open frame is out, (for Dial) the result
+// arrived and (if gated) the gate opened: first the reply to the application, then socket reads and
+// stream reads.
 void SocketBridge::StartPumps() {
-  if (pumps_started_ || !open_sent_ || !result_ok_ || failed_) {
+  if (pumps_started_ || !open_sent_ || !result_ok_ || !gate_open_ || failed_) {
     return;
   }
   pumps_started_ = true;
@@ -165,12 +195,9 @@ void SocketBridge::StartPumps() {
     if (failed_) {
       return;
     }
-    // Dial: the read loop stopped at the result; restart it. Accept: the loop
-    // started in Begin runs on its own (data may even have arrived already).
-    if (options_.expect_result) {
-      grpc_read_ = true;
-      StartRead(&in_);
-    }
+    // Dial: the read loop stopped at the result; restart it. Accept: start it.
+    grpc_read_ = true;
+    StartRead(&in_);
     if (!options_.initial_payload.empty()) {
       out_.Clear();
       out_.set_data(std::move(options_.initial_payload));
@@ -178,9 +205,8 @@ void SocketBridge::StartPumps() {
       stats_.bytes_from_socket += out_.data().size();
       grpc_write_ = true;
       StartWrite(&out_);
-    } else {
-      ReadSocket();
     }
+    ReadSocket();
   };
   if (reply_.empty()) {
     start();
@@ -206,22 +232,39 @@ void SocketBridge::ReadSocket() {
       MaybeRelease();
       return;
     }
-    out_.Clear();
-    if (ec == asio::error::eof) {
-      out_.set_fin(true);
-      up_fin_sent_ = true;
-    } else if (ec) {
+    if (ec && ec != asio::error::eof) {
       Fail("socket read failed: " + ec.message());
       MaybeRelease();
       return;
-    } else {
-      out_.set_data(socket_buffer_.data(), n);
-      stats_.bytes_from_socket += n;
     }
-    grpc_write_ = true;
-    StartWrite(&out_);
+    up_pending_ = true;
+    up_pending_bytes_ = ec ? 0 : n;
+    up_pending_eof_ = static_cast<bool>(ec);
+    SendUp();
     MaybeRelease();
   });
+}
+
+// Writes the chunk read from the socket, once the stream write before it
+// completed, and starts the next socket read meanwhile.
+void SocketBridge::SendUp() {
+  if (!up_pending_ || grpc_write_) {
+    return;
+  }
+  up_pending_ = false;
+  out_.Clear();
+  if (up_pending_eof_) {
+    out_.set_fin(true);
+    up_fin_sent_ = true;
+  } else {
+    out_.set_data(socket_buffer_.data(), up_pending_bytes_);
+    stats_.bytes_from_socket += up_pending_bytes_;
+  }
+  grpc_write_ = true;
+  StartWrite(&out_);
+  if (!up_fin_sent_) {
+    ReadSocket();  // socket_buffer_ was copied into out_: free to reuse
+  }
 }
 
 void SocketBridge::Fail(const std::string& why) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 
@@ -16,8 +17,10 @@ namespace drawbridge::tunnel {
 
 class BridgeSet;
 
-// Bytes read from a socket per frame. Frames carry at most kMaxFrameBytes.
-inline constexpr size_t kChunkBytes = 32 * 1024;
+// Bytes read from a socket per frame (the most DESIGN allows: every frame costs
+// thread hand-offs in gRPC and here, so fewer, larger frames cost less CPU per
+// byte). Frames carry at most kMaxFrameBytes.
+inline constexpr size_t kChunkBytes = 64 * 1024;
 inline constexpr size_t kMaxFrameBytes = 64 * 1024;
 
 struct BridgeStats {
@@ -31,11 +34,17 @@ struct BridgeStats {
 // Carries one TCP socket over one gRPC bidi stream, as the calling side of
 // Tunnel.Dial (client) or Tunnel.Accept (agent).
 //
-// Flow control: each direction is a strict relay. One socket read of at most
-// kChunkBytes, then one gRPC write; the next socket read starts only when that
-// write completed (gRPC applies HTTP/2 flow control). Likewise one gRPC read,
-// then one socket write, then the next read. So memory per connection is bounded
-// by two chunks and backpressure runs end to end.
+// Start: the open frame goes out at once; bytes flow once it is written, the
+// Dial's OK result arrived and (if gated) the gate opened.
+//
+// Flow control: each direction is a relay with one chunk of lookahead. Up: a
+// socket read of at most kChunkBytes becomes a gRPC write, and the next socket
+// read runs while that write is in flight; its chunk waits until the write
+// completed (gRPC applies HTTP/2 flow control), and no further read starts
+// meanwhile. Down likewise: a frame read from the stream becomes a socket write
+// while the next frame is read. So memory per connection is bounded by four
+// chunks, backpressure runs end to end, and the socket and the stream work in
+// parallel rather than taking turns.
 //
 // Threads: every state change runs on the socket's strand; gRPC reactions only
 // post to it. gRPC calls are made from the strand without locks (a reaction may
@@ -55,6 +64,10 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
     bool expect_result = false;
     std::function<std::string(const v1::DialResult&)> on_result;
     std::string initial_payload;  // bytes already read from the socket (sent first)
+    // Accept: open the stream and send the open frame at once, but move no byte in
+    // either direction until OpenGate(OK). Lets the agent's audit record become
+    // durable while the stream is being set up instead of before it.
+    bool gated = false;
     std::function<void(const BridgeStats&)> on_done;  // once, at the very end
     class BridgeSet* set = nullptr;                   // if set, the bridge is in it while live
   };
@@ -68,6 +81,10 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
 
   // Ends the connection (shutdown): cancels the stream and closes the socket.
   void Cancel();
+
+  // For a `gated` bridge: OK lets bytes flow; an error ends the connection with it
+  // as the reason. Call exactly once; thread-safe.
+  void OpenGate(const absl::Status& status);
 
   void OnWriteDone(bool ok) override;
   void OnReadDone(bool ok) override;
@@ -85,7 +102,8 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   void HandleReadDone(bool ok);
   void StartPumps();
   void ReadSocket();
-  void WriteFrame();
+  void SendUp();
+  void DeliverDown();
   void Fail(const std::string& why);
   void MaybeRelease();
 
@@ -99,14 +117,20 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   asio::ip::tcp::socket socket_;
   Options options_;
   grpc::ClientContext context_;
-  v1::Frame out_;  // frame being written
-  v1::Frame in_;   // frame being read
-  std::string socket_buffer_;
-  std::string reply_;  // bytes written to the socket before the pumps start
+  v1::Frame out_;              // frame being written
+  v1::Frame in_;               // frame being read
+  std::string socket_buffer_;  // socket read target (up)
+  size_t up_pending_bytes_ = 0;
+  bool up_pending_ = false;  // socket_buffer_ holds a chunk (or EOF) to send
+  bool up_pending_eof_ = false;
+  std::string down_buffer_;    // bytes being written to the socket (down)
+  bool down_pending_ = false;  // in_ holds a frame to deliver
+  std::string reply_;          // bytes written to the socket before the pumps start
   BridgeStats stats_;
 
   bool open_sent_ = false;
   bool result_ok_ = false;  // Dial: OK result received (Accept: always)
+  bool gate_open_ = false;  // see Options::gated
   bool pumps_started_ = false;
   bool up_fin_sent_ = false;  // socket EOF forwarded
   bool up_done_ = false;      // ... and acknowledged by the stream
