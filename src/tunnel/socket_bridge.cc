@@ -4,6 +4,14 @@
 
 namespace drawbridge::tunnel {
 
+namespace {
+
+bool WouldBlock(const asio::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+}  // namespace
+
 std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, Options options,
                                                   Bind bind) {
   std::shared_ptr<SocketBridge> bridge(new SocketBridge(std::move(socket), std::move(options)));
@@ -17,26 +25,36 @@ std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, 
     bridge->membership_.set = bridge->options_.set;
     bridge->membership_.key = bridge.get();
   }
-  bridge->OnStrand([bridge, bind = std::move(bind)] { bridge->Begin(bind); });
+  // No reaction runs before StartCall, and a concurrent Cancel only marks the
+  // context (TryCancel before the call starts cancels it when it does).
+  bind(&bridge->context_, bridge.get());
+  // The hold keeps OnDone away until MaybeRelease: we call into the stream
+  // outside reactions. (Only valid once bound to the call.)
+  bridge->AddHold();
+  bridge->StartWrite(&bridge->out_);
+  if (bridge->options_.expect_result) {
+    bridge->StartRead(&bridge->in_);
+  }
+  bridge->StartCall();
   return bridge;
 }
 
 void SocketBridge::OpenGate(const absl::Status& status) {
-  OnStrand([self = shared_from_this(), status] {
+  Locked([this, &status](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!status.ok()) {
-      self->Fail(std::string(status.message()));
+      Fail(std::string(status.message()), calls);
     } else {
-      self->gate_open_ = true;
-      self->StartPumps();
+      gate_open_ = true;
+      StartPumps(calls);
     }
-    self->MaybeRelease();
+    MaybeRelease(calls);
   });
 }
 
 void SocketBridge::Cancel() {
-  OnStrand([self = shared_from_this()] {
-    self->Fail("connection shut down");
-    self->MaybeRelease();
+  Locked([this](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Fail("connection shut down", calls);
+    MaybeRelease(calls);
   });
 }
 
@@ -45,45 +63,56 @@ SocketBridge::SocketBridge(asio::ip::tcp::socket socket, Options options)
   socket_buffer_.resize(kChunkBytes);
   result_ok_ = !options_.expect_result;
   gate_open_ = !options_.gated;
-  asio::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-}
-
-void SocketBridge::Begin(Bind bind) {
-  bind(&context_, this);
-  // The hold keeps OnDone away until MaybeRelease: we call into the stream from
-  // the strand, outside any reaction. (Only valid once bound to the call.)
-  AddHold();
+  // In flight from the start (Start issues them), so that a Cancel before the
+  // call is bound cannot release it.
   out_ = options_.open;
   grpc_write_ = true;
-  StartWrite(&out_);
-  if (options_.expect_result) {
-    grpc_read_ = true;  // the DialResult; data reads start with the pumps
+  grpc_read_ = options_.expect_result;  // the DialResult; data reads start with the pumps
+  asio::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
+}
+
+void SocketBridge::Run(const Calls& calls) {
+  if (calls.start_write) {
+    StartWrite(&out_);
+  }
+  if (calls.start_read) {
     StartRead(&in_);
   }
-  StartCall();
+  if (calls.cancel) {
+    context_.TryCancel();
+  }
+  if (calls.remove_hold) {
+    RemoveHold();  // last statement touching `this`: OnDone may follow at once
+  }
 }
 
 void SocketBridge::OnWriteDone(bool ok) {
-  OnStrand([this, ok] { HandleWriteDone(ok); });
+  Locked([this, ok](Calls* calls)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { HandleWriteDone(ok, calls); });
 }
 
 void SocketBridge::OnReadDone(bool ok) {
-  OnStrand([this, ok] { HandleReadDone(ok); });
+  Locked([this, ok](Calls* calls)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { HandleReadDone(ok, calls); });
 }
 
 void SocketBridge::OnDone(const grpc::Status& status) {
-  // `keep` holds us alive through this function: the posted task may run (and
-  // drop self_) on another thread before asio::post has even returned. The owner
-  // hears of our end from ~SetMembership, after the socket is destroyed.
+  // `keep` holds us alive through this function; dropping self_ may otherwise
+  // delete us. The owner hears of our end from ~SetMembership, after the socket
+  // is destroyed.
   std::shared_ptr<SocketBridge> keep = self_;
-  OnStrand([keep, status] {
-    keep->stats_.status = status;
-    if (keep->options_.on_done) {
-      keep->options_.on_done(keep->stats_);
-    }
-    keep->self_.reset();
-  });
+  BridgeStats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.status = status;
+    stats = stats_;
+  }
+  if (options_.on_done) {
+    options_.on_done(stats);
+  }
+  self_.reset();
 }
 
 SocketBridge::SetMembership::~SetMembership() {
@@ -92,163 +121,147 @@ SocketBridge::SetMembership::~SetMembership() {
   }
 }
 
-void SocketBridge::HandleWriteDone(bool ok) {
+void SocketBridge::HandleWriteDone(bool ok, Calls* calls) {
   grpc_write_ = false;
   if (!ok) {
-    Fail("stream write failed");
+    Fail("stream write failed", calls);
   } else if (!open_sent_) {
     open_sent_ = true;
-    StartPumps();
-  } else if (up_fin_sent_) {
+    StartPumps(calls);
+  } else if (up_fin_sent_ && !up_pending_) {
     up_done_ = true;
   } else if (!failed_) {
-    SendUp();
+    SendUp(calls);
   }
-  MaybeRelease();
+  MaybeRelease(calls);
 }
 
-void SocketBridge::HandleReadDone(bool ok) {
+void SocketBridge::HandleReadDone(bool ok, Calls* calls) {
   grpc_read_ = false;
   if (failed_ || closing_) {
-    MaybeRelease();
-    return;
-  }
-  if (!ok) {
+    // nothing more to do
+  } else if (!ok) {
     // The server ended the stream. Normal only once both directions are done.
     if (!(up_done_ && down_done_)) {
-      Fail("stream ended by the server");
+      Fail("stream ended by the server", calls);
     }
-    MaybeRelease();
-    return;
-  }
-  if (in_.has_result()) {
-    if (!options_.expect_result || result_ok_) {
-      Fail("unexpected dial result on an established stream");
-    } else {
-      stats_.result = in_.result().code();
-      reply_ = options_.on_result ? options_.on_result(in_.result()) : std::string();
-      if (in_.result().code() == v1::DIAL_OK) {
-        result_ok_ = true;
-        StartPumps();
-      } else {
-        // Tell the application why (HTTP/SOCKS reply), then close.
-        closing_ = true;
-        socket_write_ = true;
-        asio::async_write(socket_, asio::buffer(reply_), [this](asio::error_code, size_t) {
-          socket_write_ = false;
-          Fail("dial refused");
-          MaybeRelease();
-        });
-      }
-    }
-    MaybeRelease();
-    return;
-  }
-  if (!result_ok_) {
-    Fail("data before the dial result");
+  } else if (in_.has_result()) {
+    HandleResult(calls);
+  } else if (!result_ok_) {
+    Fail("data before the dial result", calls);
   } else if (in_.data().size() > kMaxFrameBytes) {
-    Fail("oversized frame");
+    Fail("oversized frame", calls);
   } else if (socket_write_) {
     down_pending_ = true;  // delivered when the socket write in flight completes
   } else {
-    DeliverDown();
+    DeliverDown(calls);
   }
-  MaybeRelease();
+  MaybeRelease(calls);
 }
 
-// `in_` holds a frame read from the stream and no socket write is in flight:
-// hand its bytes to the socket and read the next frame meanwhile.
-void SocketBridge::DeliverDown() {
-  if (in_.fin()) {
-    asio::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    down_done_ = true;
+void SocketBridge::HandleResult(Calls* calls) {
+  if (!options_.expect_result || result_ok_) {
+    Fail("unexpected dial result on an established stream", calls);
     return;
   }
-  stats_.bytes_to_socket += in_.data().size();
-  down_buffer_.clear();
-  down_buffer_.swap(*in_.mutable_data());
+  stats_.result = in_.result().code();
+  reply_ = options_.on_result ? options_.on_result(in_.result()) : std::string();
+  if (in_.result().code() == v1::DIAL_OK) {
+    result_ok_ = true;
+    StartPumps(calls);
+    return;
+  }
+  // Tell the application why (HTTP/SOCKS reply), then close.
+  closing_ = true;
+  WriteReply(nullptr);
+}
+
+void SocketBridge::WriteReply(void (SocketBridge::*then)(Calls*)) {
   socket_write_ = true;
-  asio::async_write(socket_, asio::buffer(down_buffer_), [this](asio::error_code ec, size_t) {
-    socket_write_ = false;
-    if (ec) {
-      Fail("socket write failed: " + ec.message());
-    } else if (down_pending_ && !failed_) {
-      down_pending_ = false;
-      DeliverDown();
-    }
-    MaybeRelease();
+  asio::async_write(socket_, asio::buffer(reply_), [this, then](asio::error_code ec, size_t) {
+    Locked([this, then, ec](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      socket_write_ = false;
+      if (ec) {
+        Fail("socket write failed: " + ec.message(), calls);
+      } else if (then == nullptr) {
+        Fail("dial refused", calls);
+      } else if (!failed_) {
+        (this->*then)(calls);
+      }
+      MaybeRelease(calls);
+    });
   });
-  grpc_read_ = true;
-  StartRead(&in_);
 }
 
 // Starts both directions once the open frame is out, (for Dial) the result
-// arrived and (if gated) the gate opened: first the reply to the application, then socket reads and
-// stream reads.
-void SocketBridge::StartPumps() {
+// arrived and (if gated) the gate opened: first the reply to the application,
+// then socket reads and stream reads.
+void SocketBridge::StartPumps(Calls* calls) {
   if (pumps_started_ || !open_sent_ || !result_ok_ || !gate_open_ || failed_) {
     return;
   }
   pumps_started_ = true;
-  auto start = [this] {
-    if (failed_) {
-      return;
-    }
-    // Dial: the read loop stopped at the result; restart it. Accept: start it.
-    grpc_read_ = true;
-    StartRead(&in_);
-    if (!options_.initial_payload.empty()) {
-      out_.Clear();
-      out_.set_data(std::move(options_.initial_payload));
-      options_.initial_payload.clear();
-      stats_.bytes_from_socket += out_.data().size();
-      grpc_write_ = true;
-      StartWrite(&out_);
-    }
-    ReadSocket();
-  };
   if (reply_.empty()) {
-    start();
+    StartData(calls);
+  } else {
+    WriteReply(&SocketBridge::StartData);
+  }
+}
+
+void SocketBridge::StartData(Calls* calls) {
+  grpc_read_ = true;
+  calls->start_read = true;
+  if (!options_.initial_payload.empty()) {
+    out_.Clear();
+    out_.set_data(std::move(options_.initial_payload));
+    options_.initial_payload.clear();
+    stats_.bytes_from_socket += out_.data().size();
+    grpc_write_ = true;
+    calls->start_write = true;
+  }
+  ReadSocket(calls);
+}
+
+// Reads the next chunk: at once if bytes are waiting, else when they arrive.
+// Only while nothing is pending and no read or wait is in flight.
+void SocketBridge::ReadSocket(Calls* calls) {
+  asio::error_code ec;
+  size_t n = socket_.read_some(asio::buffer(socket_buffer_), ec);
+  if (!WouldBlock(ec)) {
+    OnSocketRead(ec, n, calls);
     return;
   }
-  socket_write_ = true;
-  asio::async_write(socket_, asio::buffer(reply_), [this, start](asio::error_code ec, size_t) {
-    socket_write_ = false;
-    if (ec) {
-      Fail("socket write failed: " + ec.message());
-    } else {
-      start();
-    }
-    MaybeRelease();
+  socket_read_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read, [this](asio::error_code wait_ec) {
+    Locked([this, wait_ec](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      socket_read_ = false;
+      if (failed_) {
+        // closed meanwhile
+      } else if (wait_ec) {
+        Fail("socket read failed: " + wait_ec.message(), calls);
+      } else {
+        ReadSocket(calls);
+      }
+      MaybeRelease(calls);
+    });
   });
 }
 
-void SocketBridge::ReadSocket() {
-  socket_read_ = true;
-  socket_.async_read_some(asio::buffer(socket_buffer_), [this](asio::error_code ec, size_t n) {
-    socket_read_ = false;
-    if (failed_) {
-      MaybeRelease();
-      return;
-    }
-    if (ec && ec != asio::error::eof) {
-      Fail("socket read failed: " + ec.message());
-      MaybeRelease();
-      return;
-    }
-    up_pending_ = true;
-    up_pending_bytes_ = ec ? 0 : n;
-    up_pending_eof_ = static_cast<bool>(ec);
-    SendUp();
-    MaybeRelease();
-  });
+void SocketBridge::OnSocketRead(const asio::error_code& ec, size_t n, Calls* calls) {
+  if (ec && ec != asio::error::eof) {
+    Fail("socket read failed: " + ec.message(), calls);
+    return;
+  }
+  up_pending_ = true;
+  up_pending_bytes_ = ec ? 0 : n;
+  up_pending_eof_ = static_cast<bool>(ec);
+  SendUp(calls);
 }
 
 // Writes the chunk read from the socket, once the stream write before it
-// completed, and starts the next socket read meanwhile.
-void SocketBridge::SendUp() {
-  if (!up_pending_ || grpc_write_) {
+// completed, and reads the next one meanwhile.
+void SocketBridge::SendUp(Calls* calls) {
+  if (!up_pending_ || grpc_write_ || failed_) {
     return;
   }
   up_pending_ = false;
@@ -261,13 +274,57 @@ void SocketBridge::SendUp() {
     stats_.bytes_from_socket += up_pending_bytes_;
   }
   grpc_write_ = true;
-  StartWrite(&out_);
-  if (!up_fin_sent_) {
-    ReadSocket();  // socket_buffer_ was copied into out_: free to reuse
+  calls->start_write = true;
+  if (!up_fin_sent_ && !socket_read_) {
+    ReadSocket(calls);  // socket_buffer_ was copied into out_: free to reuse
   }
 }
 
-void SocketBridge::Fail(const std::string& why) {
+// `in_` holds a frame read from the stream and no socket write is in flight:
+// write its bytes (at once, as far as the socket takes them) and read the next
+// frame meanwhile.
+void SocketBridge::DeliverDown(Calls* calls) {
+  if (in_.fin()) {
+    asio::error_code ec;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    down_done_ = true;
+    return;
+  }
+  const std::string& data = in_.data();
+  stats_.bytes_to_socket += data.size();
+  size_t written = 0;
+  asio::error_code ec;
+  while (written < data.size()) {
+    written += socket_.write_some(asio::buffer(data.data() + written, data.size() - written), ec);
+    if (ec) {
+      break;
+    }
+  }
+  if (ec && !WouldBlock(ec)) {
+    Fail("socket write failed: " + ec.message(), calls);
+    return;
+  }
+  if (written < data.size()) {
+    down_buffer_.assign(data, written, std::string::npos);
+    socket_write_ = true;
+    asio::async_write(socket_, asio::buffer(down_buffer_), [this](asio::error_code wec, size_t) {
+      Locked([this, wec](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        socket_write_ = false;
+        if (wec) {
+          Fail("socket write failed: " + wec.message(), calls);
+        } else if (down_pending_ && !failed_) {
+          down_pending_ = false;
+          DeliverDown(calls);
+        }
+        MaybeRelease(calls);
+      });
+    });
+  }
+  grpc_read_ = true;
+  calls->start_read = true;
+}
+
+void SocketBridge::Fail(const std::string& why, Calls* calls) {
   if (failed_ || released_) {
     return;
   }
@@ -275,12 +332,12 @@ void SocketBridge::Fail(const std::string& why) {
   if (stats_.error.empty()) {
     stats_.error = why;
   }
-  context_.TryCancel();
+  calls->cancel = true;
   asio::error_code ec;
-  socket_.close(ec);
+  socket_.close(ec);  // pending Asio waits and writes complete with operation_aborted
 }
 
-void SocketBridge::MaybeRelease() {
+void SocketBridge::MaybeRelease(Calls* calls) {
   bool finished = failed_ || (up_done_ && down_done_);
   if (released_ || !finished || grpc_read_ || grpc_write_ || socket_read_ || socket_write_) {
     return;
@@ -288,8 +345,7 @@ void SocketBridge::MaybeRelease() {
   released_ = true;
   asio::error_code ec;
   socket_.close(ec);
-  // Last statement touching `this`: OnDone (which deletes) may follow at once.
-  RemoveHold();
+  calls->remove_hold = true;
 }
 
 }  // namespace drawbridge::tunnel

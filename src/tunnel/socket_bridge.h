@@ -46,10 +46,15 @@ struct BridgeStats {
 // chunks, backpressure runs end to end, and the socket and the stream work in
 // parallel rather than taking turns.
 //
-// Threads: every state change runs on the socket's strand; gRPC reactions only
-// post to it. gRPC calls are made from the strand without locks (a reaction may
-// run inline inside them). A hold keeps the call alive until no operation is in
-// flight; then the socket is closed and the object deletes itself after OnDone.
+// Threads: state is guarded by mu_, and each event is handled on the thread it
+// arrives on (a gRPC reaction or an Asio completion). The socket is
+// non-blocking and is tried at once: a gRPC reaction that finds bytes waiting
+// (or room to write) moves them itself, so the steady state costs no thread
+// hand-off; only when the socket would block does an Asio wait take over. gRPC
+// calls (Start*, TryCancel, RemoveHold) are collected under mu_ and made after
+// it is released, since a reaction may run inline inside them. A hold keeps the
+// call alive until no operation is in flight; then the socket is closed and the
+// object deletes itself after OnDone.
 class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
                            public std::enable_shared_from_this<SocketBridge> {
  public:
@@ -72,10 +77,10 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
     class BridgeSet* set = nullptr;                   // if set, the bridge is in it while live
   };
 
-  // The socket's executor must be a strand (asio::make_strand). `bind` attaches
-  // the reactor to a call, e.g. stub->async()->Dial(ctx, reactor).
+  // `bind` attaches the reactor to a call, e.g. stub->async()->Dial(ctx, reactor).
+  // The socket's executor runs the Asio waits (any executor; a strand is fine).
   // The bridge keeps itself alive until the call is done; the returned pointer
-  // is only needed to Cancel it.
+  // is only needed to Cancel it or open its gate.
   static std::shared_ptr<SocketBridge> Start(asio::ip::tcp::socket socket, Options options,
                                              Bind bind);
 
@@ -91,21 +96,40 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   void OnDone(const grpc::Status& status) override;
 
  private:
-  SocketBridge(asio::ip::tcp::socket socket, Options options);
+  // gRPC calls decided under mu_, made by Run() once it is released.
+  struct Calls {
+    bool start_write = false;  // out_
+    bool start_read = false;   // in_
+    bool cancel = false;
+    bool remove_hold = false;  // last: may delete this
+  };
 
+  SocketBridge(asio::ip::tcp::socket socket, Options options);
+  void Run(const Calls& calls);
+  void HandleWriteDone(bool ok, Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleReadDone(bool ok, Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleResult(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartPumps(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartData(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReadSocket(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnSocketRead(const asio::error_code& ec, size_t n, Calls* calls)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendUp(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DeliverDown(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes reply_ (asynchronously), then runs `then` under mu_ unless it failed.
+  void WriteReply(void (SocketBridge::*then)(Calls*)) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Fail(const std::string& why, Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeRelease(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `fn` under mu_, then the gRPC calls it decided.
   template <typename Fn>
-  void OnStrand(Fn fn) {
-    asio::post(socket_.get_executor(), std::move(fn));
+  void Locked(Fn fn) {
+    Calls calls;
+    {
+      absl::MutexLock lock(&mu_);
+      fn(&calls);
+    }
+    Run(calls);
   }
-  void Begin(Bind bind);
-  void HandleWriteDone(bool ok);
-  void HandleReadDone(bool ok);
-  void StartPumps();
-  void ReadSocket();
-  void SendUp();
-  void DeliverDown();
-  void Fail(const std::string& why);
-  void MaybeRelease();
 
   // Declared first so it is destroyed last: the owner learns that the bridge is
   // gone only after the socket (and its executor) have been destroyed.
@@ -114,34 +138,36 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
     const SocketBridge* key = nullptr;
     ~SetMembership();
   } membership_;
-  asio::ip::tcp::socket socket_;
+  absl::Mutex mu_;
+  asio::ip::tcp::socket socket_ ABSL_GUARDED_BY(mu_);
   Options options_;
   grpc::ClientContext context_;
-  v1::Frame out_;              // frame being written
-  v1::Frame in_;               // frame being read
-  std::string socket_buffer_;  // socket read target (up)
-  size_t up_pending_bytes_ = 0;
-  bool up_pending_ = false;  // socket_buffer_ holds a chunk (or EOF) to send
-  bool up_pending_eof_ = false;
-  std::string down_buffer_;    // bytes being written to the socket (down)
-  bool down_pending_ = false;  // in_ holds a frame to deliver
-  std::string reply_;          // bytes written to the socket before the pumps start
-  BridgeStats stats_;
+  // Owned by gRPC while grpc_write_ / grpc_read_; by the holder of mu_ otherwise.
+  v1::Frame out_;                                   // frame being written
+  v1::Frame in_;                                    // frame being read
+  std::string socket_buffer_ ABSL_GUARDED_BY(mu_);  // socket read target (up)
+  size_t up_pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool up_pending_ ABSL_GUARDED_BY(mu_) = false;  // socket_buffer_ holds a chunk (or EOF)
+  bool up_pending_eof_ ABSL_GUARDED_BY(mu_) = false;
+  std::string down_buffer_ ABSL_GUARDED_BY(mu_);    // bytes an Asio write is writing (down)
+  bool down_pending_ ABSL_GUARDED_BY(mu_) = false;  // in_ holds a frame to deliver
+  std::string reply_ ABSL_GUARDED_BY(mu_);          // written to the socket before the pumps start
+  BridgeStats stats_ ABSL_GUARDED_BY(mu_);
 
-  bool open_sent_ = false;
-  bool result_ok_ = false;  // Dial: OK result received (Accept: always)
-  bool gate_open_ = false;  // see Options::gated
-  bool pumps_started_ = false;
-  bool up_fin_sent_ = false;  // socket EOF forwarded
-  bool up_done_ = false;      // ... and acknowledged by the stream
-  bool down_done_ = false;    // fin received, socket write side shut
-  bool failed_ = false;
-  bool closing_ = false;    // result not OK: write the reply, then close
-  bool grpc_read_ = false;  // operations in flight
-  bool grpc_write_ = false;
-  bool socket_read_ = false;
-  bool socket_write_ = false;
-  bool released_ = false;
+  bool open_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool result_ok_ ABSL_GUARDED_BY(mu_) = false;  // Dial: OK result received (Accept: always)
+  bool gate_open_ ABSL_GUARDED_BY(mu_) = false;  // see Options::gated
+  bool pumps_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool up_fin_sent_ ABSL_GUARDED_BY(mu_) = false;  // socket EOF forwarded
+  bool up_done_ ABSL_GUARDED_BY(mu_) = false;      // ... and acknowledged by the stream
+  bool down_done_ ABSL_GUARDED_BY(mu_) = false;    // fin received, socket write side shut
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;    // result not OK: write the reply, then close
+  bool grpc_read_ ABSL_GUARDED_BY(mu_) = false;  // operations in flight
+  bool grpc_write_ ABSL_GUARDED_BY(mu_) = false;
+  bool socket_read_ ABSL_GUARDED_BY(mu_) = false;   // an Asio wait for readability
+  bool socket_write_ ABSL_GUARDED_BY(mu_) = false;  // an Asio write
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<SocketBridge> self_;  // dropped after OnDone
 };
 
