@@ -60,7 +60,6 @@ void SocketBridge::Cancel() {
 
 SocketBridge::SocketBridge(asio::ip::tcp::socket socket, Options options)
     : socket_(std::move(socket)), options_(std::move(options)) {
-  socket_buffer_.resize(kChunkBytes);
   result_ok_ = !options_.expect_result;
   gate_open_ = !options_.gated;
   // In flight from the start (Start issues them), so that a Cancel before the
@@ -225,12 +224,16 @@ void SocketBridge::StartData(Calls* calls) {
 // Reads the next chunk: at once if bytes are waiting, else when they arrive.
 // Only while nothing is pending and no read or wait is in flight.
 void SocketBridge::ReadSocket(Calls* calls) {
+  if (read_buffer_ == nullptr) {
+    read_buffer_.reset(new char[kChunkBytes]);
+  }
   asio::error_code ec;
-  size_t n = socket_.read_some(asio::buffer(socket_buffer_), ec);
+  size_t n = socket_.read_some(asio::buffer(read_buffer_.get(), kChunkBytes), ec);
   if (!WouldBlock(ec)) {
     OnSocketRead(ec, n, calls);
     return;
   }
+  read_buffer_.reset();  // idle: wait without a buffer
   socket_read_ = true;
   socket_.async_wait(asio::ip::tcp::socket::wait_read, [this](asio::error_code wait_ec) {
     Locked([this, wait_ec](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -270,13 +273,13 @@ void SocketBridge::SendUp(Calls* calls) {
     out_.set_fin(true);
     up_fin_sent_ = true;
   } else {
-    out_.set_data(socket_buffer_.data(), up_pending_bytes_);
+    out_.set_data(read_buffer_.get(), up_pending_bytes_);
     stats_.bytes_from_socket += up_pending_bytes_;
   }
   grpc_write_ = true;
   calls->start_write = true;
   if (!up_fin_sent_ && !socket_read_) {
-    ReadSocket(calls);  // socket_buffer_ was copied into out_: free to reuse
+    ReadSocket(calls);  // read_buffer_ was copied into out_: free to reuse
   }
 }
 

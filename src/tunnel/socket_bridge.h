@@ -143,11 +143,13 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   Options options_;
   grpc::ClientContext context_;
   // Owned by gRPC while grpc_write_ / grpc_read_; by the holder of mu_ otherwise.
-  v1::Frame out_;                                   // frame being written
-  v1::Frame in_;                                    // frame being read
-  std::string socket_buffer_ ABSL_GUARDED_BY(mu_);  // socket read target (up)
+  v1::Frame out_;  // frame being written
+  v1::Frame in_;   // frame being read
+  // Socket read target (up); allocated for a read and freed while the socket is
+  // idle, so an idle connection holds no chunk buffer.
+  std::unique_ptr<char[]> read_buffer_ ABSL_GUARDED_BY(mu_);
   size_t up_pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool up_pending_ ABSL_GUARDED_BY(mu_) = false;  // socket_buffer_ holds a chunk (or EOF)
+  bool up_pending_ ABSL_GUARDED_BY(mu_) = false;  // read_buffer_ holds a chunk (or EOF)
   bool up_pending_eof_ ABSL_GUARDED_BY(mu_) = false;
   std::string down_buffer_ ABSL_GUARDED_BY(mu_);    // bytes an Asio write is writing (down)
   bool down_pending_ ABSL_GUARDED_BY(mu_) = false;  // in_ holds a frame to deliver
