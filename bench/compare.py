@@ -388,8 +388,15 @@ def wrk(port, conns, seconds, close=False):
     lat = {}
     for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         lat[pct] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[unit]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return rps, lat.get("50"), lat.get("99"), errors.group(0) if errors else ""
+    # A run that got error pages or lost connections measured something else.
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        raise RuntimeError(f"{bad.group(1)} of {requests} responses were not 2xx/3xx")
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock and sum(int(x) for x in sock.groups()) > requests // 100:
+        raise RuntimeError(f"socket errors: {sock.group(0)} in {requests} requests")
+    return rps, lat.get("50"), lat.get("99")
 
 
 def rtt(port, seconds):
@@ -583,6 +590,8 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 
     work = tempfile.mkdtemp(prefix="drawbridge-bench.")
+    # nginx's workers run as an unprivileged user and must read the page under it.
+    os.chmod(work, 0o755)
     ps = Processes(work)
     started = time.time()
     results = {s: {} for s in SYSTEMS}
