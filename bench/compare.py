@@ -463,9 +463,22 @@ def memory(system, port, counts):
     return out
 
 
+def fresh_rss(system):
+    """RSS of the broker and the agent right after start, before any load."""
+    out = {}
+    if system.broker:
+        out["server"] = rss_bytes(descendants(system.broker[0].pid, True))
+    if system.agent:
+        out["agent"] = rss_bytes([p.pid for p in system.agent])
+    return out
+
+
 def add_memory_rows(rows, m, counts):
     """Idle RSS, and memory per connection that got through, at the largest count tried
     (ssh accepts forwarded connections slowly, so not all of them may have)."""
+    for role in ["server", "agent"]:
+        fresh = rows.get("fresh", {}).get(role)
+        rows.setdefault(f"mem_{role}_fresh", []).append(fresh / 2 ** 20 if fresh else None)
     n = max(counts)
     reached = m.get(f"reached_{n}") or 0
     rows.setdefault("mem_per_conn_at", []).append(reached)
@@ -494,8 +507,10 @@ ROWS = [  # key, label, unit, higher is better
     ("dial50", "Dial latency p50 (connect to first backend byte)", "ms", False),
     ("dial99", "Dial latency p99", "ms", False),
     ("cpu_gib", "CPU seconds per GiB (1-stream bulk, tunnel processes)", "s/GiB", False),
-    ("mem_server_idle", "Server RSS, idle", "MiB", False),
-    ("mem_agent_idle", "Agent RSS, idle", "MiB", False),
+    ("mem_server_fresh", "Server RSS, idle after start", "MiB", False),
+    ("mem_agent_fresh", "Agent RSS, idle after start", "MiB", False),
+    ("mem_server_idle", "Server RSS, idle 15 s after the load scenarios", "MiB", False),
+    ("mem_agent_idle", "Agent RSS, idle 15 s after the load scenarios", "MiB", False),
     ("mem_server_per_conn", "Server memory per idle tunneled connection (at N)", "KiB", False),
     ("mem_agent_per_conn", "Agent memory per idle tunneled connection (at N)", "KiB", False),
 ]
@@ -613,6 +628,8 @@ def main():
         for s in systems.values():
             s.start()
             print(f"[{time.time() - started:5.0f}s] {s.name} up", flush=True)
+        for name, s in systems.items():
+            results[name]["fresh"] = fresh_rss(s)
         failures = []
 
         def measure(name, what, fn):
@@ -650,9 +667,13 @@ def main():
                     add(name, "dial50", r[0]), add(name, "dial99", r[1])
                 print(f"[{time.time() - started:5.0f}s] rep {rep + 1}: {name} done", flush=True)
         results["failures"] = failures
+        settled = False
         for name, s in systems.items():
             if name == "direct":
                 continue
+            if not settled:
+                time.sleep(15)  # memory phase: every system idle for 15 s first
+                settled = True
             m = measure(name, "memory", lambda: memory(s, s.ports["idle"], idle_counts))
             if not m:
                 continue

@@ -28,6 +28,10 @@ struct AuditLogState {
   uint64_t last_checkpoint_seq = 0;
   int64_t last_checkpoint_ms = 0;
   int64_t next_prune_ms = 0;
+  // Prepared on first use and kept (declared after db: finalized before it
+  // closes); preparing them on every commit showed in dial profiles.
+  std::unique_ptr<internal::Stmt> insert_record;
+  std::unique_ptr<internal::Stmt> write_head;
 };
 
 }  // namespace internal
@@ -52,6 +56,15 @@ absl::StatusOr<std::string> Sign(const AuditLogState& st, const std::string& mes
 std::string InsertRecordSql() {
   return common::StrCat("INSERT INTO audit_records(", internal::kRecordColumns,
                         ") VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+}
+
+// The statement in `slot`, prepared on first use and reset for binding.
+Stmt& Cached(std::unique_ptr<Stmt>& slot, sqlite3* db, const std::string& sql) {
+  if (slot == nullptr || !slot->Prepared().ok()) {
+    slot = std::make_unique<Stmt>(db, sql);
+  }
+  slot->Reset();
+  return *slot;
 }
 
 absl::Status InsertRecord(Stmt& s, const Record& r, const std::string& details_json) {
@@ -85,9 +98,9 @@ absl::Status WriteHead(AuditLogState& st, uint64_t seq, const std::string& hash,
                        const internal::Anchor& anchor, int64_t now_ms) {
   internal::HeadRow head{seq, hash, anchor.seq, anchor.hash, now_ms, ""};
   ASSIGN_OR_RETURN(head.signature, Sign(st, internal::HeadMessage(head)));
-  Stmt s(st.db.get(),
-         "INSERT OR REPLACE INTO audit_head(id, seq, hash, anchor_seq, anchor_hash, time_ms, "
-         "signature) VALUES(1,?,?,?,?,?,?)");
+  Stmt& s = Cached(st.write_head, st.db.get(),
+                   "INSERT OR REPLACE INTO audit_head(id, seq, hash, anchor_seq, anchor_hash, "
+                   "time_ms, signature) VALUES(1,?,?,?,?,?,?)");
   RETURN_IF_ERROR(s.Prepared());
   s.Bind(1, static_cast<int64_t>(head.seq))
       .Bind(2, head.hash)
@@ -341,7 +354,7 @@ void AuditLog::CommitBatch(std::deque<Pending>* batch) {
     const int64_t now_ms = NowMs();
     try {
       commit = Transaction(st.db.get(), [&]() -> absl::Status {
-        Stmt insert(st.db.get(), InsertRecordSql());
+        Stmt& insert = Cached(st.insert_record, st.db.get(), InsertRecordSql());
         RETURN_IF_ERROR(insert.Prepared());
         std::string details_json;
         for (size_t i = 0; i < batch->size(); ++i) {
