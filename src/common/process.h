@@ -17,8 +17,9 @@ namespace drawbridge::common {
 // - malloc keeps buffers up to 4 MiB on its heaps and trims them only above
 //   32 MiB free. glibc's default (a dynamic threshold from 128 KiB) maps and
 //   unmaps frame-sized buffers, and the page faults cost ~10% CPU per byte
-//   relayed (measured with iperf3 through client, server and agent). A
-//   background thread returns free memory to the OS every 10 s instead.
+//   relayed (measured with iperf3 through client, server and agent). Two
+//   arenas bound what stays cached, and a background thread returns free
+//   memory to the OS every 10 s.
 // - Release builds turn off absl::Mutex deadlock detection (Debian's absl keeps
 //   it on, and its lock-graph bookkeeping showed up in relay profiles); debug
 //   and sanitizer builds keep it.
