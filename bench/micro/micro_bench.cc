@@ -25,6 +25,7 @@
 #include "policy/policy.h"
 #include "server/server.h"
 #include "testing/echo_tunnel.h"
+#include "testing/loopback.h"
 #include "testing/temp_dir.h"
 
 namespace drawbridge {
@@ -187,15 +188,7 @@ BENCHMARK(BM_SocketBridgeEcho)->Arg(64 * 1024)->Arg(1 << 20)->UseRealTime();
 class TunnelBench {
  public:
   TunnelBench() {
-    backend_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    ::bind(backend_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    ::listen(backend_, 16);
-    ::getsockname(backend_, reinterpret_cast<sockaddr*>(&a), &len);
-    backend_port_ = ntohs(a.sin_port);
+    backend_ = testing::ListenOnLoopback(16, &backend_port_);
     echo_ = std::thread([this] {
       int fd = ::accept(backend_, nullptr, nullptr);
       char buf[65536];
@@ -254,13 +247,8 @@ class TunnelBench {
     client.listen = "127.0.0.1:0";
     ASSIGN_OR_RETURN(client_, client::Client::Start(client));
 
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(client_->proxy_port()));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-      ::close(fd);
+    int fd = testing::ConnectToLoopback(client_->proxy_port());
+    if (fd < 0) {
       return absl::UnavailableError("cannot reach the client proxy");
     }
     std::string connect = common::StrCat("CONNECT 127.0.0.1:", backend_port_, " HTTP/1.1\r\n\r\n");

@@ -5,9 +5,7 @@
 // a fin with a fin, and loopback TCP pairs whose one end is bridged to it. Used
 // by the bridge's tests and its micro-benchmark.
 
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "drawbridge/v1/tunnel.grpc.pb.h"
+#include "testing/loopback.h"
 #include "tunnel/socket_bridge.h"
 
 namespace drawbridge::testing {
@@ -97,13 +96,8 @@ class BridgeHarness {
   int Open(tunnel::SocketBridge::Options options,
            std::shared_ptr<tunnel::SocketBridge>* bridge = nullptr) {
     asio::ip::tcp::acceptor acceptor(io_, {asio::ip::make_address("127.0.0.1"), 0});
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(acceptor.local_endpoint().port());
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd);
+    int fd = ConnectToLoopback(acceptor.local_endpoint().port());
+    if (fd < 0) {
       return -1;
     }
     asio::ip::tcp::socket socket(asio::make_strand(io_));

@@ -21,6 +21,7 @@
 #include "common/strings.h"
 #include "pki/keys.h"
 #include "server/server.h"
+#include "testing/loopback.h"
 #include "testing/temp_dir.h"
 
 namespace drawbridge {
@@ -41,13 +42,8 @@ int FreePort() {
 }
 
 int Connect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
+  int fd = testing::ConnectToLoopback(port);
+  if (fd < 0) {
     return -1;
   }
   timeval tv{60, 0};  // no test may hang forever on a read
@@ -116,17 +112,7 @@ int ConnectVia(int proxy_port, const std::string& target, int* status) {
 class Backend {
  public:
   explicit Backend(std::function<void(int)> handler) : handler_(std::move(handler)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    ::listen(listener_, 1024);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listener_ = testing::ListenOnLoopback(1024, &port_);
     accept_thread_ = std::thread([this] {
       while (true) {
         int fd = ::accept(listener_, nullptr, nullptr);
