@@ -13,7 +13,7 @@
 namespace drawbridge::agent {
 namespace {
 
-constexpr char kInstanceHeader[] = "drawbridge-instance";
+using tunnel::kInstanceHeader;
 constexpr auto kHeartbeatEvery = std::chrono::seconds(15);
 
 v1::DialCode CodeForError(const asio::error_code& ec) {
@@ -106,6 +106,11 @@ class Agent::ControlStream final
       agent_->SetConnected(true);  // the server acknowledges our hello
     } else if (in_.has_open()) {
       agent_->HandleOpen(in_.open());
+    } else if (in_.has_ended()) {
+      // The server ended this tunnel with an error: reset the destination's
+      // socket now, even if the bridge is waiting for it to read.
+      agent_->bridges_.AbortByConnId(in_.ended().conn_id(),
+                                     "ended by the server: " + in_.ended().reason().substr(0, 200));
     } else if (in_.has_goaway()) {
       common::LogInfo("agent.goaway", {{"reason", in_.goaway().reason().substr(0, 200)}});
       context_.TryCancel();  // ends this stream; the control loop reconnects
@@ -495,6 +500,7 @@ std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(const std::string& conn
   tunnel::SocketBridge::Options opts;
   opts.open.mutable_open()->set_conn_id(conn_id);
   opts.open.mutable_open()->set_resolved_address(address);
+  opts.conn_id = conn_id;
   opts.gated = true;
   const auto started = std::chrono::steady_clock::now();
   metrics_.active->Add(1);

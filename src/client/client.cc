@@ -8,12 +8,15 @@
 
 #include "client/http_connect.h"
 #include "client/socks5.h"
+#include "common/encoding.h"
 #include "common/log.h"
 #include "common/process.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/tls_policy.h"
 #include "net/listen.h"
+#include "tunnel/dial_code.h"
 
 namespace drawbridge::client {
 namespace {
@@ -166,6 +169,9 @@ TunnelResult ResultFor(v1::DialCode code) {
   }
 }
 
+Client::Client(ClientOptions options)
+    : options_(std::move(options)), instance_id_(common::RandomHex(8)) {}
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
   RETURN_IF_ERROR(common::EnforceTls13Only());
   if (options.credential.identity.kind != pki::IdentityKind::kClient) {
@@ -179,6 +185,21 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
   ASSIGN_OR_RETURN(client->certs_,
                    enroll::CertManager::Create({.credential = client->options_.credential}));
   client->certs_->StartAutoRenew();
+  Client* self = client.get();
+  client->watch_ = TunnelWatch::Start({
+      .channel = [self] { return self->certs_->Channel(); },
+      .instance_id = client->instance_id_,
+      .on_ended =
+          [self](const std::string& conn_id, const std::string& reason) {
+            self->bridges_.AbortByConnId(conn_id, "ended by the server: " + reason);
+          },
+      .on_refused =
+          [self](const grpc::Status& status) {
+            int n = self->bridges_.AbortAll("refused by the server: " + status.error_message());
+            common::LogWarn("client.refused", {{"reason", status.error_message().substr(0, 200)},
+                                               {"tunnels_reset", std::to_string(n)}});
+          },
+  });
   if (!client->options_.listen.empty()) {
     RETURN_IF_ERROR(client->Listen(client->options_.listen, std::nullopt, &client->proxy_port_));
   }
@@ -269,17 +290,22 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
     metrics_.active->Add(-1);
     metrics_.bytes_up->Inc(stats.bytes_from_socket);
     metrics_.bytes_down->Inc(stats.bytes_to_socket);
-    if (stats.result == v1::DIAL_OK && !stats.status.ok() && stats.error.empty()) {
-      common::LogWarn("client.tunnel_failed",
-                      {{"destination", destination}, {"error", stats.status.error_message()}});
+    if (stats.result == v1::DIAL_OK && (!stats.error.empty() || !stats.status.ok())) {
+      // The application's socket was reset (or will see the failure as one).
+      common::LogWarn("client.tunnel_reset",
+                      {{"destination", destination},
+                       {"conn_id", common::HexEncode(stats.conn_id)},
+                       {"error", stats.error.empty() ? stats.status.error_message() : stats.error}});
     }
   };
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(certs_->Channel()));
-  tunnel::SocketBridge::Start(
-      std::move(socket), std::move(opts),
-      [stub](grpc::ClientContext* ctx, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
-        stub->async()->Dial(ctx, reactor);
-      });
+  tunnel::SocketBridge::Start(std::move(socket), std::move(opts),
+                              [stub, instance = instance_id_](
+                                  grpc::ClientContext* ctx,
+                                  grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+                                ctx->AddMetadata(tunnel::kInstanceHeader, instance);
+                                stub->async()->Dial(ctx, reactor);
+                              });
 }
 
 Client::~Client() { Stop(); }
@@ -295,6 +321,7 @@ void Client::Stop() {
       a->close(ignored);
     });
   }
+  watch_.reset();
   bridges_.CancelAllAndWait(std::chrono::seconds(10));
   work_.reset();
   io_.stop();
@@ -330,6 +357,7 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
   bool done = false;
   v1::DialCode result = v1::DIAL_INTERNAL;
   std::string message;
+  std::string error;  // the tunnel ended with an error after it was open
   tunnel::SocketBridge::Options opts;
   opts.open.mutable_open()->set_destination(destination);
   opts.open.mutable_open()->set_agent(agent_selector);
@@ -340,8 +368,12 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
     message = r.message();
     return std::string();
   };
-  opts.on_done = [&](const tunnel::BridgeStats&) {
+  opts.on_done = [&](const tunnel::BridgeStats& stats) {
     absl::MutexLock lock(&mu);
+    error = stats.error;
+    if (error.empty() && !stats.status.ok() && stats.result == v1::DIAL_OK) {
+      error = stats.status.error_message();
+    }
     done = true;
   };
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub((*certs)->Channel()));
@@ -402,6 +434,13 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
   absl::MutexLock lock(&mu);
   if (result != v1::DIAL_OK) {
     std::fprintf(stderr, "drawbridge: cannot reach %s: %s\n", destination.c_str(), message.c_str());
+    return 1;
+  }
+  if (!done || !error.empty()) {
+    // A socketpair has no reset to pass on: the exit status is how ssh learns
+    // that the stream was cut rather than closed.
+    std::fprintf(stderr, "drawbridge: connection to %s failed: %s\n", destination.c_str(),
+                 done ? error.c_str() : "did not end in time");
     return 1;
   }
   return 0;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/proxy_protocol.h"
+#include "client/tunnel_watch.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
 #include "metrics/endpoint.h"
@@ -53,6 +54,9 @@ class Client {
   const std::vector<int>& forward_ports() const { return forward_ports_; }
   size_t active_connections() const { return bridges_.size(); }
   int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
+  const std::string& instance_id() const { return instance_id_; }
+  // True once the server has registered this client's Watch stream.
+  bool WaitWatching(std::chrono::milliseconds timeout) { return watch_->WaitReady(timeout); }
 
   // Opens one tunnel to `destination` for an already connected socket (on a strand).
   // `reply` builds the bytes sent to the socket once the result is known.
@@ -60,13 +64,15 @@ class Client {
               std::string initial_payload, std::function<std::string(const v1::DialResult&)> reply);
 
  private:
-  explicit Client(ClientOptions options) : options_(std::move(options)) {}
+  explicit Client(ClientOptions options);
   absl::Status Listen(const std::string& address, std::optional<std::string> forward_to, int* port);
   void AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor,
                   std::optional<std::string> forward_to);
 
   ClientOptions options_;
+  const std::string instance_id_;  // names this process on Dial and Watch
   std::unique_ptr<enroll::CertManager> certs_;
+  std::unique_ptr<TunnelWatch> watch_;
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;

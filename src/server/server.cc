@@ -3,6 +3,7 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include <set>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "audit/query.h"
@@ -337,11 +338,26 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
     directory_->SetRevocationListener(nullptr);
   }
   if (grpc_) {
+    const auto deadline = std::chrono::system_clock::now() + grace;
+    // gRPC stops taking calls at once and waits for the live ones; its own
+    // deadline is a backstop a little after ours.
+    std::thread stop_grpc([this, deadline] {
+      grpc_->Shutdown(deadline + std::chrono::seconds(2));
+      grpc_->Wait();
+    });
     if (tunnel_) {
       tunnel_->SendGoaway();
+      // Tunnels may finish within the grace; those still live then are ended by
+      // us rather than cancelled by gRPC, so both ends are told to reset their
+      // sockets (an error, never a clean end) before the Watch streams close.
+      while (tunnel_->LiveSessionCount() > 0 && std::chrono::system_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      absl::Notification ended;
+      tunnel_->EndAll("server shutdown", [&ended] { ended.Notify(); });
+      ended.WaitForNotificationWithTimeout(absl::Seconds(1));
     }
-    grpc_->Shutdown(std::chrono::system_clock::now() + grace);
-    grpc_->Wait();
+    stop_grpc.join();
     grpc_.reset();
   }
   pool_.reset();  // finishes queued work before the services go away

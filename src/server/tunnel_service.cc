@@ -15,7 +15,6 @@
 namespace drawbridge::server {
 namespace {
 
-constexpr char kInstanceHeader[] = "drawbridge-instance";
 constexpr size_t kMaxFrameBytes = 64 * 1024;
 
 int64_t NowMs() {
@@ -25,7 +24,7 @@ int64_t NowMs() {
 }
 
 std::string InstanceIdOf(grpc::CallbackServerContext* context) {
-  auto it = context->client_metadata().find(kInstanceHeader);
+  auto it = context->client_metadata().find(tunnel::kInstanceHeader);
   if (it == context->client_metadata().end() || it->second.size() > 64) {
     return "";
   }
@@ -59,10 +58,12 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
  public:
   enum Side { kClient = 0, kAgent = 1 };
 
-  TunnelSession(TunnelService* service, Caller client, std::string peer)
+  TunnelSession(TunnelService* service, Caller client, std::string client_instance,
+                std::string peer)
       : service_(service),
         live_(service->live()),
         client_(std::move(client)),
+        client_instance_(std::move(client_instance)),
         peer_(std::move(peer)) {}
 
   void Begin(StreamEnd* client_end);
@@ -109,6 +110,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   TunnelService* const service_;
   const std::shared_ptr<TunnelService::LiveSessions> live_;
   const Caller client_;
+  const std::string client_instance_;  // for TunnelEnded on its Watch stream
   const std::string peer_;
   absl::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_) = State::kReadingOpen;
@@ -345,6 +347,17 @@ void TunnelSession::Abort(const std::string& reason) {
   alarm_.reset();
   if (was_spliced) {
     LogClosed(reason);
+    // Either end may be waiting on its socket rather than reading its stream
+    // (a slow reader): name the tunnel on the client's Watch and the agent's
+    // Control stream too, so both reset their sockets at once.
+    service_->watchers()->NotifyEnded(client_.identity.ToString(), client_instance_, conn_id_,
+                                      reason);
+    if (instance_) {
+      v1::ControlMessage ended;
+      ended.mutable_ended()->set_conn_id(conn_id_);
+      ended.mutable_ended()->set_reason(reason);
+      instance_->SendOpen(ended);
+    }
   }
   grpc::Status status(grpc::StatusCode::UNAVAILABLE, reason);
   FinishEnd(kClient, status);
@@ -360,6 +373,9 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
   write_[kClient].mutable_result()->set_message(message);
   if (instance_) {
     write_[kClient].mutable_result()->set_agent_instance(instance_->instance_id());
+  }
+  if (code == v1::DIAL_OK) {
+    write_[kClient].mutable_result()->set_conn_id(conn_id_);
   }
   if (code != v1::DIAL_OK) {
     (code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT
@@ -494,6 +510,11 @@ void TunnelSession::OnIdleCheck() {
   absl::MutexLock lock(&mu_);
   if (state_ != State::kSpliced) {
     return;
+  }
+  if (writing_[kClient] || writing_[kAgent]) {
+    // A write waiting for flow control is a reader behind, not an idle
+    // connection: the slow end still has bytes to take.
+    last_activity_ = std::chrono::steady_clock::now();
   }
   auto idle = std::chrono::steady_clock::now() - last_activity_;
   auto limit = service_->options().idle_timeout;
@@ -825,6 +846,115 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+
+// ---------------------------------------------------------------------------
+// Watch: one per client process. Written only by the registry (NotifyEnded and
+// End run under its lock) and by our own OnWriteDone.
+
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, public WatchSink {
+ public:
+  WatchReactor(TunnelService* service, grpc::CallbackServerContext* context)
+      : watchers_(service->shared_watchers()), instance_id_(InstanceIdOf(context)) {
+    auto caller = Authenticate(service->ctx(), context, pki::IdentityKind::kClient);
+    if (!caller.ok()) {
+      AuditAppend(service->ctx().audit.get(),
+                  AuthFailureRecord("Tunnel/Watch", context->peer(), caller.status()));
+      absl::MutexLock lock(&mu_);
+      FinishLocked(ToGrpcStatus(caller.status()));
+      return;
+    }
+    if (instance_id_.empty()) {
+      absl::MutexLock lock(&mu_);
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "missing drawbridge-instance metadata"));
+      return;
+    }
+    identity_ = caller->identity.ToString();
+    key_id_ = caller->key_id;
+    v1::WatchEvent ready;
+    ready.mutable_ready()->set_unix_ms(service->ctx().clock->NowUnix() * 1000);
+    Send(ready);
+    watchers_->Add(identity_, instance_id_, this);
+    registered_ = true;
+  }
+
+  bool Send(const v1::WatchEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    if (ending_) {
+      return false;
+    }
+    queue_.push_back(event);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+    return true;
+  }
+
+  void End(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (ending_) {
+      return;
+    }
+    ending_ = true;
+    end_status_ = status;
+    if (!writing_) {
+      FinishLocked(status);
+    }
+  }
+
+  const std::string& key_id() const override { return key_id_; }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (ok && !queue_.empty()) {
+      StartWrite(&queue_.front());
+      return;
+    }
+    writing_ = false;
+    if (!ok) {
+      ending_ = true;
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "watch stream write failed"));
+    } else if (ending_) {
+      FinishLocked(end_status_);
+    }
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    ending_ = true;
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    if (registered_) {
+      watchers_->Remove(identity_, instance_id_, this);
+    }
+    delete this;
+  }
+
+ private:
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finished_) {
+      finished_ = true;
+      Finish(status);
+    }
+  }
+
+  const std::shared_ptr<ClientWatchers> watchers_;
+  const std::string instance_id_;
+  std::string identity_;
+  std::string key_id_;
+  bool registered_ = false;
+  absl::Mutex mu_;
+  std::deque<v1::WatchEvent> queue_ ABSL_GUARDED_BY(mu_);  // front is being written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -849,7 +979,13 @@ void TunnelService::Revoke(const std::string& identity, const std::string& key_i
   // The callbacks may outlive this service (shutdown): they hold what they use.
   std::weak_ptr<audit::AuditLog> audit_log = ctx_.audit;
   ForEachSession([identity, key_id](TunnelSession& s) { return s.RevokeIf(identity, key_id); },
-                 [registry = registry_, identity, key_id, audit_log](int tunnels) {
+                 [registry = registry_, watchers = watchers_, identity, key_id,
+                  audit_log](int tunnels) {
+                   // After the sessions: their TunnelEnded events go out first.
+                   int watches = watchers->EndIdentity(
+                       identity, key_id,
+                       grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                    common::StrCat("credential revoked: ", identity)));
                    int controls = 0;
                    for (const auto& instance : registry->Snapshot()) {
                      if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
@@ -860,7 +996,8 @@ void TunnelService::Revoke(const std::string& identity, const std::string& key_i
                                    {{"identity", identity},
                                     {"key_id", key_id.empty() ? "*" : key_id},
                                     {"tunnels_cut", common::StrCat(tunnels)},
-                                    {"control_streams_cut", common::StrCat(controls)}});
+                                    {"control_streams_cut", common::StrCat(controls)},
+                                    {"watch_streams_cut", common::StrCat(watches)}});
                    if (auto log = audit_log.lock()) {
                      log->Append(audit::MakeRecord(audit::EventClass::kAccountChange, "revoke",
                                                    audit::kOutcomeSuccess,
@@ -986,10 +1123,34 @@ grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Dial(
     end->Finish(ToGrpcStatus(caller.status()));
     return end;
   }
-  auto session = std::make_shared<TunnelSession>(this, *caller, context->peer());
+  auto session =
+      std::make_shared<TunnelSession>(this, *caller, InstanceIdOf(context), context->peer());
   auto* end = new StreamEnd(session, TunnelSession::kClient);
   session->Begin(end);
   return end;
+}
+
+grpc::ServerWriteReactor<v1::WatchEvent>* TunnelService::Watch(grpc::CallbackServerContext* context,
+                                                              const v1::WatchRequest*) {
+  return new WatchReactor(this, context);
+}
+
+size_t TunnelService::LiveSessionCount() const {
+  absl::MutexLock lock(&live_->mu);
+  return live_->map.size();
+}
+
+void TunnelService::EndAll(const std::string& reason, std::function<void()> done) {
+  ForEachSession(
+      [reason](TunnelSession& s) {
+        return s.EndIf([](const SessionInfo&) { return true; }, reason);
+      },
+      [watchers = watchers_, reason, done = std::move(done)](int) {
+        watchers->EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, reason));
+        if (done) {
+          done();
+        }
+      });
 }
 
 grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Accept(

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "server/agent_registry.h"
+#include "server/client_watchers.h"
 #include "server/services.h"
 #include "server/session_info.h"
 
@@ -40,6 +41,8 @@ class TunnelService final : public v1::Tunnel::CallbackService {
       grpc::CallbackServerContext* context) override;
   grpc::ServerBidiReactor<v1::Frame, v1::Frame>* Accept(
       grpc::CallbackServerContext* context) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* context,
+                                                  const v1::WatchRequest* request) override;
 
   // Sessions waiting for their agent's Accept stream, by conn_id.
   void AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session);
@@ -48,15 +51,25 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   const ServiceContext& ctx() const { return ctx_; }
   PolicyHolder* policy() const { return policy_; }
   AgentRegistry* registry() const { return registry_.get(); }
+  ClientWatchers* watchers() const { return watchers_.get(); }
+  const std::shared_ptr<ClientWatchers>& shared_watchers() const { return watchers_; }
   const TunnelOptions& options() const { return options_; }
 
   // Asks every connected agent to close its Control stream (server shutdown), so
   // that only tunneled connections hold up a graceful stop. Any thread.
   void SendGoaway();
 
-  // Ends every live tunnel and Control stream of `identity` (only those opened
-  // with `key_id` when it is not empty). Any thread; runs within milliseconds.
+  // Ends every live tunnel, Control and Watch stream of `identity` (only those
+  // opened with `key_id` when it is not empty). Any thread; runs within
+  // milliseconds.
   void Revoke(const std::string& identity, const std::string& key_id);
+
+  // Shutdown grace expired: ends every tunnel with `reason` (both ends told, so
+  // applications see a reset), then every Watch stream; `done` runs after. Any
+  // thread.
+  void EndAll(const std::string& reason, std::function<void()> done);
+  // Sessions not yet ended (routing or spliced). Any thread.
+  size_t LiveSessionCount() const;
 
   // Spliced connections, oldest first. Any thread; never blocks on I/O.
   std::vector<SessionInfo> ListSessions() const;
@@ -85,6 +98,7 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   PolicyHolder* policy_;
   std::shared_ptr<AgentRegistry> registry_;
   std::shared_ptr<LiveSessions> live_ = std::make_shared<LiveSessions>();
+  std::shared_ptr<ClientWatchers> watchers_ = std::make_shared<ClientWatchers>();
   TunnelOptions options_;
   std::unique_ptr<grpc::Alarm> goaway_alarm_;
   absl::Mutex mu_;

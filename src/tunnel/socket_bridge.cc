@@ -24,6 +24,7 @@ std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, 
     // Set the fields one by one: a temporary SetMembership would Remove() on destruction.
     bridge->membership_.set = bridge->options_.set;
     bridge->membership_.key = bridge.get();
+    bridge->options_.set->SetConnId(bridge.get(), bridge->options_.conn_id);
   }
   // No reaction runs before StartCall, and a concurrent Cancel only marks the
   // context (TryCancel before the call starts cancels it when it does).
@@ -51,15 +52,16 @@ void SocketBridge::OpenGate(const absl::Status& status) {
   });
 }
 
-void SocketBridge::Cancel() {
-  Locked([this](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Fail("connection shut down", calls);
+void SocketBridge::Abort(const std::string& reason) {
+  Locked([this, &reason](Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Fail(reason, calls);
     MaybeRelease(calls);
   });
 }
 
 SocketBridge::SocketBridge(asio::ip::tcp::socket socket, Options options)
     : socket_(std::move(socket)), options_(std::move(options)) {
+  stats_.conn_id = options_.conn_id;
   result_ok_ = !options_.expect_result;
   gate_open_ = !options_.gated;
   // In flight from the start (Start issues them), so that a Cancel before the
@@ -164,6 +166,12 @@ void SocketBridge::HandleResult(Calls* calls) {
     return;
   }
   stats_.result = in_.result().code();
+  if (stats_.conn_id.empty() && !in_.result().conn_id().empty()) {
+    stats_.conn_id = in_.result().conn_id().substr(0, 64);
+    if (options_.set != nullptr) {
+      options_.set->SetConnId(this, stats_.conn_id);
+    }
+  }
   reply_ = options_.on_result ? options_.on_result(in_.result()) : std::string();
   if (in_.result().code() == v1::DIAL_OK) {
     result_ok_ = true;
@@ -183,7 +191,7 @@ void SocketBridge::WriteReply(void (SocketBridge::*then)(Calls*)) {
       if (ec) {
         Fail("socket write failed: " + ec.message(), calls);
       } else if (then == nullptr) {
-        Fail("dial refused", calls);
+        Fail("dial refused", calls, Close::kGraceful);  // the reply says why, completely
       } else if (!failed_) {
         (this->*then)(calls);
       }
@@ -327,16 +335,21 @@ void SocketBridge::DeliverDown(Calls* calls) {
   calls->start_read = true;
 }
 
-void SocketBridge::Fail(const std::string& why, Calls* calls) {
+void SocketBridge::Fail(const std::string& why, Calls* calls, Close how) {
   if (failed_ || released_) {
     return;
   }
   failed_ = true;
-  if (stats_.error.empty()) {
+  if (how == Close::kAbortive && stats_.error.empty()) {
     stats_.error = why;
   }
   calls->cancel = true;
   asio::error_code ec;
+  if (how == Close::kAbortive) {
+    // RST instead of FIN, and the kernel drops what it still had queued for the
+    // application: truncated data must never look complete (invariant 8).
+    socket_.set_option(asio::socket_base::linger(true, 0), ec);
+  }
   socket_.close(ec);  // pending Asio waits and writes complete with operation_aborted
 }
 
@@ -367,6 +380,59 @@ bool BridgeSet::Add(const std::shared_ptr<SocketBridge>& bridge) {
 void BridgeSet::Remove(const SocketBridge* bridge) {
   absl::MutexLock lock(&mu_);
   bridges_.erase(bridge);
+  auto it = conn_id_of_.find(bridge);
+  if (it != conn_id_of_.end()) {
+    by_conn_id_.erase(it->second);
+    conn_id_of_.erase(it);
+  }
+}
+
+void BridgeSet::SetConnId(const SocketBridge* bridge, const std::string& conn_id) {
+  absl::MutexLock lock(&mu_);
+  if (bridges_.count(bridge) == 0 || conn_id.empty()) {
+    return;
+  }
+  by_conn_id_[conn_id] = bridge;
+  conn_id_of_[bridge] = conn_id;
+}
+
+bool BridgeSet::AbortByConnId(const std::string& conn_id, const std::string& reason) {
+  std::shared_ptr<SocketBridge> bridge;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_conn_id_.find(conn_id);
+    if (it == by_conn_id_.end()) {
+      return false;
+    }
+    bridge = bridges_[it->second].lock();
+  }
+  if (bridge == nullptr) {
+    return false;
+  }
+  bridge->Abort(reason);  // outside mu_: the bridge's own lock comes first
+  return true;
+}
+
+int BridgeSet::AbortAll(const std::string& reason) {
+  std::vector<std::shared_ptr<SocketBridge>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    live = LiveLocked();
+  }
+  for (auto& b : live) {
+    b->Abort(reason);
+  }
+  return static_cast<int>(live.size());
+}
+
+std::vector<std::shared_ptr<SocketBridge>> BridgeSet::LiveLocked() const {
+  std::vector<std::shared_ptr<SocketBridge>> live;
+  for (const auto& [ptr, weak] : bridges_) {
+    if (auto b = weak.lock()) {
+      live.push_back(std::move(b));
+    }
+  }
+  return live;
 }
 
 size_t BridgeSet::size() const {
@@ -379,11 +445,7 @@ bool BridgeSet::CancelAllAndWait(std::chrono::milliseconds timeout) {
   {
     absl::MutexLock lock(&mu_);
     closed_ = true;  // no new bridges from here on
-    for (auto& [ptr, weak] : bridges_) {
-      if (auto b = weak.lock()) {
-        live.push_back(std::move(b));
-      }
-    }
+    live = LiveLocked();
   }
   for (auto& b : live) {
     b->Cancel();

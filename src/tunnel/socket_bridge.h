@@ -28,7 +28,8 @@ struct BridgeStats {
   uint64_t bytes_to_socket = 0;    // received from the stream
   v1::DialCode result = v1::DIAL_OK;
   grpc::Status status;
-  std::string error;  // first local error, if any
+  std::string error;    // first local error, if any: the socket was reset
+  std::string conn_id;  // the server's name for the tunnel (Dial: from the result)
 };
 
 // Carries one TCP socket over one gRPC bidi stream, as the calling side of
@@ -75,6 +76,9 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
     bool gated = false;
     std::function<void(const BridgeStats&)> on_done;  // once, at the very end
     class BridgeSet* set = nullptr;                   // if set, the bridge is in it while live
+    // The tunnel's conn_id when the caller knows it (Accept); a Dial learns it
+    // from the result. Names the bridge in its set (BridgeSet::AbortByConnId).
+    std::string conn_id;
   };
 
   // `bind` attaches the reactor to a call, e.g. stub->async()->Dial(ctx, reactor).
@@ -84,8 +88,12 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   static std::shared_ptr<SocketBridge> Start(asio::ip::tcp::socket socket, Options options,
                                              Bind bind);
 
-  // Ends the connection (shutdown): cancels the stream and closes the socket.
-  void Cancel();
+  // Ends the connection with an error: cancels the stream and resets the
+  // socket (SO_LINGER 0), dropping whatever is still queued for it, so the
+  // application sees an error rather than a clean end of stream.
+  void Abort(const std::string& reason);
+  // Abort on shutdown.
+  void Cancel() { Abort("connection shut down"); }
 
   // For a `gated` bridge: OK lets bytes flow; an error ends the connection with it
   // as the reason. Call exactly once; thread-safe.
@@ -118,7 +126,12 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   void DeliverDown(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes reply_ (asynchronously), then runs `then` under mu_ unless it failed.
   void WriteReply(void (SocketBridge::*then)(Calls*)) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Fail(const std::string& why, Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the connection: cancels the stream and closes the socket. Every error
+  // resets it (abortive close, invariant 8); only a refused dial whose reply was
+  // written closes it cleanly, since the reply is complete.
+  enum class Close { kAbortive, kGraceful };
+  void Fail(const std::string& why, Calls* calls, Close how = Close::kAbortive)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeRelease(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `fn` under mu_, then the gRPC calls it decided.
   template <typename Fn>
@@ -173,12 +186,19 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   std::shared_ptr<SocketBridge> self_;  // dropped after OnDone
 };
 
-// Live bridges of one owner (agent or client), to cancel them all on shutdown.
+// Live bridges of one owner (agent or client), to cancel them all on shutdown
+// and to abort the one the server names (TunnelEnded).
 class BridgeSet {
  public:
   // False once CancelAllAndWait has begun: the caller must drop the connection.
   bool Add(const std::shared_ptr<SocketBridge>& bridge);
   void Remove(const SocketBridge* bridge);
+  // Names a live bridge by its tunnel's conn_id.
+  void SetConnId(const SocketBridge* bridge, const std::string& conn_id);
+  // Aborts the bridge named `conn_id`; false if there is none (ended already).
+  bool AbortByConnId(const std::string& conn_id, const std::string& reason);
+  // Aborts every live bridge; returns how many.
+  int AbortAll(const std::string& reason);
   size_t size() const;
   // Cancels every live bridge and waits up to `timeout` for them to finish.
   bool CancelAllAndWait(std::chrono::milliseconds timeout);
@@ -186,7 +206,11 @@ class BridgeSet {
  private:
   mutable absl::Mutex mu_;
   std::map<const SocketBridge*, std::weak_ptr<SocketBridge>> bridges_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, const SocketBridge*> by_conn_id_ ABSL_GUARDED_BY(mu_);
+  std::map<const SocketBridge*, std::string> conn_id_of_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::vector<std::shared_ptr<SocketBridge>> LiveLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace drawbridge::tunnel

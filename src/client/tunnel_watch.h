@@ -1,0 +1,56 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+
+namespace drawbridge::client {
+
+// Keeps one Tunnel.Watch stream open to the server for this client process
+// (reconnecting with exponential backoff and full jitter), and reports what the
+// server says on it:
+//   - `on_ended(conn_id, reason)`: the server ended that tunnel with an error
+//     (revocation, `sessions kill`, policy change, idle timeout, shutdown). The
+//     client resets the application's socket at once: its Dial stream may have
+//     no read outstanding while the application reads slowly, so without this
+//     the application would go on receiving what was queued for it.
+//   - `on_refused(status)`: the server refused this identity (PERMISSION_DENIED:
+//     disabled or its key removed). Every tunnel of this identity is cut.
+// Callbacks run on a gRPC thread and must not block.
+class TunnelWatch {
+ public:
+  struct Options {
+    std::function<std::shared_ptr<grpc::Channel>()> channel;  // current mTLS channel
+    std::string instance_id;                                  // sent as drawbridge-instance
+    std::function<void(const std::string& conn_id, const std::string& reason)> on_ended;
+    std::function<void(const grpc::Status& status)> on_refused;
+    std::chrono::milliseconds max_backoff{30000};
+  };
+
+  static std::unique_ptr<TunnelWatch> Start(Options options);
+  ~TunnelWatch();  // stops the stream and the thread
+
+  // True once the server has registered the stream (within `timeout`).
+  bool WaitReady(std::chrono::milliseconds timeout);
+
+ private:
+  class Stream;
+  explicit TunnelWatch(Options options) : options_(std::move(options)) {}
+  void Loop();
+  void SetReady(bool ready);
+
+  const Options options_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace drawbridge::client

@@ -1,0 +1,251 @@
+"""Both ends of a tunneled TCP connection, for the failure-semantics tests.
+
+  failure_peer.py dest PORT STATE_DIR
+      A destination server on 127.0.0.1:PORT. Each connection starts with one
+      line from the application: "TAG DOWN_BYTES END", then:
+        DOWN_BYTES bytes of the pattern go down (0: none; -1: without end, as
+        fast as the connection takes them), then END: "fin" (shutdown, then
+        close once the application closed), "rst" (SO_LINGER 0 close) or
+        "read" (send nothing more, read until the application ends).
+      Meanwhile everything the application sends up is read and checked. When
+      the connection ends, STATE_DIR/TAG.json records what the destination saw:
+      {"up_bytes", "up_ok" (pattern intact), "end": "eof"|"reset", "t": unix time}.
+
+  failure_peer.py app PROXY_PORT DEST TAG DOWN_BYTES END [options]
+      The application: HTTP CONNECT through the client at PROXY_PORT to DEST,
+      sends the line above, then reads (and checks) what comes down until the
+      connection ends or --max-seconds pass. Prints one JSON line:
+      {"down_bytes", "down_ok", "end": "eof"|"reset"|"timeout", "t_end",
+       "t_ready"} and writes it to --result if given.
+      --rate BYTES_PER_S   read at most this fast (a slow reader; small SO_RCVBUF)
+      --up BYTES           send BYTES of the pattern up, then --up-end
+      --up-end fin|rst|none   after the upload: half-close, reset or nothing
+      --ready FILE         touch FILE once the tunnel is open and data flows
+      --max-seconds S      give up after S seconds (default 60)
+
+Data follows a fixed pattern (see pattern()), so a lost, duplicated or reordered
+byte shows. "reset" means the kernel reported ECONNRESET (or EPIPE):
+an abortive close. "eof" means a clean end of stream (FIN).
+"""
+import json, os, socket, struct, sys, threading, time
+
+# Byte i is (7 * (i % 65536) + i // 65536) % 251: 251-periodic within a 64 KiB
+# block, shifted by one per block, so a lost, repeated or reordered run shows.
+# Since 7 * 36 = 252 = 1 (mod 251), block j is _BASE sliced from (36 * j) % 251.
+_BASE = bytes((7 * m) % 251 for m in range(65536 + 251))
+
+
+def pattern(offset, n):
+    out = bytearray()
+    while n > 0:
+        j, k = divmod(offset, 65536)
+        take = min(n, 65536 - k)
+        s = (36 * j) % 251
+        out += _BASE[s + k:s + k + take]
+        offset += take
+        n -= take
+    return bytes(out)
+
+
+class Checker:
+    """Counts bytes and checks them against the pattern."""
+
+    def __init__(self):
+        self.n = 0
+        self.ok = True
+
+    def feed(self, data):
+        if self.ok and data != pattern(self.n, len(data)):
+            self.ok = False
+        self.n += len(data)
+
+
+def set_linger0(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def recv_end(s, checker, rate=None, deadline=None):
+    """Reads until the stream ends; returns "eof", "reset" or "timeout"."""
+    started = time.monotonic()
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            return "timeout"
+        if deadline is not None:
+            s.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
+        try:
+            data = s.recv(16384 if rate else 262144)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+        if not data:
+            return "eof"
+        checker.feed(data)
+        if rate:
+            ahead = checker.n / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+# ---------------------------------------------------------------------------
+# Destination
+
+
+def serve_one(conn, state):
+    checker = Checker()
+    line = b""
+    try:
+        while not line.endswith(b"\n"):
+            c = conn.recv(1)
+            if not c:
+                return
+            line += c
+        tag, down, end = line.decode().split()
+        down = int(down)
+        result = {}
+
+        def reader():
+            result["end"] = recv_end(conn, checker)
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        sent = 0
+        send_reset = False
+        try:
+            while down < 0 or sent < down:
+                n = 65536 if down < 0 else min(65536, down - sent)
+                conn.sendall(pattern(sent, n))
+                sent += n
+            if end == "fin":
+                conn.shutdown(socket.SHUT_WR)
+            elif end == "rst":
+                set_linger0(conn)
+                conn.close()
+        except (ConnectionResetError, BrokenPipeError):
+            # The kernel reports a reset once: to whichever call comes first. If
+            # it was this send, the reader then sees a plain end of file.
+            send_reset = True
+        except OSError:
+            pass
+        t.join()
+        if send_reset and result.get("end") == "eof":
+            result["end"] = "reset"
+        with open(os.path.join(state, tag + ".json.tmp"), "w") as f:
+            json.dump({"up_bytes": checker.n, "up_ok": checker.ok, "end": result.get("end"),
+                       "down_sent": sent, "t": time.time()}, f)
+        os.rename(os.path.join(state, tag + ".json.tmp"), os.path.join(state, tag + ".json"))
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def dest(port, state):
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(256)
+    deadline = time.monotonic() + 1800  # bounded: a test never runs this long
+    srv.settimeout(1)
+    while time.monotonic() < deadline:
+        try:
+            conn, _ = srv.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve_one, args=(conn, state), daemon=True).start()
+
+
+# ---------------------------------------------------------------------------
+# Application
+
+
+def app(argv):
+    import argparse
+    p = argparse.ArgumentParser()
+    p.add_argument("proxy_port", type=int)
+    p.add_argument("dest")
+    p.add_argument("tag")
+    p.add_argument("down", type=int)
+    p.add_argument("end")
+    p.add_argument("--rate", type=int)
+    p.add_argument("--up", type=int, default=0)
+    p.add_argument("--up-end", default="fin")
+    p.add_argument("--ready")
+    p.add_argument("--result")
+    p.add_argument("--max-seconds", type=float, default=60)
+    a = p.parse_args(argv)
+
+    t_start = time.time()
+    s = socket.socket()
+    if a.rate:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", a.proxy_port))
+    s.sendall(f"CONNECT {a.dest} HTTP/1.1\r\nHost: {a.dest}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        if not c:
+            sys.exit("proxy closed during CONNECT")
+        head += c
+    if b" 200 " not in head.split(b"\r\n")[0]:
+        sys.exit(f"CONNECT refused: {head.splitlines()[0]!r}")
+    s.sendall(f"{a.tag} {a.down} {a.end}\n".encode())
+    deadline = time.monotonic() + a.max_seconds
+    t_ready = time.time()
+
+    up_error = []
+
+    def uploader():
+        sent = 0
+        try:
+            while sent < a.up:
+                n = min(65536, a.up - sent)
+                s.sendall(pattern(sent, n))
+                sent += n
+            if a.up_end == "fin":
+                s.shutdown(socket.SHUT_WR)
+            elif a.up_end == "rst":
+                set_linger0(s)
+                s.close()
+        except (ConnectionResetError, BrokenPipeError) as e:
+            up_error.append("reset: " + str(e))
+        except OSError as e:
+            up_error.append(str(e))
+
+    up = threading.Thread(target=uploader, daemon=True)
+    up.start()
+    checker = Checker()
+    if a.ready:
+        # Ready once the first bytes came back (or at once if none will).
+        if a.down != 0:
+            s.settimeout(20)
+            first = s.recv(1)
+            if first:
+                checker.feed(first)
+        open(a.ready, "w").close()
+    try:
+        end = recv_end(s, checker, a.rate, deadline)
+    except OSError as e:
+        end = "closed" if a.up_end == "rst" else f"error: {e}"
+    up.join(timeout=5)
+    if end == "eof" and any(e.startswith("reset") for e in up_error):
+        end = "reset"  # the reset was reported to the uploader's send instead
+    result = {"down_bytes": checker.n, "down_ok": checker.ok, "end": end, "t_end": time.time(),
+              "t_ready": t_ready, "t_start": t_start, "up_error": up_error}
+    line = json.dumps(result)
+    print(line)
+    if a.result:
+        with open(a.result + ".tmp", "w") as f:
+            f.write(line + "\n")
+        os.rename(a.result + ".tmp", a.result)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "dest":
+        dest(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "app":
+        app(sys.argv[2:])
+    else:
+        sys.exit(__doc__)
