@@ -14,6 +14,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
   auto forwards = std::make_shared<std::vector<std::string>>();
   auto selector = std::make_shared<std::string>();
   auto metrics_listen = std::make_shared<std::string>();
+  auto handshake_ms = std::make_shared<int>(10000);
   auto* cmd = app.add_subcommand(
       "client", "Forward proxy next to the application: HTTP CONNECT + SOCKS5, port forwards");
   cmd->add_option("--credentials", *credentials, "Client credential file")
@@ -23,6 +24,10 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
   cmd->add_option("--agent", *selector, "Only use this agent identity, e.g. agent/acme");
   cmd->add_option("--metrics-listen", *metrics_listen,
                   "HOST:PORT for /metrics, /healthz, /readyz (plain HTTP; default: none)");
+  cmd->add_option("--handshake-timeout-ms", *handshake_ms,
+                  "A connection that has not finished its CONNECT/SOCKS5 request by then is closed")
+      ->check(CLI::Range(100, 600000))
+      ->capture_default_str();
   cmd->fallthrough();
 
   auto destination = std::make_shared<std::string>();
@@ -55,6 +60,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
       options.listen = *listen;
       options.agent_selector = *selector;
       options.metrics_listen = *metrics_listen;
+      options.handshake_timeout = std::chrono::milliseconds(*handshake_ms);
       for (const auto& f : *forwards) {
         auto parsed = client::ParseForward(f);
         if (!parsed.ok()) {
