@@ -116,6 +116,7 @@ class BridgeHarness {
   }
 
   size_t live_bridges() const { return bridges_.size(); }
+  tunnel::BridgeSet& bridges() { return bridges_; }
 
  private:
   asio::io_context io_;

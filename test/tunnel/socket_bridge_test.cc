@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <future>
 #include <random>
@@ -124,6 +125,71 @@ TEST(SocketBridgeTest, GateErrorEndsTheConnectionWithoutMovingAByte) {
   EXPECT_EQ(s.bytes_from_socket, 0u);
   EXPECT_EQ(s.bytes_to_socket, 0u);
   EXPECT_EQ(harness.service().data_frames.load(), 0u);
+}
+
+// Reads until the stream ends; true if it ended with a reset (ECONNRESET), false
+// on a clean end of stream or after 10 s.
+bool EndsWithReset(int fd) {
+  char buf[65536];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0) {
+      ADD_FAILURE() << "no end within 10 s";
+      return false;
+    }
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n == 0) {
+      return false;
+    }
+    if (n < 0) {
+      return errno == ECONNRESET;
+    }
+  }
+}
+
+// Invariant 8: an error end is a reset, never a clean end of stream, and what
+// was still queued for the application is dropped.
+TEST(SocketBridgeTest, AbortResetsTheApplicationsSocketInsteadOfClosingIt) {
+  testing::BridgeHarness harness;
+  std::shared_ptr<SocketBridge> bridge;
+  std::promise<BridgeStats> done;
+  SocketBridge::Options opts;
+  opts.on_done = [&done](const BridgeStats& s) { done.set_value(s); };
+  int fd = harness.Open(std::move(opts), &bridge);
+  ASSERT_GE(fd, 0);
+  // 8 MiB echoed back while we do not read: the bridge is left waiting for the
+  // socket with chunks queued, the slow-reader case.
+  std::thread writer([fd] { SendAll(fd, RandomBytes(8 << 20)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bridge->Abort("ended by the server: test");
+  EXPECT_TRUE(EndsWithReset(fd)) << "the application saw a clean end of stream";
+  ::shutdown(fd, SHUT_RDWR);
+  writer.join();
+  ::close(fd);
+  auto stats = done.get_future();
+  ASSERT_EQ(stats.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(stats.get().error, "ended by the server: test");
+}
+
+TEST(SocketBridgeTest, BridgeSetAbortsTheBridgeTheServerNames) {
+  testing::BridgeHarness harness;
+  SocketBridge::Options named;
+  named.conn_id = "conn-1";
+  int fd1 = harness.Open(std::move(named));
+  SocketBridge::Options other;
+  other.conn_id = "conn-2";
+  int fd2 = harness.Open(std::move(other));
+  ASSERT_GE(fd1, 0);
+  ASSERT_GE(fd2, 0);
+  EXPECT_FALSE(harness.bridges().AbortByConnId("no-such-conn", "x"));
+  EXPECT_TRUE(harness.bridges().AbortByConnId("conn-1", "revoked"));
+  EXPECT_TRUE(EndsWithReset(fd1));
+  // The other one still relays.
+  ASSERT_TRUE(SendAll(fd2, "still here"));
+  ::shutdown(fd2, SHUT_WR);
+  EXPECT_EQ(ReadToEnd(fd2), "still here");
+  ::close(fd1);
+  ::close(fd2);
 }
 
 TEST(SocketBridgeTest, ManyConcurrentBridgesEachEchoTheirOwnBytes) {
