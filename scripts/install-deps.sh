@@ -16,7 +16,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   clang libclang-rt-14-dev
-  curl procps
+  curl procps iproute2
   openssh-server openssh-client python3
   rsyslog
   prometheus

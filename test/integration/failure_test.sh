@@ -19,7 +19,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 parse_bin_arg "$@"
-require_tools python3 curl timeout realpath
+require_tools python3 curl timeout realpath ss truncate
 
 unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
