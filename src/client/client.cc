@@ -292,20 +292,21 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
     metrics_.bytes_down->Inc(stats.bytes_to_socket);
     if (stats.result == v1::DIAL_OK && (!stats.error.empty() || !stats.status.ok())) {
       // The application's socket was reset (or will see the failure as one).
-      common::LogWarn("client.tunnel_reset",
-                      {{"destination", destination},
-                       {"conn_id", common::HexEncode(stats.conn_id)},
-                       {"error", stats.error.empty() ? stats.status.error_message() : stats.error}});
+      common::LogWarn(
+          "client.tunnel_reset",
+          {{"destination", destination},
+           {"conn_id", common::HexEncode(stats.conn_id)},
+           {"error", stats.error.empty() ? stats.status.error_message() : stats.error}});
     }
   };
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(certs_->Channel()));
-  tunnel::SocketBridge::Start(std::move(socket), std::move(opts),
-                              [stub, instance = instance_id_](
-                                  grpc::ClientContext* ctx,
-                                  grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
-                                ctx->AddMetadata(tunnel::kInstanceHeader, instance);
-                                stub->async()->Dial(ctx, reactor);
-                              });
+  tunnel::SocketBridge::Start(
+      std::move(socket), std::move(opts),
+      [stub, instance = instance_id_](grpc::ClientContext* ctx,
+                                      grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+        ctx->AddMetadata(tunnel::kInstanceHeader, instance);
+        stub->async()->Dial(ctx, reactor);
+      });
 }
 
 Client::~Client() { Stop(); }

@@ -846,7 +846,6 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-
 // ---------------------------------------------------------------------------
 // Watch: one per client process. Written only by the registry (NotifyEnded and
 // End run under its lock) and by our own OnWriteDone.
@@ -978,36 +977,35 @@ std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& con
 void TunnelService::Revoke(const std::string& identity, const std::string& key_id) {
   // The callbacks may outlive this service (shutdown): they hold what they use.
   std::weak_ptr<audit::AuditLog> audit_log = ctx_.audit;
-  ForEachSession([identity, key_id](TunnelSession& s) { return s.RevokeIf(identity, key_id); },
-                 [registry = registry_, watchers = watchers_, identity, key_id,
-                  audit_log](int tunnels) {
-                   // After the sessions: their TunnelEnded events go out first.
-                   int watches = watchers->EndIdentity(
-                       identity, key_id,
-                       grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                    common::StrCat("credential revoked: ", identity)));
-                   int controls = 0;
-                   for (const auto& instance : registry->Snapshot()) {
-                     if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
-                       ++controls;
-                     }
-                   }
-                   common::LogWarn("revocation.enforced",
-                                   {{"identity", identity},
-                                    {"key_id", key_id.empty() ? "*" : key_id},
-                                    {"tunnels_cut", common::StrCat(tunnels)},
-                                    {"control_streams_cut", common::StrCat(controls)},
-                                    {"watch_streams_cut", common::StrCat(watches)}});
-                   if (auto log = audit_log.lock()) {
-                     log->Append(audit::MakeRecord(audit::EventClass::kAccountChange, "revoke",
-                                                   audit::kOutcomeSuccess,
-                                                   std::string(audit::kActorSystem), "",
-                                                   {{"identity", identity},
-                                                    {"key_id", key_id.empty() ? "*" : key_id},
-                                                    {"tunnels_cut", tunnels},
-                                                    {"control_streams_cut", controls}}));
-                   }
-                 });
+  ForEachSession(
+      [identity, key_id](TunnelSession& s) { return s.RevokeIf(identity, key_id); },
+      [registry = registry_, watchers = watchers_, identity, key_id, audit_log](int tunnels) {
+        // After the sessions: their TunnelEnded events go out first.
+        int watches =
+            watchers->EndIdentity(identity, key_id,
+                                  grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                               common::StrCat("credential revoked: ", identity)));
+        int controls = 0;
+        for (const auto& instance : registry->Snapshot()) {
+          if (instance->identity() == identity && instance->CancelIfKey(key_id)) {
+            ++controls;
+          }
+        }
+        common::LogWarn("revocation.enforced", {{"identity", identity},
+                                                {"key_id", key_id.empty() ? "*" : key_id},
+                                                {"tunnels_cut", common::StrCat(tunnels)},
+                                                {"control_streams_cut", common::StrCat(controls)},
+                                                {"watch_streams_cut", common::StrCat(watches)}});
+        if (auto log = audit_log.lock()) {
+          log->Append(audit::MakeRecord(audit::EventClass::kAccountChange, "revoke",
+                                        audit::kOutcomeSuccess, std::string(audit::kActorSystem),
+                                        "",
+                                        {{"identity", identity},
+                                         {"key_id", key_id.empty() ? "*" : key_id},
+                                         {"tunnels_cut", tunnels},
+                                         {"control_streams_cut", controls}}));
+        }
+      });
 }
 
 void TunnelService::ForEachSession(std::function<bool(TunnelSession&)> fn,
@@ -1131,7 +1129,7 @@ grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Dial(
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* TunnelService::Watch(grpc::CallbackServerContext* context,
-                                                              const v1::WatchRequest*) {
+                                                               const v1::WatchRequest*) {
   return new WatchReactor(this, context);
 }
 
