@@ -290,13 +290,11 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
     metrics_.active->Add(-1);
     metrics_.bytes_up->Inc(stats.bytes_from_socket);
     metrics_.bytes_down->Inc(stats.bytes_to_socket);
-    if (stats.result == v1::DIAL_OK && (!stats.error.empty() || !stats.status.ok())) {
+    if (std::string failure = stats.Failure(); !failure.empty()) {
       // The application's socket was reset (or will see the failure as one).
-      common::LogWarn(
-          "client.tunnel_reset",
-          {{"destination", destination},
-           {"conn_id", common::HexEncode(stats.conn_id)},
-           {"error", stats.error.empty() ? stats.status.error_message() : stats.error}});
+      common::LogWarn("client.tunnel_reset", {{"destination", destination},
+                                              {"conn_id", common::HexEncode(stats.conn_id)},
+                                              {"error", failure}});
     }
   };
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(certs_->Channel()));
@@ -371,10 +369,7 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
   };
   opts.on_done = [&](const tunnel::BridgeStats& stats) {
     absl::MutexLock lock(&mu);
-    error = stats.error;
-    if (error.empty() && !stats.status.ok() && stats.result == v1::DIAL_OK) {
-      error = stats.status.error_message();
-    }
+    error = stats.Failure();
     done = true;
   };
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub((*certs)->Channel()));

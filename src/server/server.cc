@@ -355,9 +355,7 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
       // Tunnels may finish within the grace; those still live then are ended by
       // us rather than cancelled by gRPC, so both ends are told to reset their
       // sockets (an error, never a clean end) before the Watch streams close.
-      while (tunnel_->LiveSessionCount() > 0 && std::chrono::system_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      tunnel_->WaitForNoSessions(deadline);
       absl::Notification ended;
       tunnel_->EndAll("server shutdown", [&ended] { ended.Notify(); });
       ended.WaitForNotificationWithTimeout(absl::Seconds(1));

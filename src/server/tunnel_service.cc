@@ -1133,9 +1133,11 @@ grpc::ServerWriteReactor<v1::WatchEvent>* TunnelService::Watch(grpc::CallbackSer
   return new WatchReactor(this, context);
 }
 
-size_t TunnelService::LiveSessionCount() const {
-  absl::MutexLock lock(&live_->mu);
-  return live_->map.size();
+void TunnelService::WaitForNoSessions(std::chrono::system_clock::time_point deadline) const {
+  LiveSessions* live = live_.get();
+  auto none = [live]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(live->mu) { return live->map.empty(); };
+  absl::MutexLock lock(&live->mu);
+  live->mu.AwaitWithDeadline(absl::Condition(&none), absl::FromChrono(deadline));
 }
 
 void TunnelService::EndAll(const std::string& reason, std::function<void()> done) {

@@ -68,8 +68,8 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   // applications see a reset), then every Watch stream; `done` runs after. Any
   // thread.
   void EndAll(const std::string& reason, std::function<void()> done);
-  // Sessions not yet ended (routing or spliced). Any thread.
-  size_t LiveSessionCount() const;
+  // Blocks until every session has ended (routing or spliced) or `deadline`.
+  void WaitForNoSessions(std::chrono::system_clock::time_point deadline) const;
 
   // Spliced connections, oldest first. Any thread; never blocks on I/O.
   std::vector<SessionInfo> ListSessions() const;

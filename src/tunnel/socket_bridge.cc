@@ -373,27 +373,30 @@ bool BridgeSet::Add(const std::shared_ptr<SocketBridge>& bridge) {
   if (closed_) {
     return false;
   }
-  bridges_[bridge.get()] = bridge;
+  bridges_[bridge.get()] = Entry{bridge, ""};
   return true;
 }
 
 void BridgeSet::Remove(const SocketBridge* bridge) {
   absl::MutexLock lock(&mu_);
-  bridges_.erase(bridge);
-  auto it = conn_id_of_.find(bridge);
-  if (it != conn_id_of_.end()) {
-    by_conn_id_.erase(it->second);
-    conn_id_of_.erase(it);
+  auto it = bridges_.find(bridge);
+  if (it == bridges_.end()) {
+    return;
   }
+  if (!it->second.conn_id.empty()) {
+    by_conn_id_.erase(it->second.conn_id);
+  }
+  bridges_.erase(it);
 }
 
 void BridgeSet::SetConnId(const SocketBridge* bridge, const std::string& conn_id) {
   absl::MutexLock lock(&mu_);
-  if (bridges_.count(bridge) == 0 || conn_id.empty()) {
+  auto it = bridges_.find(bridge);
+  if (it == bridges_.end() || conn_id.empty()) {
     return;
   }
+  it->second.conn_id = conn_id;
   by_conn_id_[conn_id] = bridge;
-  conn_id_of_[bridge] = conn_id;
 }
 
 bool BridgeSet::AbortByConnId(const std::string& conn_id, const std::string& reason) {
@@ -404,7 +407,7 @@ bool BridgeSet::AbortByConnId(const std::string& conn_id, const std::string& rea
     if (it == by_conn_id_.end()) {
       return false;
     }
-    bridge = bridges_[it->second].lock();
+    bridge = bridges_.at(it->second).bridge.lock();
   }
   if (bridge == nullptr) {
     return false;
@@ -427,8 +430,8 @@ int BridgeSet::AbortAll(const std::string& reason) {
 
 std::vector<std::shared_ptr<SocketBridge>> BridgeSet::LiveLocked() const {
   std::vector<std::shared_ptr<SocketBridge>> live;
-  for (const auto& [ptr, weak] : bridges_) {
-    if (auto b = weak.lock()) {
+  for (const auto& [ptr, entry] : bridges_) {
+    if (auto b = entry.bridge.lock()) {
       live.push_back(std::move(b));
     }
   }

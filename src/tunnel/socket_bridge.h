@@ -30,6 +30,15 @@ struct BridgeStats {
   grpc::Status status;
   std::string error;    // first local error, if any: the socket was reset
   std::string conn_id;  // the server's name for the tunnel (Dial: from the result)
+
+  // Why a tunnel that had opened ended with an error (a local error, else the
+  // stream's status); empty if it ended cleanly or never opened.
+  std::string Failure() const {
+    if (result != v1::DIAL_OK) {
+      return "";
+    }
+    return error.empty() && !status.ok() ? status.error_message() : error;
+  }
 };
 
 // Carries one TCP socket over one gRPC bidi stream, as the calling side of
@@ -205,9 +214,12 @@ class BridgeSet {
 
  private:
   mutable absl::Mutex mu_;
-  std::map<const SocketBridge*, std::weak_ptr<SocketBridge>> bridges_ ABSL_GUARDED_BY(mu_);
+  struct Entry {
+    std::weak_ptr<SocketBridge> bridge;
+    std::string conn_id;  // empty until known
+  };
+  std::map<const SocketBridge*, Entry> bridges_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, const SocketBridge*> by_conn_id_ ABSL_GUARDED_BY(mu_);
-  std::map<const SocketBridge*, std::string> conn_id_of_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 
   std::vector<std::shared_ptr<SocketBridge>> LiveLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
