@@ -25,7 +25,9 @@ struct AgentOptions {
   std::vector<std::string> allow;  // destinations, same syntax as policy rules
   std::string instance_id;         // default: random
   std::chrono::milliseconds dial_timeout{5000};
-  std::chrono::milliseconds max_backoff{30000};
+  // Reconnect backoff cap: full jitter in [0, cap] after an outage, so agents
+  // are back within this long of a server restart and arrive spread over it.
+  std::chrono::milliseconds max_backoff{4000};
   int io_threads = 2;
   // Holds the agent's own audit log (local_audit.h). The CLI always sets it;
   // empty (some in-process tests) means no local log.

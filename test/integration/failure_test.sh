@@ -267,20 +267,24 @@ section "9. agent killed (SIGKILL): reset, and the surviving agent serves at onc
 # ---------------------------------------------------------------------------
 app agentkill -1 none --up-end none --max-seconds 30
 wait_ready agentkill || abort "transfer up"
+# The next application is already running and dials the moment the agent is gone.
+app after-kill 100000 fin --up-end none --max-seconds 10 --go "$WORK/after-kill.go"
 victim_agent=$("${ADMIN[@]}" sessions list --json |
   python3 -c "import json,sys;print(json.load(sys.stdin)['sessions'][0]['agent'])")
 if [[ $victim_agent == agent/a1 ]]; then VPID=$A1_PID; else VPID=$A2_PID; fi
 kill -KILL "$VPID"
 t0=$(date +%s.%N)
-app after-kill 100000 fin --up-end none --max-seconds 10  # a new dial at once
+touch "$WORK/after-kill.go"
 wait_app agentkill 10
 ms=$(ms_between "$t0" "$(app_result agentkill t_end)")
 echo "       the application saw '$(app_result agentkill end)' ${ms} ms after SIGKILL of $victim_agent"
 expect_eq "the application sees a reset, not a clean end" "$(app_result agentkill end)" reset
 expect_eq "  ... every byte it got was intact" "$(app_result agentkill down_ok)" True
 wait_app after-kill 10
-ms=$(ms_between "$t0" "$(app_result after-kill t_end)")
-echo "       a new transfer through the surviving agent finished ${ms} ms after the kill"
+ms=$(ms_between "$t0" "$(app_result after-kill t_ready)")
+echo "       a new dial through the surviving agent was answered 200 ${ms} ms after the kill" \
+  "(the application started $(ms_between "$t0" "$(app_result after-kill t_start)") ms after it;" \
+  "its transfer ended $(ms_between "$t0" "$(app_result after-kill t_end)") ms after it)"
 expect_eq "a new dial right after the kill succeeds on the surviving agent" \
   "$(app_result after-kill down_bytes)/$(app_result after-kill end)" "100000/eof"
 if within_ms "$ms" 1000; then pass "  ... within 1 s of the kill"; else

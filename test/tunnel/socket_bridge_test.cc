@@ -157,14 +157,21 @@ TEST(SocketBridgeTest, AbortResetsTheApplicationsSocketInsteadOfClosingIt) {
   opts.on_done = [&done](const BridgeStats& s) { done.set_value(s); };
   int fd = harness.Open(std::move(opts), &bridge);
   ASSERT_GE(fd, 0);
-  // 8 MiB echoed back while we do not read: the bridge is left waiting for the
-  // socket with chunks queued, the slow-reader case.
-  std::thread writer([fd] { SendAll(fd, RandomBytes(8 << 20)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Bytes echoed back while we do not read, until nothing more fits: the bridge
+  // is left waiting for the socket with chunks queued, the slow-reader case.
+  // No send may be blocked when the reset arrives: the kernel reports a reset
+  // once, to whichever call comes first.
+  const std::string chunk = RandomBytes(64 * 1024);
+  auto full_since = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - full_since < std::chrono::milliseconds(300)) {
+    if (::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+      full_since = std::chrono::steady_clock::now();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   bridge->Abort("ended by the server: test");
   EXPECT_TRUE(EndsWithReset(fd)) << "the application saw a clean end of stream";
-  ::shutdown(fd, SHUT_RDWR);
-  writer.join();
   ::close(fd);
   auto stats = done.get_future();
   ASSERT_EQ(stats.wait_for(std::chrono::seconds(10)), std::future_status::ready);

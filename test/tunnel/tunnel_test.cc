@@ -458,7 +458,12 @@ TEST_F(TunnelTest, StalledReaderKeepsMemoryBounded) {
   // Kernel socket buffers on four sockets plus two HTTP/2 windows; far below
   // what an unbounded relay would queue in 25 s of loopback speed.
   EXPECT_LT(last, 64 * kMiB);
+#if !defined(__SANITIZE_ADDRESS__)
+  // Not under ASan: its quarantine keeps freed chunks resident (up to 256 MiB),
+  // so RSS there follows the bytes relayed, not what is live (seen: 112-207 MiB
+  // for 13-25 MiB relayed). The bound on `last` above holds in both builds.
   EXPECT_LT(rss_after - rss_before, 128 * 1024);
+#endif
   stop = true;
   ::close(fd);
 }

@@ -22,6 +22,7 @@
       --up-end fin|rst|none   after the upload: half-close, reset or nothing
       --ready FILE         touch FILE once the tunnel is open and data flows
       --max-seconds S      give up after S seconds (default 60)
+      --go FILE            wait for FILE to exist before connecting (start it early)
 
 Data follows a fixed pattern (see pattern()), so a lost, duplicated or reordered
 byte shows. "reset" means the kernel reported ECONNRESET (or EPIPE):
@@ -174,7 +175,13 @@ def app(argv):
     p.add_argument("--ready")
     p.add_argument("--result")
     p.add_argument("--max-seconds", type=float, default=60)
+    p.add_argument("--go")
     a = p.parse_args(argv)
+
+    if a.go:  # started ahead of time: dial the moment FILE appears
+        deadline = time.monotonic() + 60
+        while not os.path.exists(a.go) and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     t_start = time.time()
     s = socket.socket()
