@@ -35,7 +35,10 @@ class CertManager {
     const common::Clock* clock = common::Clock::Real();
     pki::KeyAlgorithm tls_key_algorithm = pki::KeyAlgorithm::kEs256;
     std::chrono::milliseconds min_retry{500};
-    std::chrono::milliseconds max_retry{30000};
+    // A process whose certificate has expired can do nothing until renewal
+    // succeeds, so after a server restart it must retry within seconds (as the
+    // Control and Watch reconnects do, docs/tunnel.md); full jitter spreads a fleet.
+    std::chrono::milliseconds max_retry{4000};
     std::chrono::milliseconds rpc_timeout{10000};
   };
 

@@ -65,6 +65,11 @@ import json,sys
 try: print(json.load(open(sys.argv[1]))[sys.argv[2]])
 except FileNotFoundError: print('missing')" "$1" "$2"
 }
+# client_serves SECS: polls until a request through the client is answered 200.
+client_serves() {
+  poll_until "$1" "$CLIENT_PID" curl -sfp -o /dev/null --max-time 2 \
+    -x "http://127.0.0.1:$CP" "http://127.0.0.1:$HTTP/"
+}
 app_result() { field "$WORK/$1.app.json" "$2"; }
 dest_result() { field "$STATE/$1.json" "$2"; }
 wait_app() { poll_until "${2:-20}" "" test -f "$WORK/$1.app.json" || true; }
@@ -388,6 +393,9 @@ section "14. server killed (SIGKILL) and restarted: reset, agents back within 5 
 start_server || abort "server back"
 wait_for_count "$WORK/a1.log" 'agent\.control_connected' 2 20 || true
 wait_for_count "$WORK/a2.log" 'agent\.control_connected' 2 20 || true
+# The client's certificate may have expired while the server was down: it renews
+# on its own (backoff capped at 4 s) and then serves again.
+client_serves 20 || abort "the client serves again after the server restart"
 app serverkill -1 none --up-end none --max-seconds 30
 wait_ready serverkill || abort "transfer up"
 kill -KILL "$SERVER_PID"
@@ -405,6 +413,12 @@ ms=$(ms_between "$t0" "$(date +%s.%N)")
 echo "       both agents reconnected ${ms} ms after the server listened again"
 if within_ms "$ms" 5000; then pass "both agents are back within 5 s of the restart"; else
   fail "both agents are back within 5 s of the restart" "took $ms ms"
+fi
+client_serves 20 || true
+ms=$(ms_between "$t0" "$(date +%s.%N)")
+echo "       the client served a request again ${ms} ms after the server listened again"
+if within_ms "$ms" 6000; then pass "the client serves again within 6 s of the restart"; else
+  fail "the client serves again within 6 s of the restart" "took $ms ms"
 fi
 app after-restart 100000 fin --up-end none --max-seconds 15
 wait_app after-restart 15
