@@ -268,15 +268,26 @@ int64_t AuditLog::NowMs() const {
 bool AuditLog::HasRoom() const { return queue_.size() < options_.max_queue || stopping_; }
 bool AuditLog::HasWork() const { return !queue_.empty() || stopping_; }
 
-void AuditLog::Append(Record record, std::function<void(absl::Status)> on_durable) {
+void AuditLog::Append(Record record, std::function<void(absl::Status)> on_durable,
+                      Retention retention) {
   absl::MutexLock lock(&mu_);
   if (tls_writer != this) {
     mu_.Await(absl::Condition(this, &AuditLog::HasRoom));
   }
   last_time_ms_ = std::max(last_time_ms_, NowMs());
   record.time_unix_ms = last_time_ms_;
-  queue_.push_back(Pending{std::move(record), std::move(on_durable)});
+  queue_.push_back(Pending{std::move(record), std::move(on_durable), retention});
   ++enqueued_;
+}
+
+absl::Status AuditLog::LimitPagesForTesting(int64_t max_pages) {
+  absl::MutexLock lock(&db_mu_);
+  return internal::Exec(state_->db.get(), common::StrCat("PRAGMA max_page_count = ", max_pages));
+}
+
+absl::Status AuditLog::StorageStatus() const {
+  absl::MutexLock lock(&mu_);
+  return storage_;
 }
 
 absl::Status AuditLog::AppendSync(Record record) {
@@ -332,6 +343,12 @@ void AuditLog::WriterLoop() {
     Maintenance();
     if (stop) {
       break;
+    }
+    // Storage failing: pace the retries of what was kept rather than spin.
+    absl::MutexLock lock(&mu_);
+    if (!storage_.ok()) {
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                           absl::Milliseconds(options_.retry_after_failure.count()));
     }
   }
   tls_writer = nullptr;
@@ -405,18 +422,40 @@ void AuditLog::CommitBatch(std::deque<Pending>* batch) {
       st.last_hash = hash;
       st.last_checkpoint_seq = checkpoint_seq;
       st.last_checkpoint_ms = checkpoint_ms;
-    } else {
-      common::LogError("audit_commit_failed", {{"path", st.path},
-                                               {"records", common::StrCat(batch->size())},
-                                               {"error", std::string(commit.message())}});
     }
+  }
+  // After a failed commit, records kept until durable go back to the head of
+  // the queue, in order (unless the log is being destroyed: then nothing could
+  // ever commit them).
+  std::deque<Pending> kept;
+  std::vector<size_t> answer;  // indexes of the batch whose on_durable runs now
+  bool stopping = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping = stopping_;
   }
   uint64_t failed = 0;
   for (size_t i = 0; i < batch->size(); ++i) {
+    Pending& p = (*batch)[i];
+    if (!commit.ok() && results[i].ok() && p.retention == Retention::kKeepUntilDurable &&
+        !stopping) {
+      if (!p.told_failure) {
+        SafeCall(p.on_durable, commit);
+        p.told_failure = true;
+      }
+      kept.push_back(std::move(p));
+      continue;
+    }
     if (!results[i].ok() || !commit.ok()) {
       ++failed;
     }
+    answer.push_back(i);
   }
+  if (!commit.ok() && stopping && failed > 0) {
+    common::LogError("audit_records_lost", {{"records", common::StrCat(failed)},
+                                            {"error", std::string(commit.message())}});
+  }
+  absl::Status storage_before;
   {
     absl::MutexLock lock(&mu_);
     if (commit.ok() && appended > 0) {
@@ -425,6 +464,22 @@ void AuditLog::CommitBatch(std::deque<Pending>* batch) {
       stats_.checkpoints += checkpoints;
     }
     stats_.failed += failed;
+    if (!kept.empty()) {
+      stats_.retried += 1;
+      queue_.insert(queue_.begin(), std::make_move_iterator(kept.begin()),
+                    std::make_move_iterator(kept.end()));
+    }
+    storage_before = storage_;
+    storage_ = commit.ok() ? absl::OkStatus()
+                           : absl::UnavailableError(
+                                 common::StrCat("cannot write the audit log: ", commit.message()));
+  }
+  if (!commit.ok() && storage_before.ok()) {  // once per outage, not per retry
+    common::LogError("audit_commit_failed", {{"records", common::StrCat(batch->size())},
+                                             {"error", std::string(commit.message())}});
+  }
+  if (options_.on_storage_state && storage_before.ok() != commit.ok()) {
+    options_.on_storage_state(commit.ok() ? absl::OkStatus() : StorageStatus());
   }
   if (commit.ok() && appended > 0 && options_.on_committed) {
     std::vector<Record> committed;
@@ -440,11 +495,14 @@ void AuditLog::CommitBatch(std::deque<Pending>* batch) {
       common::LogError("audit_observer_failed", {{"error", e.what()}});
     }
   }
-  for (size_t i = 0; i < batch->size(); ++i) {
-    SafeCall((*batch)[i].on_durable, results[i].ok() ? commit : results[i]);
+  for (size_t i : answer) {
+    Pending& p = (*batch)[i];
+    if (!p.told_failure) {  // exactly once: a kept record's caller heard already
+      SafeCall(p.on_durable, results[i].ok() ? commit : results[i]);
+    }
   }
   absl::MutexLock lock(&mu_);
-  done_ += batch->size();
+  done_ += answer.size();
 }
 
 void AuditLog::Maintenance() {

@@ -69,13 +69,30 @@ class AuditLog {
     // durable (seq and hashes set), before their on_durable callbacks. Alert rules
     // and exporters hang off this; it must not block, and may call Append.
     std::function<void(const std::vector<Record>&)> on_committed;
+    // Called on the writer thread when commits start failing (with the error) and
+    // when they succeed again (OK). Must not block.
+    std::function<void(const absl::Status&)> on_storage_state;
+    // After a failed commit, the writer waits this long before trying again.
+    std::chrono::milliseconds retry_after_failure{250};
+  };
+
+  // What becomes of a record whose commit fails (disk full, I/O error).
+  enum class Retention {
+    // The record stays queued, in order, and is committed once storage works
+    // again; on_durable (if any) hears of the first failure. For facts: a
+    // connection closed, a request was refused, a change was made.
+    kKeepUntilDurable,
+    // on_durable gets the error and the record is dropped: for records that gate
+    // an action the caller then refuses (the refusal is what gets recorded).
+    kDropOnFailure,
   };
 
   struct Stats {
     uint64_t records = 0;      // committed by this instance
     uint64_t commits = 0;      // group-commit transactions that held records
     uint64_t checkpoints = 0;  // checkpoints written by this instance
-    uint64_t failed = 0;       // records refused or whose commit failed
+    uint64_t failed = 0;       // records refused, or dropped after a failed commit
+    uint64_t retried = 0;      // commits retried for records kept until durable
   };
 
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(const std::string& path, Options options);
@@ -95,7 +112,14 @@ class AuditLog {
   // dropping a record would break invariant 6 (every allow/deny/enrollment/admin
   // change is in the chain), so the backlog pushes back on producers instead. The
   // writer itself (an on_durable calling Append) never blocks.
-  void Append(Record record, std::function<void(absl::Status)> on_durable = nullptr);
+  //
+  // A commit that fails for a storage reason (disk full, I/O error) does not lose
+  // records kept until durable (see Retention): the writer retries every
+  // retry_after_failure until storage works again, while records that gate an
+  // action fail at once, so the caller fails closed. Only a log destroyed while
+  // storage still fails drops what it kept (logged as audit_records_lost).
+  void Append(Record record, std::function<void(absl::Status)> on_durable = nullptr,
+              Retention retention = Retention::kKeepUntilDurable);
 
   // Append and wait for durability. Not callable from on_durable (that would wait
   // for itself): returns FailedPrecondition there.
@@ -115,10 +139,20 @@ class AuditLog {
 
   Stats GetStats() const;
 
+  // OK while commits succeed; Unavailable with the storage error after a failed
+  // commit, until one succeeds again.
+  absl::Status StorageStatus() const;
+
+  // Caps the database at `max_pages` pages (SQLite's max_page_count; never below
+  // its current size), so tests can make commits fail as on a full disk.
+  absl::Status LimitPagesForTesting(int64_t max_pages);
+
  private:
   struct Pending {
     Record record;
     std::function<void(absl::Status)> on_durable;
+    Retention retention = Retention::kKeepUntilDurable;
+    bool told_failure = false;  // on_durable already heard of a failed commit
   };
 
   AuditLog(std::unique_ptr<internal::AuditLogState> state, Options options);
@@ -147,6 +181,7 @@ class AuditLog {
   uint64_t done_ ABSL_GUARDED_BY(mu_) = 0;      // tickets whose on_durable returned
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  absl::Status storage_ ABSL_GUARDED_BY(mu_);  // the last commit's outcome
 
   std::thread writer_;
 };

@@ -117,11 +117,21 @@ class Handshake : public std::enable_shared_from_this<Handshake> {
   void Open(const std::string& target, std::string payload) {
     timer_.cancel();
     ProxyProtocol protocol = protocol_;
-    client_->Tunnel(
-        std::move(socket_), target, std::move(payload), [protocol](const v1::DialResult& result) {
-          TunnelResult r = ResultFor(result.code());
-          return protocol == ProxyProtocol::kSocks5 ? Socks5Reply(r) : HttpConnectReply(r);
-        });
+    client_->Tunnel(std::move(socket_), target, std::move(payload),
+                    [protocol](const v1::DialResult& result) {
+                      TunnelResult r = ResultFor(result.code());
+                      if (protocol == ProxyProtocol::kSocks5) {
+                        return Socks5Reply(r);
+                      }
+                      if (r == TunnelResult::kInternal && !result.message().empty()) {
+                        // The server says why (e.g. it cannot write its audit log): the
+                        // application's error should too. Sanitised by HttpConnectReply.
+                        return HttpConnectReply(
+                            500, common::StrCat("the server could not open the connection: ",
+                                                result.message().substr(0, 300)));
+                      }
+                      return HttpConnectReply(r);
+                    });
   }
 
   Client* client_;

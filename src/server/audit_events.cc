@@ -12,15 +12,15 @@ std::string PeerIp(const std::string& grpc_peer) {
   return ip ? ip->ToString() : "";
 }
 
-void AuditAppend(audit::AuditLog* log, audit::Record record,
-                 std::function<void(absl::Status)> done) {
+void AuditAppend(audit::AuditLog* log, audit::Record record, std::function<void(absl::Status)> done,
+                 audit::AuditLog::Retention retention) {
   if (log == nullptr) {
     if (done) {
       done(absl::OkStatus());
     }
     return;
   }
-  log->Append(std::move(record), std::move(done));
+  log->Append(std::move(record), std::move(done), retention);
 }
 
 audit::Record AuthFailureRecord(const std::string& rpc, const std::string& grpc_peer,

@@ -62,15 +62,20 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
     response->set_not_after_unix(result->not_after);
     response->set_spiffe_id(result->spiffe_id);
     response->set_serial(result->serial);
+    // Both records gate the certificate: if the log cannot be written they are
+    // dropped, the certificate is withheld, and the refusal is recorded instead.
+    constexpr auto kGate = audit::AuditLog::Retention::kDropOnFailure;
     AuditAppend(ctx_.audit.get(),
                 audit::MakeRecord(
                     audit::EventClass::kAuthentication, "enroll", audit::kOutcomeSuccess,
                     result->identity, PeerIp(peer),
-                    {{"identity", result->identity}, {"key_id", result->key_id}, {"peer", peer}}));
+                    {{"identity", result->identity}, {"key_id", result->key_id}, {"peer", peer}}),
+                nullptr, kGate);
     // The certificate is handed out only once its issue is durable: a crash
     // cannot leave a certificate in use that the audit trail does not know.
+    audit::AuditLog* log = ctx_.audit.get();
     AuditAppend(
-        ctx_.audit.get(),
+        log,
         audit::MakeRecord(audit::EventClass::kAuthentication, "issue_certificate",
                           audit::kOutcomeSuccess, result->identity, PeerIp(peer),
                           {{"identity", result->identity},
@@ -78,15 +83,23 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
                            {"serial", result->serial},
                            {"spiffe_id", result->spiffe_id},
                            {"not_after", audit::FormatTimeUtc(result->not_after * 1000)}}),
-        [reactor](absl::Status s) {
+        [reactor, log, identity = result->identity, serial = result->serial, peer](absl::Status s) {
           if (!s.ok()) {
             common::LogError("enroll.audit_failed", {{"error", std::string(s.message())}});
-            reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                         "enrollment failed: audit log unavailable, retry"));
+            AuditAppend(log, audit::MakeRecord(audit::EventClass::kAuthentication, "enroll",
+                                               audit::kOutcomeFailure, identity, PeerIp(peer),
+                                               {{"reason_code", "AUDIT_UNAVAILABLE"},
+                                                {"reason", std::string(s.message())},
+                                                {"withheld_serial", serial},
+                                                {"peer", peer}}));
+            reactor->Finish(grpc::Status(
+                grpc::StatusCode::UNAVAILABLE,
+                common::StrCat("enrollment failed: ", kAuditUnavailableMessage, "; retry")));
             return;
           }
           reactor->Finish(grpc::Status::OK);
-        });
+        },
+        kGate);
   });
   return reactor;
 }

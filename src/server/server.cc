@@ -60,7 +60,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   audit_options.on_committed = [raw](const std::vector<audit::Record>& records) {
     raw->OnAuditCommitted(records);
   };
+  audit_options.on_storage_state = [raw](const absl::Status& storage) {
+    // Dials and enrollments fail closed meanwhile (their records gate them);
+    // every other record waits in memory and is written once storage recovers.
+    raw->metrics_->audit_writable->Set(storage.ok() ? 1 : 0);
+    if (storage.ok()) {
+      common::LogInfo("audit.storage_recovered", {});
+    } else {
+      common::LogError("audit.storage_failed", {{"error", std::string(storage.message())}});
+    }
+  };
   ASSIGN_OR_RETURN(s->audit_, audit::AuditLog::Open(dir.database, audit_options));
+  s->metrics_->audit_writable->Set(1);
   ASSIGN_OR_RETURN(s->exporter_, audit::Exporter::Start(dir.database, ac.export_targets));
   s->exporter_->Notify();  // ship what earlier runs left behind
   ASSIGN_OR_RETURN(s->directory_, IdentityDirectory::Load(s->store_.get()));
@@ -290,6 +301,7 @@ absl::Status Server::StartMetrics(const ServerOptions& options, const DataDir& d
   std::string database = dir.database;
   eo.ready = {
       {"store", [database] { return audit::LastAuditSeq(database).status(); }},
+      {"audit", [this] { return audit_->StorageStatus(); }},
       {"ca",
        [clock, ca_not_after] {
          return ca_not_after > clock->NowUnix()

@@ -41,6 +41,9 @@ ServerMetrics::ServerMetrics(metrics::Registry* r, const std::vector<std::string
                                  metrics::LatencyBuckets());
   audit_records =
       r->AddCounter("drawbridge_audit_records_total", "Audit records committed by this process");
+  audit_writable = r->AddGauge(
+      "drawbridge_audit_writable",
+      "1 while the audit log commits; 0 while it cannot (new dials and enrollments refused)");
   for (int c = v1::DialCode_MIN; c <= v1::DialCode_MAX; ++c) {
     if (v1::DialCode_IsValid(c)) {
       dials_[c] = r->AddCounter("drawbridge_dials_total", "Dials by result",

@@ -24,6 +24,7 @@ class ServerMetrics {
   metrics::Counter* bytes_down;      // destination -> client
   metrics::Histogram* dial_seconds;  // Dial stream opened -> result, successful dials
   metrics::Counter* audit_records;
+  metrics::Gauge* audit_writable;  // 0 while commits fail (fail closed)
 
   metrics::Counter* Dial(v1::DialCode code) const;
   // "ok" or an enrollment reason code; anything else counts as "other".

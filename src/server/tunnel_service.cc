@@ -98,6 +98,8 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The result's audit record is durable (or failed): now tell the client.
   void OnResultAudited(absl::Status status);
+  // The agent connected but the "open" could not be recorded: refuse the dial.
+  void RefuseUnrecorded(const absl::Status& audit_error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fields every Network Activity record of this connection carries.
   nlohmann::json AuditDetails() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Abort(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -387,12 +389,8 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                                              {"result", tunnel::DialCodeName(code)},
                                              {"reason", message}});
   }
-  if (ServerMetrics* m = service_->ctx().metrics) {
-    m->Dial(code)->Inc();
-    if (code == v1::DIAL_OK) {
-      m->dial_seconds->Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
-    }
+  if (ServerMetrics* m = service_->ctx().metrics; m != nullptr && code != v1::DIAL_OK) {
+    m->Dial(code)->Inc();  // an OK is counted once it is on record (OnResultAudited)
   }
   // Denied by policy or the agent's allowlist, or malformed: "deny". The agent
   // could not connect or none was available: "open_failed". Allowed: "open".
@@ -409,13 +407,18 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                         code == v1::DIAL_OK ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
                         client_.identity.ToString(), PeerIp(peer_), std::move(details));
   // Nothing is acknowledged to the client, and no byte flows, before the
-  // decision is durable (invariant 6).
+  // decision is durable (invariant 6). An "open" that cannot be recorded is
+  // refused (fail closed); a refusal is a fact, kept until it can be recorded.
   std::weak_ptr<TunnelSession> weak = weak_from_this();
-  AuditAppend(service_->ctx().audit.get(), std::move(record), [weak](absl::Status s) {
-    if (auto self = weak.lock()) {
-      self->OnResultAudited(std::move(s));
-    }
-  });
+  AuditAppend(
+      service_->ctx().audit.get(), std::move(record),
+      [weak](absl::Status s) {
+        if (auto self = weak.lock()) {
+          self->OnResultAudited(std::move(s));
+        }
+      },
+      code == v1::DIAL_OK ? audit::AuditLog::Retention::kDropOnFailure
+                          : audit::AuditLog::Retention::kKeepUntilDurable);
 }
 
 void TunnelSession::OnResultAudited(absl::Status status) {
@@ -425,12 +428,43 @@ void TunnelSession::OnResultAudited(absl::Status status) {
   }
   if (!status.ok()) {
     common::LogError("dial.audit_failed", {{"client", client_.identity.ToString()},
+                                           {"destination", destination_.ToString()},
                                            {"error", std::string(status.message())}});
     if (result_ == v1::DIAL_OK) {
-      Abort("audit log unavailable");  // fail closed
+      RefuseUnrecorded(status);
       return;
     }
   }
+  if (ServerMetrics* m = service_->ctx().metrics; m != nullptr && result_ == v1::DIAL_OK) {
+    m->Dial(v1::DIAL_OK)->Inc();
+    m->dial_seconds->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  }
+  StartWriteOn(kClient);
+}
+
+void TunnelSession::RefuseUnrecorded(const absl::Status& audit_error) {
+  // Fail closed: the agent's connection is reset before a byte flows, and the
+  // client is told why. The refusal is kept for the log, which records it once
+  // it can be written again: nothing that happened goes unrecorded.
+  if (ServerMetrics* m = service_->ctx().metrics) {
+    m->Dial(v1::DIAL_INTERNAL)->Inc();
+  }
+  result_ = v1::DIAL_INTERNAL;
+  FinishEnd(kAgent, grpc::Status(grpc::StatusCode::UNAVAILABLE, "audit log unavailable"));
+  if (!conn_id_.empty()) {
+    service_->TakePending(conn_id_);
+  }
+  nlohmann::json details = AuditDetails();
+  details["reason_code"] = "AUDIT_UNAVAILABLE";
+  details["reason"] = std::string(audit_error.message());
+  AuditAppend(
+      service_->ctx().audit.get(),
+      audit::MakeRecord(audit::EventClass::kNetworkActivity, "open_failed", audit::kOutcomeFailure,
+                        client_.identity.ToString(), PeerIp(peer_), std::move(details)));
+  write_[kClient].Clear();
+  write_[kClient].mutable_result()->set_code(v1::DIAL_INTERNAL);
+  write_[kClient].mutable_result()->set_message(kAuditUnavailableMessage);
   StartWriteOn(kClient);
 }
 

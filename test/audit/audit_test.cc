@@ -879,6 +879,88 @@ TEST_F(AuditTest, SigkillRightAfterAckLosesNoAcknowledgedRecord) {
       last_acked, static_cast<unsigned long long>(v.records));
 }
 
+// A full disk (the database capped at its current size): records that gate an
+// action fail at once, so the caller can refuse it; every other record is kept,
+// in order, and committed once there is room again. Nothing that happened is lost.
+TEST_F(AuditTest, FullStorageFailsGatesAndKeepsFactsUntilThereIsRoom) {
+  AuditLog::Options o = Opts();
+  o.retry_after_failure = std::chrono::milliseconds(20);
+  std::vector<absl::Status> transitions;
+  absl::Mutex mu;
+  o.on_storage_state = [&](const absl::Status& s) {
+    absl::MutexLock lock(&mu);
+    transitions.push_back(s);
+  };
+  auto log = OpenLog(o);
+  ASSERT_NE(log, nullptr);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(log->AppendSync(Conn(i)).ok());
+  }
+  ASSERT_TRUE(log->StorageStatus().ok());
+  ASSERT_TRUE(log->LimitPagesForTesting(1).ok());  // clamped to the current size
+
+  // Records big enough to need new pages.
+  auto big = [](int i) {
+    Record r = Conn(i);
+    r.details["padding"] = std::string(64 * 1024, 'x');
+    return r;
+  };
+  // A fact (kept until durable): its caller hears of the failure.
+  EXPECT_FALSE(log->AppendSync(big(100)).ok());
+  // A gate: fails, and is dropped.
+  absl::Notification gate_done;
+  absl::Status gate_status;
+  log->Append(
+      big(101),
+      [&](absl::Status s) {
+        gate_status = s;
+        gate_done.Notify();
+      },
+      AuditLog::Retention::kDropOnFailure);
+  ASSERT_TRUE(gate_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_FALSE(gate_status.ok());
+  EXPECT_TRUE(absl::IsUnavailable(log->StorageStatus())) << log->StorageStatus();
+  EXPECT_NE(log->StorageStatus().message().find("cannot write the audit log"), std::string::npos);
+
+  // Facts appended while storage fails: their callers hear of the failure once,
+  // the records wait.
+  std::atomic<int> told{0};
+  for (int i = 200; i < 205; ++i) {
+    log->Append(big(i), [&](absl::Status s) {
+      EXPECT_FALSE(s.ok());
+      told.fetch_add(1);
+    });
+  }
+  for (int i = 0; i < 500 && told.load() < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(told.load(), 5);
+  EXPECT_GT(log->GetStats().retried, 0u);
+
+  ASSERT_TRUE(log->LimitPagesForTesting(1 << 30).ok());  // room again
+  log->Flush();
+  EXPECT_TRUE(log->StorageStatus().ok());
+  EXPECT_EQ(told.load(), 5);  // exactly once each
+  log.reset();
+
+  VerifyResult v = Verify(path_, pem_);
+  EXPECT_TRUE(v.ok) << v.problem;
+  // 3 before, the AppendSync'd record (kept, committed late), the 5 facts; not the gate.
+  EXPECT_EQ(v.records, 9u);
+  QueryFilter all;
+  auto records = QueryAuditLog(path_, all);
+  ASSERT_TRUE(records.ok()) << records.status();
+  std::vector<int> order;
+  for (const Record& r : *records) {
+    order.push_back(r.details["i"].get<int>());
+  }
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 100, 200, 201, 202, 203, 204}));
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(transitions.size(), 2u);
+  EXPECT_FALSE(transitions[0].ok());
+  EXPECT_TRUE(transitions[1].ok());
+}
+
 TEST_F(AuditTest, GroupCommitFromFourThreads) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 2500;

@@ -24,6 +24,13 @@
       --max-seconds S      give up after S seconds (default 60)
       --go FILE            wait for FILE to exist before connecting (start it early)
 
+  failure_peer.py multi PROXY_PORT DEST TAG N BYTES --result FILE [options]
+      N applications at once, each asking for BYTES (ending "fin"), checked as
+      above. --result gets {"complete": N1, "failed": N2 (reset or refused:
+      visibly), "truncated_clean": N3 (a clean end short of BYTES: must be 0),
+      "corrupt": N4 (must be 0), "other": [...]}. --rate, --ready (all N have
+      their first bytes), --max-seconds as above.
+
 Data follows a fixed pattern (see pattern()), so a lost, duplicated or reordered
 byte shows. "reset" means the kernel reported ECONNRESET (or EPIPE):
 an abortive close. "eof" means a clean end of stream (FIN).
@@ -249,10 +256,91 @@ def app(argv):
         os.rename(a.result + ".tmp", a.result)
 
 
+def multi(argv):
+    """N concurrent transfers; what became of each (see the module docstring)."""
+    import argparse
+    p = argparse.ArgumentParser()
+    p.add_argument("proxy_port", type=int)
+    p.add_argument("dest")
+    p.add_argument("tag")
+    p.add_argument("n", type=int)
+    p.add_argument("bytes", type=int)
+    p.add_argument("--rate", type=int)
+    p.add_argument("--ready")
+    p.add_argument("--result", required=True)
+    p.add_argument("--max-seconds", type=float, default=60)
+    a = p.parse_args(argv)
+    outcomes = [None] * a.n
+    started = [threading.Event() for _ in range(a.n)]  # first bytes in, or over
+
+    def one(i):
+        checker = Checker()
+        try:
+            s = socket.socket()
+            if a.rate:  # a slow reader keeps little in its kernel: the rest waits upstream
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+            s.settimeout(20)
+            s.connect(("127.0.0.1", a.proxy_port))
+            s.sendall(f"CONNECT {a.dest} HTTP/1.1\r\nHost: {a.dest}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                c = s.recv(1)
+                if not c:
+                    raise ConnectionResetError("proxy closed during CONNECT")
+                head += c
+            if b" 200 " not in head.split(b"\r\n")[0]:
+                outcomes[i] = ("refused", 0, True)
+                return
+            s.sendall(f"{a.tag}-{i} {a.bytes} fin\n".encode())
+            first = s.recv(65536)
+            if first:
+                checker.feed(first)
+            started[i].set()
+            end = "eof" if not first else recv_end(s, checker, a.rate,
+                                                   time.monotonic() + a.max_seconds)
+            outcomes[i] = (end, checker.n, checker.ok)
+        except (ConnectionResetError, BrokenPipeError):
+            outcomes[i] = ("reset", checker.n, checker.ok)
+        except OSError as e:
+            outcomes[i] = (f"error: {e}", checker.n, checker.ok)
+        finally:
+            started[i].set()
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(a.n)]
+    for t in threads:
+        t.start()
+    if a.ready:
+        for e in started:
+            e.wait(30)
+        open(a.ready, "w").close()
+    for t in threads:
+        t.join(a.max_seconds + 30)
+    summary = {"complete": 0, "failed": 0, "truncated_clean": 0, "corrupt": 0, "other": []}
+    for o in outcomes:
+        end, n, ok = o if o else ("hung", 0, True)
+        if not ok:
+            summary["corrupt"] += 1
+        if end == "eof" and n == a.bytes:
+            summary["complete"] += 1
+        elif end == "eof":
+            summary["truncated_clean"] += 1  # must never happen: a failure that looks clean
+        elif end in ("reset", "refused"):
+            summary["failed"] += 1
+        else:
+            summary["other"].append(end)
+    line = json.dumps(summary)
+    print(line)
+    with open(a.result + ".tmp", "w") as f:
+        f.write(line + "\n")
+    os.rename(a.result + ".tmp", a.result)
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "dest":
         dest(int(sys.argv[2]), sys.argv[3])
     elif len(sys.argv) >= 2 and sys.argv[1] == "app":
         app(sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "multi":
+        multi(sys.argv[2:])
     else:
         sys.exit(__doc__)
