@@ -174,6 +174,8 @@ TunnelResult ResultFor(v1::DialCode code) {
       return TunnelResult::kNoAgent;
     case v1::DIAL_BAD_REQUEST:
       return TunnelResult::kBadRequest;
+    case v1::DIAL_RATE_LIMITED:
+      return TunnelResult::kRateLimited;
     default:
       return TunnelResult::kInternal;
   }

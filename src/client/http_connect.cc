@@ -127,6 +127,8 @@ std::string_view ReasonPhrase(int status) {
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
@@ -335,6 +337,9 @@ std::string HttpConnectReply(TunnelResult result) {
       return HttpConnectReply(503, "no agent is available for the destination");
     case TunnelResult::kBadRequest:
       return HttpConnectReply(400, "malformed CONNECT request");
+    case TunnelResult::kRateLimited:
+      return HttpConnectReply(429, "too many new connections from this client: the server's "
+                                   "per-identity dial rate limit; retry shortly");
     case TunnelResult::kInternal:
       break;
   }

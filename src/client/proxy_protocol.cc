@@ -59,6 +59,8 @@ std::string_view TunnelResultName(TunnelResult result) {
       return "no_agent";
     case TunnelResult::kBadRequest:
       return "bad_request";
+    case TunnelResult::kRateLimited:
+      return "rate_limited";
     case TunnelResult::kInternal:
       break;
   }

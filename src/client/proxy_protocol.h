@@ -50,6 +50,7 @@ std::string_view ProxyProtocolName(ProxyProtocol protocol);
 //   kNoAgent               503 Service Unavailable       0x01 general failure
 //   kBadRequest            400 Bad Request               0x01 general failure
 //   kInternal              500 Internal Server Error     0x01 general failure
+//   kRateLimited           429 Too Many Requests         0x01 general failure
 //
 // SOCKS5 timeouts are 0x04, not 0x06: "TTL expired" is about IP TTLs, and clients
 // print it as such (curl: "TTL expired"), which sends operators the wrong way.
@@ -62,6 +63,7 @@ enum class TunnelResult {
   kNoAgent,            // no healthy agent serves the destination
   kBadRequest,         // the handshake itself was malformed
   kInternal,           // a bug or resource exhaustion on our side
+  kRateLimited,        // the server's per-identity dial rate limit
 };
 
 std::string_view TunnelResultName(TunnelResult result);

@@ -243,6 +243,7 @@ Socks5ReplyCode Socks5ReplyCodeFor(TunnelResult result) {
     case TunnelResult::kNoAgent:
     case TunnelResult::kBadRequest:
     case TunnelResult::kInternal:
+    case TunnelResult::kRateLimited:
       break;
   }
   return Socks5ReplyCode::kGeneralFailure;

@@ -52,6 +52,13 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.idle_timeout_seconds < 1 || c.idle_timeout_seconds > 7 * 86400) {
     return absl::InvalidArgumentError("idle_timeout_seconds must be between 1 and 604800");
   }
+  if (c.dial_rate_per_second < 0 || c.dial_rate_per_second > 1000000) {
+    return absl::InvalidArgumentError(
+        "dial_rate_per_second must be between 0 (no limit) and 1000000");
+  }
+  if (c.dial_burst < 1 || c.dial_burst > 1000000) {
+    return absl::InvalidArgumentError("dial_burst must be between 1 and 1000000");
+  }
   return absl::OkStatus();
 }
 
@@ -81,6 +88,10 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
         c.max_token_lifetime_seconds = v.as<int64_t>();
       } else if (key == "idle_timeout_seconds") {
         c.idle_timeout_seconds = v.as<int64_t>();
+      } else if (key == "dial_rate_per_second") {
+        c.dial_rate_per_second = v.as<int64_t>();
+      } else if (key == "dial_burst") {
+        c.dial_burst = v.as<int64_t>();
       } else if (key == "metrics_listen") {
         c.metrics_listen = v.as<std::string>();
       } else if (key == "audit") {
@@ -123,6 +134,9 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "max_token_lifetime_seconds: ", c.max_token_lifetime_seconds, "\n",
       "# A tunneled connection with no data either way for this long is closed.\n",
       "idle_timeout_seconds: ", c.idle_timeout_seconds, "\n",
+      "# Dials per second each client identity may open, in bursts of up to dial_burst\n",
+      "# (0: no limit). Beyond it a dial is refused (HTTP 429) and recorded.\n",
+      "dial_rate_per_second: ", c.dial_rate_per_second, "\n", "dial_burst: ", c.dial_burst, "\n",
       "# Prometheus /metrics, /healthz and /readyz over plain HTTP (keep it on loopback or\n",
       "# a management network), or \"off\".\n", "metrics_listen: \"", c.metrics_listen, "\"\n",
       "# The tamper-evident audit trail (docs/audit.md): retention, SIEM export, alerts.\n",

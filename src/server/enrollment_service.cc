@@ -88,7 +88,7 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
             common::LogError("enroll.audit_failed", {{"error", std::string(s.message())}});
             AuditAppend(log, audit::MakeRecord(audit::EventClass::kAuthentication, "enroll",
                                                audit::kOutcomeFailure, identity, PeerIp(peer),
-                                               {{"reason_code", "AUDIT_UNAVAILABLE"},
+                                               {{"reason_code", "audit_unavailable"},
                                                 {"reason", std::string(s.message())},
                                                 {"withheld_serial", serial},
                                                 {"peer", peer}}));

@@ -100,7 +100,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
           .dial_timeout = options.dial_timeout,
           .idle_timeout = options.idle_timeout_override.count() > 0
                               ? options.idle_timeout_override
-                              : std::chrono::milliseconds(s->config_.idle_timeout_seconds * 1000)});
+                              : std::chrono::milliseconds(s->config_.idle_timeout_seconds * 1000),
+          .dial_rate_per_second = static_cast<double>(s->config_.dial_rate_per_second),
+          .dial_burst = static_cast<double>(s->config_.dial_burst)});
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   tls.pem_root_certs = s->pki_.ca->TrustBundlePem();

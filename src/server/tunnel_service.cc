@@ -94,7 +94,9 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void OnTimeout(int attempt);
   void ArmIdleTimer(std::chrono::steady_clock::duration after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnIdleCheck();
-  void WriteResult(v1::DialCode code, const std::string& message)
+  // Answers the Dial once the decision is on record. A refusal may skip the
+  // record (`record` false: a rate-limited flood is recorded once a second).
+  void WriteResult(v1::DialCode code, const std::string& message, bool record = true)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The result's audit record is durable (or failed): now tell the client.
   void OnResultAudited(absl::Status status);
@@ -137,6 +139,7 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   std::string conn_id_ ABSL_GUARDED_BY(mu_);
   int attempt_ ABSL_GUARDED_BY(mu_) = 0;
   v1::DialCode result_ ABSL_GUARDED_BY(mu_) = v1::DIAL_OK;
+  uint64_t rate_limited_refusals_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<grpc::Alarm> alarm_ ABSL_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   const int64_t started_unix_ms_ = NowMs();
@@ -366,7 +369,7 @@ void TunnelSession::Abort(const std::string& reason) {
   FinishEnd(kAgent, status);
 }
 
-void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
+void TunnelSession::WriteResult(v1::DialCode code, const std::string& message, bool record) {
   state_ = State::kResult;
   result_ = code;
   alarm_.reset();
@@ -379,8 +382,16 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
   if (code == v1::DIAL_OK) {
     write_[kClient].mutable_result()->set_conn_id(conn_id_);
   }
+  if (ServerMetrics* m = service_->ctx().metrics; m != nullptr && code != v1::DIAL_OK) {
+    m->Dial(code)->Inc();  // an OK is counted once it is on record (OnResultAudited)
+  }
+  if (!record) {
+    StartWriteOn(kClient);  // refused, and not to be recorded: say so at once
+    return;
+  }
   if (code != v1::DIAL_OK) {
-    (code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT
+    (code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT ||
+             code == v1::DIAL_RATE_LIMITED
          ? common::LogWarn
          : common::LogInfo)("dial.refused", {{"client", client_.identity.ToString()},
                                              {"peer", peer_},
@@ -389,19 +400,19 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
                                              {"result", tunnel::DialCodeName(code)},
                                              {"reason", message}});
   }
-  if (ServerMetrics* m = service_->ctx().metrics; m != nullptr && code != v1::DIAL_OK) {
-    m->Dial(code)->Inc();  // an OK is counted once it is on record (OnResultAudited)
-  }
   // Denied by policy or the agent's allowlist, or malformed: "deny". The agent
   // could not connect or none was available: "open_failed". Allowed: "open".
   const bool denied = code == v1::DIAL_DENIED_POLICY || code == v1::DIAL_DENIED_AGENT ||
-                      code == v1::DIAL_BAD_REQUEST;
+                      code == v1::DIAL_BAD_REQUEST || code == v1::DIAL_RATE_LIMITED;
   nlohmann::json details = AuditDetails();
   if (code != v1::DIAL_OK) {
     details["reason_code"] = tunnel::DialCodeName(code);
     details["reason"] = message;
   }
-  audit::Record record =
+  if (code == v1::DIAL_RATE_LIMITED) {
+    details["refused"] = rate_limited_refusals_;  // sums to every refusal (docs/audit.md)
+  }
+  audit::Record entry =
       audit::MakeRecord(audit::EventClass::kNetworkActivity,
                         code == v1::DIAL_OK ? "open" : (denied ? "deny" : "open_failed"),
                         code == v1::DIAL_OK ? audit::kOutcomeSuccess : audit::kOutcomeFailure,
@@ -411,7 +422,7 @@ void TunnelSession::WriteResult(v1::DialCode code, const std::string& message) {
   // refused (fail closed); a refusal is a fact, kept until it can be recorded.
   std::weak_ptr<TunnelSession> weak = weak_from_this();
   AuditAppend(
-      service_->ctx().audit.get(), std::move(record),
+      service_->ctx().audit.get(), std::move(entry),
       [weak](absl::Status s) {
         if (auto self = weak.lock()) {
           self->OnResultAudited(std::move(s));
@@ -456,7 +467,7 @@ void TunnelSession::RefuseUnrecorded(const absl::Status& audit_error) {
     service_->TakePending(conn_id_);
   }
   nlohmann::json details = AuditDetails();
-  details["reason_code"] = "AUDIT_UNAVAILABLE";
+  details["reason_code"] = "audit_unavailable";
   details["reason"] = std::string(audit_error.message());
   AuditAppend(
       service_->ctx().audit.get(),
@@ -613,6 +624,16 @@ void TunnelSession::OnRead(Side side, bool ok) {
     }
     destination_ = *destination;
     selector_ = open.agent().substr(0, 128);
+    if (auto limit = service_->dial_limiter()->Check(client_.identity.ToString(), NowMs());
+        !limit.allowed) {
+      rate_limited_refusals_ = 1 + limit.unrecorded;  // this one and those not recorded
+      WriteResult(v1::DIAL_RATE_LIMITED,
+                  common::StrCat("more than ", service_->options().dial_rate_per_second,
+                                 " dials per second (bursts of ", service_->options().dial_burst,
+                                 ") from ", client_.identity.ToString()),
+                  /*record=*/limit.record);
+      return;
+    }
     auto policy = service_->policy()->Get();
     if (!policy->AllowsClient(client_.identity.ToString(), destination_)) {
       WriteResult(v1::DIAL_DENIED_POLICY,
@@ -1172,6 +1193,45 @@ void TunnelService::WaitForNoSessions(std::chrono::system_clock::time_point dead
   auto none = [live]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(live->mu) { return live->map.empty(); };
   absl::MutexLock lock(&live->mu);
   live->mu.AwaitWithDeadline(absl::Condition(&none), absl::FromChrono(deadline));
+}
+
+TunnelService::~TunnelService() {
+  {
+    absl::MutexLock lock(&reporter_mu_);
+    reporter_stop_ = true;
+  }
+  if (reporter_.joinable()) {
+    reporter_.join();
+  }
+}
+
+void TunnelService::StartRateLimitReporter() {
+  if (!dial_limiter_.enabled() || ctx_.audit == nullptr) {
+    return;
+  }
+  reporter_ = std::thread([this] {
+    for (;;) {
+      {
+        absl::MutexLock lock(&reporter_mu_);
+        if (reporter_mu_.AwaitWithTimeout(absl::Condition(&reporter_stop_), absl::Seconds(1))) {
+          return;
+        }
+      }
+      for (const auto& [identity, refused] : dial_limiter_.TakeUnrecorded(NowMs())) {
+        common::LogWarn("dial.rate_limited", {{"client", identity},
+                                              {"refused", common::StrCat(refused)}});
+        AuditAppend(ctx_.audit.get(),
+                    audit::MakeRecord(audit::EventClass::kNetworkActivity, "deny",
+                                      audit::kOutcomeFailure, identity, "",
+                                      {{"client", identity},
+                                       {"reason_code", "rate_limited"},
+                                       {"reason", common::StrCat(refused,
+                                                                 " more dials refused by the "
+                                                                 "per-identity rate limit")},
+                                       {"refused", refused}}));
+      }
+    }
+  });
 }
 
 void TunnelService::EndAll(const std::string& reason, std::function<void()> done) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -13,6 +14,7 @@
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "server/agent_registry.h"
 #include "server/client_watchers.h"
+#include "server/dial_rate_limiter.h"
 #include "server/services.h"
 #include "server/session_info.h"
 
@@ -24,6 +26,8 @@ struct TunnelOptions {
   std::chrono::milliseconds dial_timeout{10000};
   std::chrono::milliseconds eject_for{30000};       // a failing agent instance rests this long
   std::chrono::milliseconds idle_timeout{3600000};  // no data either way for this long: close
+  double dial_rate_per_second = 0;                  // per client identity; 0: no limit
+  double dial_burst = 1;
 };
 
 // Tunnel.Control (agents), Tunnel.Dial (clients) and Tunnel.Accept (agents).
@@ -33,7 +37,14 @@ class TunnelService final : public v1::Tunnel::CallbackService {
  public:
   TunnelService(ServiceContext ctx, PolicyHolder* policy, std::shared_ptr<AgentRegistry> registry,
                 TunnelOptions options)
-      : ctx_(ctx), policy_(policy), registry_(std::move(registry)), options_(options) {}
+      : ctx_(ctx),
+        policy_(policy),
+        registry_(std::move(registry)),
+        options_(options),
+        dial_limiter_(options.dial_rate_per_second, options.dial_burst) {
+    StartRateLimitReporter();
+  }
+  ~TunnelService() override;
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Control(
       grpc::CallbackServerContext* context) override;
@@ -54,6 +65,7 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   ClientWatchers* watchers() const { return watchers_.get(); }
   const std::shared_ptr<ClientWatchers>& shared_watchers() const { return watchers_; }
   const TunnelOptions& options() const { return options_; }
+  DialRateLimiter* dial_limiter() { return &dial_limiter_; }
 
   // Asks every connected agent to close its Control stream (server shutdown), so
   // that only tunneled connections hold up a graceful stop. Any thread.
@@ -100,6 +112,13 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   std::shared_ptr<LiveSessions> live_ = std::make_shared<LiveSessions>();
   std::shared_ptr<ClientWatchers> watchers_ = std::make_shared<ClientWatchers>();
   TunnelOptions options_;
+  DialRateLimiter dial_limiter_;
+  // Once a second, records how many dials the limiter refused without a record
+  // of their own (DialRateLimiter::TakeUnrecorded).
+  void StartRateLimitReporter();
+  absl::Mutex reporter_mu_;
+  bool reporter_stop_ ABSL_GUARDED_BY(reporter_mu_) = false;
+  std::thread reporter_;
   std::unique_ptr<grpc::Alarm> goaway_alarm_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<TunnelSession>> pending_ ABSL_GUARDED_BY(mu_);

@@ -20,6 +20,8 @@ const char* DialCodeName(v1::DialCode code) {
       return "no_agent";
     case v1::DIAL_BAD_REQUEST:
       return "bad_request";
+    case v1::DIAL_RATE_LIMITED:
+      return "rate_limited";
     default:
       return "internal";
   }

@@ -37,6 +37,7 @@ SP=$(free_port)       # the server
 ALLOWED=$(free_port)  # the one destination the policy allows
 SECRET=$(free_port)   # listens on loopback; the agent could reach it, the policy must not let anyone
 CP=$(free_port)       # the client's proxy
+FP=$(free_port)       # the flooding client's proxy
 echo "drawbridge: $BIN"
 echo "work dir:   $WORK"
 
@@ -64,14 +65,17 @@ run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.
 cat >"$D/policy.yaml" <<EOF
 rules:
   - name: only-allowed
-    clients: ["client/app"]
+    clients: ["client/app", "client/flood"]
     agents: ["agent/a1"]
     destinations: ["127.0.0.1:$ALLOWED"]
 EOF
+# A per-identity dial limit the flood below exceeds and nothing else here does.
+sed -i -e '/^dial_rate_per_second:/d' -e '/^dial_burst:/d' "$D/server.yaml"
+printf 'dial_rate_per_second: 50\ndial_burst: 100\n' >>"$D/server.yaml"
 start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --metrics-listen off
 SERVER_PID=$BG_PID
 wait_for_port "$SP" 20 "$SERVER_PID" || abort "server listens"
-for id in agent/a1 client/app; do
+for id in agent/a1 client/app client/flood; do
   run "${ADMIN[@]}" identity create "$id" --out "${id#*/}.json"
   [[ $LAST_RC -eq 0 ]] || { show_last; abort "identity create $id"; }
 done
@@ -327,6 +331,79 @@ fi
 code=$(curl -s -o /dev/null -w '%{http_connect}' --max-time 10 -p -x "http://127.0.0.1:$CP" \
   "telnet://127.0.0.1:$ALLOWED" 2>/dev/null || true)
 expect_contains "the client serves everyone else afterwards" "$code" '^200$'
+
+# ---------------------------------------------------------------------------
+section "6. a client flooding Dial: its own limit (50/s, bursts of 100), nobody else's"
+# ---------------------------------------------------------------------------
+start_bg "$WORK/flood-client.log" "$BIN" client --credentials flood.json --listen "127.0.0.1:$FP"
+FLOOD_PID=$BG_PID
+wait_for_port "$FP" 20 "$FLOOD_PID" || abort "flooding client up"
+# 600 CONNECTs at once (the flood), and client/app's during it.
+python3 - "$FP" "$CP" "127.0.0.1:$ALLOWED" >flood.txt 2>&1 <<'EOF'
+import socket, sys, threading, time
+fp, cp, dest = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+codes, bodies = {}, {}
+lock = threading.Lock()
+def connect(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(f"CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            c = s.recv(4096)
+            if not c:
+                break
+            reply += c
+        if b" 200 " not in reply.split(b"\r\n")[0]:
+            while c := s.recv(4096):
+                reply += c
+        s.close()
+        return reply.split(b" ")[1].decode() if reply.startswith(b"HTTP/1.1 ") else "none", reply
+    except OSError as e:
+        return "error", str(e).encode()
+def flood():
+    code, reply = connect(fp)
+    with lock:
+        codes[code] = codes.get(code, 0) + 1
+        bodies.setdefault(code, reply)
+t0 = time.monotonic()
+threads = [threading.Thread(target=flood) for _ in range(600)]
+for t in threads: t.start()
+time.sleep(0.2)
+user, _ = connect(cp)
+for t in threads: t.join()
+print("flood", " ".join(f"{k}={v}" for k, v in sorted(codes.items())), "in %.1f s" % (time.monotonic() - t0))
+print("user", user)
+print("refusal", bodies.get("429", b"").split(b"\r\n\r\n")[-1].decode().strip())
+EOF
+sed -e 's/^/       /' flood.txt
+n429=$(sed -n 's/.* 429=\([0-9]*\).*/\1/p' flood.txt)
+n200=$(sed -n 's/.* 200=\([0-9]*\).*/\1/p' flood.txt)
+if [[ ${n429:-0} -ge 300 && ${n200:-0} -ge 100 ]]; then
+  pass "the flood gets its burst and rate, and the rest is refused (HTTP 429)"
+else
+  fail "the flood gets its burst and rate, and the rest is refused (HTTP 429)" "$(head -1 flood.txt)"
+fi
+expect_contains "  ... with a clear error" flood.txt '^refusal drawbridge: too many new connections from this client.*rate limit'
+expect_contains "another client is served during the flood" flood.txt '^user 200$'
+sleep 1.5  # the last second's refusals are summed up once a second
+audit_rate_limited() {
+  "$BIN" audit query --data-dir "$D" --identity client/flood --json --limit 0 | python3 -c "
+import json, sys
+rs = [json.loads(l)['details'] for l in sys.stdin]
+rs = [d for d in rs if d.get('reason_code') == 'rate_limited']
+print(len(rs), sum(d.get('refused', 0) for d in rs))"
+}
+read -r records counted < <(audit_rate_limited)
+echo "       audit: $records rate_limited records counting $counted refusals (${n429:-0} refused)"
+if [[ $records -ge 1 && $records -le 10 ]]; then
+  pass "  ... the refusals are in the audit log, at most one record a second (not one per refusal)"
+else
+  fail "  ... the refusals are in the audit log, at most one record a second (not one per refusal)" \
+    "$records records"
+fi
+expect_eq "  ... and the records count every refusal" "$counted" "${n429:-0}"
+expect_contains "  ... and in the server's log" "$SERVER_LOG" 'dial\.refused.*client/flood.*rate_limited'
 kill -0 "$SERVER_PID" 2>/dev/null && pass "the server is still up" || fail "the server is still up"
 
 summary_and_exit

@@ -76,6 +76,9 @@ TEST(Names, AreStable) {
   EXPECT_EQ(TunnelResultName(TunnelResult::kNoAgent), "no_agent");
   EXPECT_EQ(TunnelResultName(TunnelResult::kBadRequest), "bad_request");
   EXPECT_EQ(TunnelResultName(TunnelResult::kInternal), "internal");
+  EXPECT_EQ(TunnelResultName(TunnelResult::kRateLimited), "rate_limited");
+  EXPECT_EQ(HttpConnectReply(TunnelResult::kRateLimited).substr(0, 31),
+            "HTTP/1.1 429 Too Many Requests\r");
 }
 
 TEST(IsValidTargetHostName, AcceptsNamesAndIpv4Literals) {
@@ -992,6 +995,7 @@ TEST(Socks5Reply, ExactBytesForEveryResult) {
       {TunnelResult::kNoAgent, 0x01},
       {TunnelResult::kBadRequest, 0x01},
       {TunnelResult::kInternal, 0x01},
+      {TunnelResult::kRateLimited, 0x01},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(Socks5Reply(c.result), B({0x05, c.rep, 0x00, 0x01, 0, 0, 0, 0, 0, 0}))

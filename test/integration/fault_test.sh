@@ -379,10 +379,10 @@ allowed=$(count_matches "$WORK/server.all.log" 'dial\.allowed')
 unrecorded=$(count_matches "$WORK/server.all.log" 'dial\.audit_failed')
 closed=$(count_matches "$WORK/server.all.log" 'dial\.closed')
 echo "       server logs: $allowed dials allowed ($unrecorded refused as unrecordable), $closed closed"
-echo "       audit chain: $(count open) open, $(count open_failed AUDIT_UNAVAILABLE) refused as unrecordable, $(count close) close"
+echo "       audit chain: $(count open) open, $(count open_failed audit_unavailable) refused as unrecordable, $(count close) close"
 expect_eq "every dial opened is recorded (open)" "$(count open)" "$((allowed - unrecorded))"
 expect_eq "every dial refused because the log was full is recorded once space returned" \
-  "$(count open_failed AUDIT_UNAVAILABLE)" "$unrecorded"
+  "$(count open_failed audit_unavailable)" "$unrecorded"
 # Tunnels cut by the SIGKILL never logged their close; every other close is recorded.
 expect_eq "every close the server logged is recorded" "$(count close)" "$closed"
 
