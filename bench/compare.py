@@ -286,6 +286,10 @@ class Drawbridge(System):
         sp = free_port()
         run([self.bin, "server", "init", "--data-dir", d + "/server", "--trust-domain", "bench.local",
              "--listen", f"127.0.0.1:{sp}"])
+        # The bench measures capacity: the per-identity dial rate limit (1,000/s by
+        # default, docs/operations.md) would cap the connections-per-second scenario.
+        with open(d + "/server/server.yaml", "a") as f:
+            f.write("dial_rate_per_second: 0\n")
         dests = ", ".join(f'"127.0.0.1:{p}"' for p in self.backends.values())
         with open(d + "/policy.yaml", "w") as f:
             f.write(f'rules:\n  - name: bench\n    clients: ["client/bench"]\n'

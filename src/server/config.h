@@ -19,8 +19,8 @@ struct ServerConfig {
   int64_t idle_timeout_seconds = 3600;  // tunneled connection with no data either way
   // Dials per second each client identity may open (a token bucket of
   // dial_burst); 0 turns the limit off.
-  int64_t dial_rate_per_second = 100;
-  int64_t dial_burst = 200;
+  int64_t dial_rate_per_second = 1000;
+  int64_t dial_burst = 2000;
   // The plaintext /metrics, /healthz, /readyz listener (loopback by default), or
   // "off".
   std::string metrics_listen = "127.0.0.1:9464";
