@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test test-release test-asan fuzz bench bench-quick format clean
+.PHONY: all deps build demo test test-release test-asan fuzz bench bench-quick soak format clean
 
 all: build
 
@@ -46,6 +46,11 @@ bench:
 
 bench-quick:
 	bash bench/compare.sh --quick
+
+# Mixed traffic for 10 minutes (SOAK_MINUTES=N to change) with an agent restarted
+# every minute; RSS, fds and threads must stay flat (test/soak/soak.sh). Not in `test`.
+soak: build
+	bash test/soak/soak.sh $(BUILD)/drawbridge
 
 format:
 	find src app test -name '*.cc' -o -name '*.h' | xargs clang-format -i
