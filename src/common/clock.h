@@ -22,6 +22,15 @@ class Clock {
   static Clock* Real();
 };
 
+// Milliseconds on a clock that never steps (CLOCK_MONOTONIC), for rates, timeouts
+// and "until" times that a wall-clock jump (NTP, an operator) must not stretch or
+// cut short. Not comparable across processes or with wall-clock times.
+inline int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // A clock that only moves when told to. Thread-safe.
 class FakeClock : public Clock {
  public:

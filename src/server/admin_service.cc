@@ -3,6 +3,7 @@
 #include "absl/strings/cord.h"
 #include "absl/synchronization/notification.h"
 #include "audit/query.h"
+#include "common/clock.h"
 #include "common/ip.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -308,8 +309,8 @@ grpc::ServerUnaryReactor* AdminService::ListAgents(grpc::CallbackServerContext* 
                                                    v1::ListAgentsResponse* response) {
   return Run(
       context, "ListAgents", "",
-      [this, response](int64_t now) -> absl::Status {
-        const int64_t now_ms = now * 1000;
+      [this, response](int64_t) -> absl::Status {
+        const int64_t now_ms = common::SteadyNowMs();  // ejected_until_ms is steady time
         for (const auto& a : backend_->Agents()) {
           v1::AgentInfo* out = response->add_agents();
           out->set_identity(a->identity());

@@ -49,7 +49,7 @@ class AgentInstance {
   bool Advertises(const policy::Destination& d) const { return allowlist_.AllowsName(d); }
 
   std::atomic<int> active_streams{0};
-  std::atomic<int64_t> ejected_until_ms{0};
+  std::atomic<int64_t> ejected_until_ms{0};  // common::SteadyNowMs() time
 
   void Attach(ControlSender* sender);
   void Detach();
@@ -90,7 +90,8 @@ class AgentRegistry {
   // identity is `selector`): the one with fewer active streams of two random
   // picks. `exclude` is skipped (the instance that just failed).
   Choice Pick(const policy::Policy& policy, const std::string& client, const policy::Destination& d,
-              const std::string& selector, const AgentInstance* exclude, int64_t now_ms) const;
+              const std::string& selector, const AgentInstance* exclude,
+              int64_t now_ms /* common::SteadyNowMs() */) const;
 
  private:
   mutable absl::Mutex mu_;

@@ -32,6 +32,7 @@ class DialRateLimiter {
     bool record = false;      // a refusal to put in the audit log and the server log
     uint64_t unrecorded = 0;  // refusals since the last recorded one (with record)
   };
+  // now_ms: a steady clock (never the wall clock, which may step).
   Decision Check(const std::string& identity, int64_t now_ms);
 
   // Identities with refusals not yet recorded whose last record is a second old

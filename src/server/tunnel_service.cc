@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 
+#include "common/clock.h"
 #include "common/encoding.h"
 #include "common/log.h"
 #include "common/random.h"
@@ -482,7 +483,7 @@ void TunnelSession::RefuseUnrecorded(const absl::Status& audit_error) {
 void TunnelSession::Route(const AgentInstance* exclude) {
   auto policy = service_->policy()->Get();
   auto choice = service_->registry()->Pick(*policy, client_.identity.ToString(), destination_,
-                                           selector_, exclude, NowMs());
+                                           selector_, exclude, common::SteadyNowMs());
   if (!choice.instance) {
     WriteResult(choice.code, choice.reason);
     return;
@@ -498,7 +499,8 @@ void TunnelSession::Route(const AgentInstance* exclude) {
   const int attempt = attempt_;
   if (!instance_->SendOpen(message)) {
     service_->TakePending(conn_id_);
-    instance_->ejected_until_ms.store(NowMs() + service_->options().eject_for.count());
+    instance_->ejected_until_ms.store(common::SteadyNowMs() +
+                                      service_->options().eject_for.count());
     if (attempt_++ == 0) {
       Route(instance_.get());
     } else {
@@ -525,7 +527,7 @@ void TunnelSession::OnTimeout(int attempt) {
     return;
   }
   service_->TakePending(conn_id_);
-  instance_->ejected_until_ms.store(NowMs() + service_->options().eject_for.count());
+  instance_->ejected_until_ms.store(common::SteadyNowMs() + service_->options().eject_for.count());
   common::LogWarn("agent.ejected", {{"identity", instance_->identity()},
                                     {"instance", instance_->instance_id()},
                                     {"reason", "no Accept within the dial timeout"}});
@@ -624,7 +626,8 @@ void TunnelSession::OnRead(Side side, bool ok) {
     }
     destination_ = *destination;
     selector_ = open.agent().substr(0, 128);
-    if (auto limit = service_->dial_limiter()->Check(client_.identity.ToString(), NowMs());
+    if (auto limit =
+            service_->dial_limiter()->Check(client_.identity.ToString(), common::SteadyNowMs());
         !limit.allowed) {
       rate_limited_refusals_ = 1 + limit.unrecorded;  // this one and those not recorded
       WriteResult(v1::DIAL_RATE_LIMITED,
@@ -1217,9 +1220,9 @@ void TunnelService::StartRateLimitReporter() {
           return;
         }
       }
-      for (const auto& [identity, refused] : dial_limiter_.TakeUnrecorded(NowMs())) {
-        common::LogWarn("dial.rate_limited", {{"client", identity},
-                                              {"refused", common::StrCat(refused)}});
+      for (const auto& [identity, refused] : dial_limiter_.TakeUnrecorded(common::SteadyNowMs())) {
+        common::LogWarn("dial.rate_limited",
+                        {{"client", identity}, {"refused", common::StrCat(refused)}});
         AuditAppend(ctx_.audit.get(),
                     audit::MakeRecord(audit::EventClass::kNetworkActivity, "deny",
                                       audit::kOutcomeFailure, identity, "",
