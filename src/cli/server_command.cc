@@ -26,14 +26,20 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
   server->add_option("--metrics-listen", serve->metrics_listen,
                      "HOST:PORT for /metrics, /healthz, /readyz (plain HTTP; default: "
                      "server.yaml's metrics_listen, 127.0.0.1:9464), or \"off\"");
+  auto handshake_ms = std::make_shared<int>(10000);
+  server
+      ->add_option("--handshake-timeout-ms", *handshake_ms,
+                   "Close a connection that has not completed its TLS handshake in this long")
+      ->check(CLI::Range(100, 120000));
   server
       ->add_option("--shutdown-grace-ms", *grace_ms,
                    "How long in-flight calls may run after SIGINT/SIGTERM")
       ->check(CLI::Range(0, 600000));
-  server->callback([server, serve, grace_ms, run] {
+  server->callback([server, serve, grace_ms, handshake_ms, run] {
     if (server->get_subcommands().size() > 0) {
       return;  // `server init` set its own action
     }
+    serve->handshake_timeout = std::chrono::milliseconds(*handshake_ms);
     *run = [serve, grace_ms] {
       if (serve->data_dir.empty()) {
         return Fail("--data-dir is required");

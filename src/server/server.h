@@ -44,6 +44,9 @@ struct ServerOptions {
   std::string metrics_listen = "off";
   // Test hook: overrides the configured idle timeout when > 0.
   std::chrono::milliseconds idle_timeout_override{0};
+  // A connection that has not completed its TLS handshake in this long is
+  // closed (gRPC's own default is 120 s, which lets half-open connections pile up).
+  std::chrono::milliseconds handshake_timeout{10000};
 };
 
 // The broker: one TLS 1.3 gRPC port serving Enrollment (no client certificate
