@@ -35,6 +35,11 @@ mkdir -p "$STATE"
 abort() {
   fail "$1" "${2:-aborting: later checks depend on this one}"
   show_log "server log" "$SERVER_LOG" 20
+  # The work directory goes with the test: whatever failed, show every process's end.
+  local f
+  for f in "$WORK/client.log" "$WORK/a1.log" "$WORK/a2.log"; do
+    [[ -f $f ]] && show_log "$(basename "$f")" "$f" 15
+  done
   summary_and_exit
 }
 
