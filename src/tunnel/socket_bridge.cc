@@ -15,9 +15,13 @@ bool WouldBlock(const asio::error_code& ec) {
 std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, Options options,
                                                   Bind bind) {
   std::shared_ptr<SocketBridge> bridge(new SocketBridge(std::move(socket), std::move(options)));
-  bridge->self_ = bridge;
+  {
+    absl::MutexLock lock(&bridge->mu_);
+    bridge->self_ = bridge;
+  }
   if (bridge->options_.set != nullptr) {
     if (!bridge->options_.set->Add(bridge)) {
+      absl::MutexLock lock(&bridge->mu_);
       bridge->self_.reset();  // shutting down: never starts; the socket closes with it
       return nullptr;
     }
@@ -103,17 +107,17 @@ void SocketBridge::OnDone(const grpc::Status& status) {
   // `keep` holds us alive through this function; dropping self_ may otherwise
   // delete us. The owner hears of our end from ~SetMembership, after the socket
   // is destroyed.
-  std::shared_ptr<SocketBridge> keep = self_;
+  std::shared_ptr<SocketBridge> keep;
   BridgeStats stats;
   {
     absl::MutexLock lock(&mu_);
+    keep = std::move(self_);
     stats_.status = status;
     stats = stats_;
   }
   if (options_.on_done) {
     options_.on_done(stats);
   }
-  self_.reset();
 }
 
 SocketBridge::SetMembership::~SetMembership() {

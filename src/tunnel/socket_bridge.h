@@ -146,9 +146,17 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   template <typename Fn>
   void Locked(Fn fn) {
     Calls calls;
+    // Run() touches the call after mu_ is released. Once this bridge has failed,
+    // another thread may release it (MaybeRelease, RemoveHold, OnDone) in that
+    // window, which would free it under our feet while Run() still cancels:
+    // hold a reference until Run() is done.
+    std::shared_ptr<SocketBridge> keep;
     {
       absl::MutexLock lock(&mu_);
       fn(&calls);
+      if (calls.cancel || calls.remove_hold) {
+        keep = self_;
+      }
     }
     Run(calls);
   }
@@ -192,7 +200,7 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   bool socket_read_ ABSL_GUARDED_BY(mu_) = false;   // an Asio wait for readability
   bool socket_write_ ABSL_GUARDED_BY(mu_) = false;  // an Asio write
   bool released_ ABSL_GUARDED_BY(mu_) = false;
-  std::shared_ptr<SocketBridge> self_;  // dropped after OnDone
+  std::shared_ptr<SocketBridge> self_ ABSL_GUARDED_BY(mu_);  // dropped by OnDone
 };
 
 // Live bridges of one owner (agent or client), to cancel them all on shutdown
