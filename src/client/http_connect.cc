@@ -338,8 +338,9 @@ std::string HttpConnectReply(TunnelResult result) {
     case TunnelResult::kBadRequest:
       return HttpConnectReply(400, "malformed CONNECT request");
     case TunnelResult::kRateLimited:
-      return HttpConnectReply(429, "too many new connections from this client: the server's "
-                                   "per-identity dial rate limit; retry shortly");
+      return HttpConnectReply(429,
+                              "too many new connections from this client: the server's "
+                              "per-identity dial rate limit; retry shortly");
     case TunnelResult::kInternal:
       break;
   }
