@@ -168,6 +168,26 @@ def dest(port, state):
 # Application
 
 
+def proxy_connect(proxy_port, dest, slow=False):
+    """HTTP CONNECT through the client at proxy_port; returns (socket, status line).
+
+    slow: a small receive buffer, so a slow reader keeps little in its kernel and
+    the rest waits upstream. Raises ConnectionResetError if the proxy closes first."""
+    s = socket.socket()
+    if slow:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", proxy_port))
+    s.sendall(f"CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        if not c:
+            raise ConnectionResetError("proxy closed during CONNECT")
+        head += c
+    return s, head.split(b"\r\n")[0]
+
+
 def app(argv):
     import argparse
     p = argparse.ArgumentParser()
@@ -191,20 +211,12 @@ def app(argv):
             time.sleep(0.002)
 
     t_start = time.time()
-    s = socket.socket()
-    if a.rate:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-    s.settimeout(20)
-    s.connect(("127.0.0.1", a.proxy_port))
-    s.sendall(f"CONNECT {a.dest} HTTP/1.1\r\nHost: {a.dest}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        c = s.recv(1)
-        if not c:
-            sys.exit("proxy closed during CONNECT")
-        head += c
-    if b" 200 " not in head.split(b"\r\n")[0]:
-        sys.exit(f"CONNECT refused: {head.splitlines()[0]!r}")
+    try:
+        s, status = proxy_connect(a.proxy_port, a.dest, slow=bool(a.rate))
+    except ConnectionResetError as e:
+        sys.exit(str(e))
+    if b" 200 " not in status:
+        sys.exit(f"CONNECT refused: {status!r}")
     s.sendall(f"{a.tag} {a.down} {a.end}\n".encode())
     deadline = time.monotonic() + a.max_seconds
     t_ready = time.time()
@@ -276,19 +288,8 @@ def multi(argv):
     def one(i):
         checker = Checker()
         try:
-            s = socket.socket()
-            if a.rate:  # a slow reader keeps little in its kernel: the rest waits upstream
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-            s.settimeout(20)
-            s.connect(("127.0.0.1", a.proxy_port))
-            s.sendall(f"CONNECT {a.dest} HTTP/1.1\r\nHost: {a.dest}\r\n\r\n".encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                c = s.recv(1)
-                if not c:
-                    raise ConnectionResetError("proxy closed during CONNECT")
-                head += c
-            if b" 200 " not in head.split(b"\r\n")[0]:
+            s, status = proxy_connect(a.proxy_port, a.dest, slow=bool(a.rate))
+            if b" 200 " not in status:
                 outcomes[i] = ("refused", 0, True)
                 return
             s.sendall(f"{a.tag}-{i} {a.bytes} fin\n".encode())
