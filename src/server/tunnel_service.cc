@@ -71,6 +71,9 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
   void AttachAgent(StreamEnd* agent_end, const Caller& agent, const std::string& instance_id,
                    const std::string& resolved_address);
   void AgentFailed(const AgentInstance* instance, v1::DialCode code, const std::string& message);
+  // The Control stream of `instance` ended while this session waited for its
+  // Accept stream: route elsewhere now instead of waiting for the dial timeout.
+  void AgentGone(const AgentInstance* instance);
   void OnRead(Side side, bool ok);
   void OnWrite(Side side, bool ok);
   void OnCancel(Side side);
@@ -93,6 +96,9 @@ class TunnelSession : public std::enable_shared_from_this<TunnelSession> {
 
   void Route(const AgentInstance* exclude) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnTimeout(int attempt);
+  // The routed instance failed before its Accept stream came: eject it for a
+  // while and try one other instance, or answer `code` after a second failure.
+  void RouteAgain(v1::DialCode code, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmIdleTimer(std::chrono::steady_clock::duration after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnIdleCheck();
   // Answers the Dial once the decision is on record. A refusal may skip the
@@ -491,21 +497,14 @@ void TunnelSession::Route(const AgentInstance* exclude) {
   instance_ = choice.instance;
   state_ = State::kRouting;
   conn_id_ = common::RandomBytes(16);
-  service_->AddPending(conn_id_, shared_from_this());
+  service_->AddPending(conn_id_, shared_from_this(), instance_.get());
   v1::ControlMessage message;
   message.mutable_open()->set_conn_id(conn_id_);
   message.mutable_open()->set_destination(destination_.ToString());
   message.mutable_open()->set_client(client_.identity.ToString());
   const int attempt = attempt_;
   if (!instance_->SendOpen(message)) {
-    service_->TakePending(conn_id_);
-    instance_->ejected_until_ms.store(common::SteadyNowMs() +
-                                      service_->options().eject_for.count());
-    if (attempt_++ == 0) {
-      Route(instance_.get());
-    } else {
-      WriteResult(v1::DIAL_NO_AGENT, "agent control stream closed");
-    }
+    RouteAgain(v1::DIAL_NO_AGENT, "agent control stream closed");
     return;
   }
   alarm_ = std::make_unique<grpc::Alarm>();
@@ -526,15 +525,19 @@ void TunnelSession::OnTimeout(int attempt) {
   if (state_ != State::kRouting || attempt != attempt_) {
     return;
   }
-  service_->TakePending(conn_id_);
-  instance_->ejected_until_ms.store(common::SteadyNowMs() + service_->options().eject_for.count());
   common::LogWarn("agent.ejected", {{"identity", instance_->identity()},
                                     {"instance", instance_->instance_id()},
                                     {"reason", "no Accept within the dial timeout"}});
+  RouteAgain(v1::DIAL_TIMEOUT, "the agent did not connect in time");
+}
+
+void TunnelSession::RouteAgain(v1::DialCode code, const std::string& message) {
+  service_->TakePending(conn_id_);
+  instance_->ejected_until_ms.store(common::SteadyNowMs() + service_->options().eject_for.count());
   if (attempt_++ == 0) {
     Route(instance_.get());
   } else {
-    WriteResult(v1::DIAL_TIMEOUT, "the agent did not connect in time");
+    WriteResult(code, message);
   }
 }
 
@@ -582,6 +585,14 @@ void TunnelSession::AgentFailed(const AgentInstance* instance, v1::DialCode code
     code = v1::DIAL_INTERNAL;
   }
   WriteResult(code, message);
+}
+
+void TunnelSession::AgentGone(const AgentInstance* instance) {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kRouting || instance != instance_.get()) {
+    return;
+  }
+  RouteAgain(v1::DIAL_NO_AGENT, "agent control stream closed");
 }
 
 void TunnelSession::AttachAgent(StreamEnd* agent_end, const Caller& agent,
@@ -871,6 +882,10 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
     if (instance_) {
       instance_->Detach();  // waits for any SendOpen in progress
       service_->registry()->Remove(instance_.get());
+      // Opens already sent to this instance will never be answered.
+      for (auto& session : service_->TakePendingOn(instance_.get())) {
+        session->AgentGone(instance_.get());
+      }
     }
     absl::MutexLock lock(&mu_);
     if (finished_) {
@@ -1016,9 +1031,27 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
 
 // ---------------------------------------------------------------------------
 
-void TunnelService::AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session) {
+void TunnelService::AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session,
+                               const AgentInstance* instance) {
   absl::MutexLock lock(&mu_);
-  pending_[conn_id] = session;
+  pending_[conn_id] = Pending{session, instance};
+}
+
+std::vector<std::shared_ptr<TunnelSession>> TunnelService::TakePendingOn(
+    const AgentInstance* instance) {
+  std::vector<std::shared_ptr<TunnelSession>> sessions;
+  absl::MutexLock lock(&mu_);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.instance != instance) {
+      ++it;
+      continue;
+    }
+    if (auto session = it->second.session.lock()) {
+      sessions.push_back(std::move(session));
+    }
+    pending_.erase(it++);
+  }
+  return sessions;
 }
 
 std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& conn_id) {
@@ -1027,7 +1060,7 @@ std::shared_ptr<TunnelSession> TunnelService::TakePending(const std::string& con
   if (it == pending_.end()) {
     return nullptr;
   }
-  auto session = it->second.lock();
+  auto session = it->second.session.lock();
   pending_.erase(it);
   return session;
 }

@@ -55,9 +55,14 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* context,
                                                   const v1::WatchRequest* request) override;
 
-  // Sessions waiting for their agent's Accept stream, by conn_id.
-  void AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session);
+  // Sessions waiting for their agent's Accept stream, by conn_id, with the
+  // agent instance asked to connect.
+  void AddPending(const std::string& conn_id, std::shared_ptr<TunnelSession> session,
+                  const AgentInstance* instance);
   std::shared_ptr<TunnelSession> TakePending(const std::string& conn_id);
+  // Every session waiting for `instance` (its Control stream ended: none of
+  // them will get an Accept stream from it).
+  std::vector<std::shared_ptr<TunnelSession>> TakePendingOn(const AgentInstance* instance);
 
   const ServiceContext& ctx() const { return ctx_; }
   PolicyHolder* policy() const { return policy_; }
@@ -121,7 +126,11 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   std::thread reporter_;
   std::unique_ptr<grpc::Alarm> goaway_alarm_;
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::weak_ptr<TunnelSession>> pending_ ABSL_GUARDED_BY(mu_);
+  struct Pending {
+    std::weak_ptr<TunnelSession> session;
+    const AgentInstance* instance;  // identity only, never dereferenced
+  };
+  absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace drawbridge::server

@@ -306,6 +306,36 @@ wait_for_count "$WORK/${victim_agent#*/}.log" 'agent\.control_connected' 1 20 "$
   abort "$victim_agent back"
 
 # ---------------------------------------------------------------------------
+section "9b. a dial waiting on an agent that dies is answered at once, not after the dial timeout"
+# ---------------------------------------------------------------------------
+# Row 9 dials after the server has seen the agent go; here the Open is already
+# sent when it dies. a1 is stopped (its Control stream stays up, no Accept comes)
+# and the dial may use only agent/a1, so the answer must come from the server
+# noticing the Control stream end, 10 s before the dial timeout would.
+kill -STOP "$A1_PID"
+(
+  status=0
+  "$BIN" client --credentials app.json --agent agent/a1 stdio "127.0.0.1:$DEST" \
+    </dev/null >/dev/null 2>"$WORK/pending.err" || status=$?
+  echo "$status $(date +%s.%N)" >"$WORK/pending.rc"
+) &
+sleep 0.5
+kill -KILL "$A1_PID"
+t0=$(date +%s.%N)
+poll_until 15 "" test -s "$WORK/pending.rc" || true
+read -r rc t1 <"$WORK/pending.rc" || rc=none
+ms=$(ms_between "$t0" "${t1:-}")
+echo "       the waiting dial ended ${ms} ms after SIGKILL of agent/a1 (exit $rc): $(head -c 200 "$WORK/pending.err")"
+expect_eq "the waiting dial fails (exit 1)" "$rc" 1
+expect_contains "  ... saying no agent may serve it" "$WORK/pending.err" 'no connected agent'
+if within_ms "$ms" 1000; then pass "  ... within 1 s of the kill"; else
+  fail "  ... within 1 s of the kill" "took $ms ms"
+fi
+start_agent a1
+A1_PID=$AGENT_PID
+wait_for_count "$WORK/a1.log" 'agent\.control_connected' 1 20 "$A1_PID" || abort "agent/a1 back"
+
+# ---------------------------------------------------------------------------
 section "10. the client's credential is disabled: reset within 1 s, however slowly it reads"
 # ---------------------------------------------------------------------------
 # The case from the issue: curl downloading slowly through HTTP CONNECT.
