@@ -17,6 +17,7 @@ PACKAGES=(
   libbenchmark-dev
   clang libclang-rt-14-dev
   curl procps iproute2
+  libfaketime
   openssh-server openssh-client python3
   rsyslog
   prometheus

@@ -2,6 +2,7 @@
 
 #include <deque>
 
+#include "common/backoff.h"
 #include "common/encoding.h"
 #include "common/log.h"
 #include "common/random.h"
@@ -191,7 +192,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     RETURN_IF_ERROR(started);
   }
   ASSIGN_OR_RETURN(agent->certs_,
-                   enroll::CertManager::Create({.credential = agent->options_.credential}));
+                   enroll::CertManager::Create(
+                       {.credential = agent->options_.credential, .on_renewed = [a = agent.get()] {
+                          absl::MutexLock lock(&a->mu_);
+                          a->renewed_ = true;
+                        }}));
   agent->certs_->StartAutoRenew();
   agent->work_.emplace(agent->io_.get_executor());
   for (int i = 0; i < agent->options_.io_threads; ++i) {
@@ -266,15 +271,17 @@ bool Agent::WaitConnected(std::chrono::milliseconds timeout) {
 }
 
 void Agent::ControlLoop() {
-  std::chrono::milliseconds backoff(500);
-  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  common::JitteredBackoff backoff(std::chrono::milliseconds(500), options_.max_backoff);
+  auto stop_or_renewed = [this]()
+                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || renewed_; };
   while (true) {
-    auto stream = std::make_shared<ControlStream>(this, certs_->Channel());
+    auto stream = std::make_shared<ControlStream>(this, certs_->ChannelForNewAttempt());
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) {
         return;
       }
+      renewed_ = false;
       control_ = stream;
     }
     stream->Start();
@@ -310,19 +317,17 @@ void Agent::ControlLoop() {
       }
     }
     if (was_connected) {
-      backoff = std::chrono::milliseconds(500);
+      backoff.Reset();
     }
-    // Full jitter: uniformly in [0, backoff], then double up to the cap.
-    auto sleep = std::chrono::milliseconds(
-        common::RandomUniform(static_cast<uint64_t>(backoff.count()) + 1));
+    const std::chrono::milliseconds sleep = backoff.Next();
     common::LogWarn("agent.control_lost",
                     {{"server", options_.credential.server_address},
                      {"error", stream->status().error_message()},
                      {"retry_in_ms", common::StrCat(static_cast<int64_t>(sleep.count()))}});
     stream.reset();
-    backoff = std::min(options_.max_backoff, backoff * 2);
     absl::MutexLock lock(&mu_);
-    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(sleep.count()))) {
+    mu_.AwaitWithTimeout(absl::Condition(&stop_or_renewed), absl::Milliseconds(sleep.count()));
+    if (stopping_) {
       return;
     }
   }

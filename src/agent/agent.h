@@ -26,8 +26,9 @@ struct AgentOptions {
   std::string instance_id;         // default: random
   std::chrono::milliseconds dial_timeout{5000};
   // Reconnect backoff cap: full jitter in [0, cap] after an outage, so agents
-  // are back within this long of a server restart and arrive spread over it.
-  std::chrono::milliseconds max_backoff{4000};
+  // are back within this long (plus a handshake) of a server restart and arrive
+  // spread over it. 3 s keeps "back within 5 s" with room for a renewal.
+  std::chrono::milliseconds max_backoff{3000};
   int io_threads = 2;
   // Holds the agent's own audit log (local_audit.h). The CLI always sets it;
   // empty (some in-process tests) means no local log.
@@ -96,6 +97,9 @@ class Agent {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when a renewal succeeds: ends a reconnect wait at once, since a Control
+  // stream refused for an expired certificate can succeed with the new one.
+  bool renewed_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<ControlStream> control_ ABSL_GUARDED_BY(mu_);
 };
 

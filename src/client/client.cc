@@ -199,7 +199,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
   client->certs_->StartAutoRenew();
   Client* self = client.get();
   client->watch_ = TunnelWatch::Start({
-      .channel = [self] { return self->certs_->Channel(); },
+      .channel = [self] { return self->certs_->ChannelForNewAttempt(); },
       .instance_id = client->instance_id_,
       .on_ended =
           [self](const std::string& conn_id, const std::string& reason) {
@@ -309,7 +309,8 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
                                               {"error", failure}});
     }
   };
-  auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(certs_->Channel()));
+  auto stub =
+      std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(certs_->ChannelForNewAttempt()));
   tunnel::SocketBridge::Start(
       std::move(socket), std::move(opts),
       [stub, instance = instance_id_](grpc::ClientContext* ctx,
@@ -384,7 +385,8 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
     error = stats.Failure();
     done = true;
   };
-  auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub((*certs)->Channel()));
+  auto stub =
+      std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub((*certs)->ChannelForNewAttempt()));
   tunnel::SocketBridge::Start(
       std::move(socket), std::move(opts),
       [stub](grpc::ClientContext* ctx, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "common/backoff.h"
 #include "common/log.h"
-#include "common/random.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "tunnel/dial_code.h"
 
@@ -94,7 +94,7 @@ void TunnelWatch::SetReady(bool ready) {
 }
 
 void TunnelWatch::Loop() {
-  std::chrono::milliseconds backoff(500);
+  common::JitteredBackoff backoff(std::chrono::milliseconds(500), options_.max_backoff);
   auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
   while (true) {
     auto stream = std::make_shared<Stream>(this, options_.channel());
@@ -131,13 +131,9 @@ void TunnelWatch::Loop() {
     common::LogInfo("client.watch_lost", {{"code", std::to_string(status.error_code())},
                                           {"reason", status.error_message().substr(0, 200)}});
     if (was_ready) {
-      backoff = std::chrono::milliseconds(500);
+      backoff.Reset();
     }
-    // Full jitter: uniformly in [0, backoff], then double up to the cap, so a
-    // restarted server is not met by every client at once.
-    auto wait = std::chrono::milliseconds(
-        common::RandomUniform(static_cast<uint64_t>(backoff.count()) + 1));
-    backoff = std::min(options_.max_backoff, backoff * 2);
+    const std::chrono::milliseconds wait = backoff.Next();
     absl::MutexLock lock(&mu_);
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(wait.count()))) {
       return;

@@ -30,7 +30,7 @@ class TunnelWatch {
     std::string instance_id;                                  // sent as drawbridge-instance
     std::function<void(const std::string& conn_id, const std::string& reason)> on_ended;
     std::function<void(const grpc::Status& status)> on_refused;
-    std::chrono::milliseconds max_backoff{4000};  // as the agent's Control stream
+    std::chrono::milliseconds max_backoff{3000};  // as the agent's Control stream
   };
 
   static std::unique_ptr<TunnelWatch> Start(Options options);

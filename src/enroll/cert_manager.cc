@@ -2,8 +2,10 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <thread>
 
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -79,6 +81,14 @@ std::shared_ptr<grpc::Channel> CertManager::Channel() const {
   return channel_;
 }
 
+std::shared_ptr<grpc::Channel> CertManager::ChannelForNewAttempt() const {
+  std::shared_ptr<grpc::Channel> channel = Channel();
+  if (channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+  }
+  return channel;
+}
+
 CertManager::Snapshot CertManager::Current() const {
   absl::MutexLock lock(&mu_);
   return current_;
@@ -141,6 +151,7 @@ absl::Status CertManager::RenewNow() {
   current_.spiffe_id = response.spiffe_id();
   current_.serial = info.serial;
   current_.not_before = info.not_before;
+  current_.received_at = options_.clock->NowUnix();
   current_.not_after = info.not_after;
   current_.generation += 1;
   return absl::OkStatus();
@@ -165,11 +176,12 @@ void CertManager::RenewLoop() {
   auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
   while (true) {
     Snapshot cur = Current();
-    const int64_t lifetime_ms = (cur.not_after - cur.not_before) * 1000;
+    const int64_t start = std::max(cur.not_before, cur.received_at);
+    const int64_t lifetime_ms = std::max<int64_t>(0, cur.not_after - start) * 1000;
     // Half-life ± 5 % so that a fleet enrolled together does not renew together.
     const int64_t jitter =
         static_cast<int64_t>(common::RandomUniform(static_cast<uint64_t>(lifetime_ms / 10 + 1)));
-    const int64_t at_ms = cur.not_before * 1000 + lifetime_ms / 2 - lifetime_ms / 20 + jitter;
+    const int64_t at_ms = start * 1000 + lifetime_ms / 2 - lifetime_ms / 20 + jitter;
     const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                options_.clock->Now().time_since_epoch())
                                .count();
@@ -180,7 +192,7 @@ void CertManager::RenewLoop() {
         return;
       }
     }
-    auto backoff = options_.min_retry;
+    common::JitteredBackoff backoff(options_.min_retry, options_.max_retry);
     while (true) {
       absl::Status s = RenewNow();
       if (s.ok()) {
@@ -188,11 +200,12 @@ void CertManager::RenewLoop() {
         common::LogInfo("cert.renewed", {{"identity", options_.credential.identity.ToString()},
                                          {"serial", next.serial},
                                          {"not_after", common::StrCat(next.not_after)}});
+        if (options_.on_renewed) {
+          options_.on_renewed();
+        }
         break;
       }
-      // Full jitter: sleep uniformly in [0, backoff], then double up to the cap.
-      auto sleep = std::chrono::milliseconds(
-          common::RandomUniform(static_cast<uint64_t>(backoff.count()) + 1));
+      const std::chrono::milliseconds sleep = backoff.Next();
       common::LogWarn("cert.renew_failed",
                       {{"identity", options_.credential.identity.ToString()},
                        {"error", std::string(s.message())},
@@ -201,7 +214,6 @@ void CertManager::RenewLoop() {
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(sleep.count()))) {
         return;
       }
-      backoff = std::min(options_.max_retry, backoff * 2);
     }
   }
 }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,8 +39,12 @@ class CertManager {
     // A process whose certificate has expired can do nothing until renewal
     // succeeds, so after a server restart it must retry within seconds (as the
     // Control and Watch reconnects do, docs/tunnel.md); full jitter spreads a fleet.
-    std::chrono::milliseconds max_retry{4000};
+    std::chrono::milliseconds max_retry{3000};
     std::chrono::milliseconds rpc_timeout{10000};
+    // Called on the renewal thread after each successful background renewal, with
+    // no lock of the manager held (a retry loop waiting on the old certificate
+    // can go at once). Must not block and must outlive the manager.
+    std::function<void()> on_renewed;
   };
 
   struct Snapshot {
@@ -48,6 +53,9 @@ class CertManager {
     std::string serial;
     int64_t not_before = 0;
     int64_t not_after = 0;
+    // When we received it, by our clock: the server backdates not_before by its
+    // tolerated clock skew, so renewal is timed from here, not from not_before.
+    int64_t received_at = 0;
     uint64_t generation = 0;  // 1 for the first certificate, +1 per renewal
   };
 
@@ -57,6 +65,12 @@ class CertManager {
 
   // Channel authenticated with the current certificate.
   std::shared_ptr<grpc::Channel> Channel() const;
+  // The same channel for a caller with a reason to connect now (its own jittered
+  // wait has passed, or an application's connection is waiting): gRPC keeps a
+  // reconnect backoff per channel (up to 5 s) during which calls fail at once even
+  // though the server is back, which would add a second wait to ours. If the
+  // channel is in that state, its backoff is reset so the call connects.
+  std::shared_ptr<grpc::Channel> ChannelForNewAttempt() const;
   Snapshot Current() const;
 
   // Starts the background renewal thread.

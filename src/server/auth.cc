@@ -70,8 +70,15 @@ absl::StatusOr<Caller> AuthenticateCaller(const grpc::AuthContext& auth,
   if (!identity.ok()) {
     return absl::UnauthenticatedError("client certificate identity is not in this trust domain");
   }
-  if (info.not_after <= clock.NowUnix()) {
+  // TLS checked the dates once, at the handshake; a connection outlives its
+  // certificate, and our clock can move, so every call checks them again.
+  const int64_t now = clock.NowUnix();
+  if (info.not_after <= now) {
     return absl::UnauthenticatedError("client certificate has expired: renew it");
+  }
+  if (info.not_before > now) {
+    return absl::UnauthenticatedError(
+        "client certificate is not valid yet (the server's and this host's clocks disagree)");
   }
   Caller caller{*identity, info.uri_sans.front(), info.key_id, info.serial, info.not_after};
   absl::Status active = directory.CheckActive(identity->ToString(), info.key_id);

@@ -161,7 +161,10 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   spec.common_name = claims.subject;
   spec.key_id = key->key_id;
   spec.spiffe_id = identity->SpiffeId(config_.trust_domain);
-  spec.not_before = now;
+  // Backdated by the tolerated skew: a peer whose clock is behind ours (within
+  // max_clock_skew_seconds) must not find its new certificate "not yet valid".
+  // The end stays now + lifetime, so the certificate is usable no longer.
+  spec.not_before = now - skew;
   spec.not_after = now + config_.certificate_lifetime_seconds;
   spec.client_auth = true;
   auto cert = ca_->Issue(spec);

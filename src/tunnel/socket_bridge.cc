@@ -129,7 +129,7 @@ SocketBridge::SetMembership::~SetMembership() {
 void SocketBridge::HandleWriteDone(bool ok, Calls* calls) {
   grpc_write_ = false;
   if (!ok) {
-    Fail("stream write failed", calls);
+    FailStreamEnded("stream write failed", calls);
   } else if (!open_sent_) {
     open_sent_ = true;
     StartPumps(calls);
@@ -148,7 +148,7 @@ void SocketBridge::HandleReadDone(bool ok, Calls* calls) {
   } else if (!ok) {
     // The server ended the stream. Normal only once both directions are done.
     if (!(up_done_ && down_done_)) {
-      Fail("stream ended by the server", calls);
+      FailStreamEnded("stream ended by the server", calls);
     }
   } else if (in_.has_result()) {
     HandleResult(calls);
@@ -337,6 +337,12 @@ void SocketBridge::DeliverDown(Calls* calls) {
   }
   grpc_read_ = true;
   calls->start_read = true;
+}
+
+void SocketBridge::FailStreamEnded(const std::string& why, Calls* calls) {
+  const bool cancel_before = calls->cancel;
+  Fail(why, calls);
+  calls->cancel = cancel_before;
 }
 
 void SocketBridge::Fail(const std::string& why, Calls* calls, Close how) {

@@ -31,13 +31,17 @@ struct BridgeStats {
   std::string error;    // first local error, if any: the socket was reset
   std::string conn_id;  // the server's name for the tunnel (Dial: from the result)
 
-  // Why a tunnel that had opened ended with an error (a local error, else the
-  // stream's status); empty if it ended cleanly or never opened.
+  // Why a tunnel that had opened ended with an error: the local error, followed
+  // by the stream's status when the server gave a reason (so "stream ended by the
+  // server" says why); empty if it ended cleanly or never opened.
   std::string Failure() const {
     if (result != v1::DIAL_OK) {
       return "";
     }
-    return error.empty() && !status.ok() ? status.error_message() : error;
+    if (status.ok() || status.error_message().empty()) {
+      return error;
+    }
+    return error.empty() ? status.error_message() : error + ": " + status.error_message();
   }
 };
 
@@ -141,6 +145,10 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   enum class Close { kAbortive, kGraceful };
   void Fail(const std::string& why, Calls* calls, Close how = Close::kAbortive)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stream itself has ended (a read or write completed with !ok): fail the
+  // socket as Fail does, but do not cancel the call, which finishes by itself;
+  // a cancel now would replace the server's status (its reason) with CANCELLED.
+  void FailStreamEnded(const std::string& why, Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeRelease(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `fn` under mu_, then the gRPC calls it decided.
   template <typename Fn>

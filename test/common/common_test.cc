@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include "common/backoff.h"
 #include "common/encoding.h"
 #include "common/files.h"
 #include "common/ip.h"
@@ -106,6 +107,28 @@ TEST(Strings, SplitJoinAndCat) {
   EXPECT_EQ(Join({"x", "y"}, ", "), "x, y");
   EXPECT_EQ(StrCat("n=", 42, " ", std::string_view("v"), '!'), "n=42 v!");
   EXPECT_EQ(ReplaceAll("%5B::1%5D", "%5B", "["), "[::1%5D");
+}
+
+TEST(JitteredBackoff, StaysWithinTheDoublingCeilingAndTheCap) {
+  using std::chrono::milliseconds;
+  JitteredBackoff backoff(milliseconds(100), milliseconds(1000));
+  // Ceilings: 100, 200, 400, 800, then 1000 for ever.
+  const int64_t ceilings[] = {100, 200, 400, 800, 1000, 1000, 1000};
+  for (int64_t ceiling : ceilings) {
+    milliseconds d = backoff.Next();
+    EXPECT_GE(d.count(), 0);
+    EXPECT_LE(d.count(), ceiling);
+  }
+  // Full jitter really spreads: over many draws at the cap, both halves occur.
+  int low = 0;
+  int high = 0;
+  for (int i = 0; i < 400; ++i) {
+    (backoff.Next().count() < 500 ? low : high) += 1;
+  }
+  EXPECT_GT(low, 100);
+  EXPECT_GT(high, 100);
+  backoff.Reset();
+  EXPECT_LE(backoff.Next().count(), 100);
 }
 
 }  // namespace

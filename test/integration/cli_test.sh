@@ -32,6 +32,7 @@ cleanup() {
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   rm -rf -- "$WORK"
+  _release_ports
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -431,7 +431,7 @@ start_server || abort "server back"
 wait_for_count "$WORK/a1.log" 'agent\.control_connected' 2 20 || true
 wait_for_count "$WORK/a2.log" 'agent\.control_connected' 2 20 || true
 # The client's certificate may have expired while the server was down: it renews
-# on its own (backoff capped at 4 s) and then serves again.
+# on its own (backoff capped at 3 s) and then serves again.
 client_serves 20 || abort "the client serves again after the server restart"
 app serverkill -1 none --up-end none --max-seconds 30
 wait_ready serverkill || abort "transfer up"

@@ -14,7 +14,6 @@ FAILED=0
 LAST_RC=0                # exit status of the most recent run/expect_* command
 CMD_TIMEOUT=60           # a hung command is a failure, never a hung test
 N=0                      # how many commands run has run (numbers the copies in $OUT)
-USED_PORTS=" "           # every port free_port has handed out, space-separated
 
 # parse_bin_arg "$@": the script's arguments must be exactly PATH/TO/drawbridge, an
 # executable; sets BIN to its absolute path. Exits 2 otherwise.
@@ -157,17 +156,32 @@ summary_and_exit() {
   exit 0
 }
 
-# free_port: a free loopback TCP port, distinct from every port handed out before.
-free_port() {
+# free_port: a free loopback TCP port, distinct from every port handed out before,
+# here and in every other test script running at the same time (ctest -j): the
+# kernel may hand the same just-released port to two scripts, and the second
+# listener then fails to bind while the first one's clients talk to the wrong
+# process. A claim is a directory (mkdir is atomic), removed when the script exits;
+# claims older than an hour are from a killed run and are taken over.
+PORT_CLAIMS="${TMPDIR:-/tmp}/drawbridge-port-claims"
+free_port() {  # called as $(free_port), a subshell: the claim records $$, the script
   local p
+  mkdir -p "$PORT_CLAIMS"
+  find "$PORT_CLAIMS" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {} + 2>/dev/null || true
   while true; do
     p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-    if [[ $USED_PORTS != *" $p "* ]]; then
-      USED_PORTS+="$p "
+    if mkdir "$PORT_CLAIMS/$p" 2>/dev/null; then
+      echo "$$" >"$PORT_CLAIMS/$p/owner"
       echo "$p"
       return
     fi
   done
+}
+_release_ports() {
+  local d
+  for d in "$PORT_CLAIMS"/*/; do
+    [[ -f ${d}owner && $(cat "${d}owner" 2>/dev/null) == "$$" ]] && rm -rf "$d"
+  done
+  return 0
 }
 
 count_matches() {  # count_matches FILE PATTERN (0 when none)
@@ -270,6 +284,7 @@ use_work_dir() {
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 _cleanup_work_dir() {
   stop_started_processes
+  _release_ports
   if declare -F extra_cleanup >/dev/null; then
     extra_cleanup
   fi

@@ -107,8 +107,11 @@ TEST_F(EnrollerTest, IssuesCertificateWithSanIssuerAndLifetime) {
   auto info = *pki::InspectCertificate(chain[0].get());
   EXPECT_EQ(info.uri_sans, std::vector<std::string>{"spiffe://example.com/agent/a"});
   EXPECT_EQ(info.issuer_cn, "Drawbridge Intermediate CA example.com");
-  EXPECT_EQ(info.not_before, kNow);
+  // Backdated by the tolerated skew (60 s) for peers whose clock is behind.
+  EXPECT_EQ(info.not_before, kNow - 60);
   EXPECT_EQ(info.not_after, kNow + 3600);
+  EXPECT_TRUE(
+      pki::VerifyChain(chain[0].get(), {chain[1].get()}, result->trust_bundle_pem, kNow - 59).ok());
   EXPECT_EQ(info.key_id, r.kid);
   EXPECT_EQ(X509_check_private_key(chain[0].get(), r.tls_key.get()), 1);
   EXPECT_TRUE(

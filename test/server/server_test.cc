@@ -106,7 +106,8 @@ TEST_F(ServerTest, EnrolledIdentityIsRecognisedOnItsStream) {
   ASSERT_TRUE(PingOnce(agent->Channel(), &resp).ok());
   EXPECT_EQ(resp.caller_spiffe_id(), "spiffe://example.com/agent/a");
   EXPECT_EQ(resp.certificate_serial(), agent->Current().serial);
-  EXPECT_EQ(agent->Current().not_after - agent->Current().not_before, 3600);
+  // Lifetime 3600 s from issue, not_before backdated by the 60 s skew allowance.
+  EXPECT_EQ(agent->Current().not_after - agent->Current().not_before, 3660);
 }
 
 TEST_F(ServerTest, WithoutCertificateOnlyEnrollIsReachable) {
