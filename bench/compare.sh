@@ -21,8 +21,11 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 make build >/dev/null
-cmake --build build --target micro_bench >/dev/null
+cmake --build build --target micro_bench ceiling >/dev/null
 python3 bench/compare.py "$@"
 echo
 echo "Micro-benchmarks (hot paths):"
 build/bench/micro/micro_bench --benchmark_min_time=0.2 | tee bench/results/micro.txt
+echo
+echo "Ceilings (one TLS hop, one gRPC hop, two gRPC hops with a relay; bench/README.md):"
+bash bench/ceiling/run.sh build/bench/ceiling/ceiling 3 1024 | tee bench/results/ceiling.md
