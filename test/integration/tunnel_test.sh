@@ -172,7 +172,7 @@ for spec in "$HTTP_PORT:$HTTP1_PID:$TOKEN" "$HTTP2_PORT:$HTTP2_PID:$TOKEN2" \
   "$DENY_PORT:$HTTP3_PID:$TOKEN3"; do
   IFS=: read -r port pid tok <<<"$spec"
   if wait_for_port "$port" 15 "$pid" &&
-    timeout 10 curl -sS --noproxy '*' "http://127.0.0.1:$port/index.html" | grep -qF -- "$tok"; then
+    [[ $(timeout 10 curl -sS --noproxy '*' "http://127.0.0.1:$port/index.html") == *"$tok"* ]]; then
     :
   else
     abort "backend http.server on 127.0.0.1:$port serves its token"
