@@ -88,6 +88,22 @@ agent_connects() {
   wait_for_exit "$pid" 10 || true
   [[ $ok == 1 ]]
 }
+# expect_fails_closed WHAT PATTERN: under a jumped server clock, a new dial is refused
+# and the client's log says WHAT (matching PATTERN); a starting agent cannot enroll
+# and is told to check the clock.
+expect_fails_closed() {
+  local rc code
+  read -r rc code <<<"$(request)"
+  echo "       a new request under the jumped clock: curl exit $rc, HTTP $code"
+  if [[ $code != 200 ]]; then pass "a new dial is refused"; else fail "a new dial is refused"; fi
+  expect_contains "the client says why: $1 in the server's view" "$WORK/client.log" "$2"
+  if agent_connects a2 6; then
+    fail "an agent starting now cannot enroll"
+  else
+    pass "an agent starting now cannot enroll"
+  fi
+  expect_contains "  ... and says to check the clock" "$WORK/late.log" "check this host's clock"
+}
 audit_count() {  # audit_count ARGS...: records matching an offline audit query
   "$BIN" audit query --data-dir "$D" --limit 0 --json "$@" 2>/dev/null | grep -c . || true
 }
@@ -165,17 +181,7 @@ SLOW_PID=$BG_PID
 sleep 1
 refused_before=$(audit_count --outcome failure)
 set_server_clock +7200
-read -r rc code <<<"$(request)"
-echo "       a new request under the jumped clock: curl exit $rc, HTTP $code"
-if [[ $code != 200 ]]; then pass "a new dial is refused"; else fail "a new dial is refused"; fi
-expect_contains "the client says why: its certificate has expired in the server's view" \
-  "$WORK/client.log" 'certificate has expired'
-if agent_connects a2 6; then
-  fail "an agent starting now cannot enroll"
-else
-  pass "an agent starting now cannot enroll"
-fi
-expect_contains "  ... and says to check the clock" "$WORK/late.log" "check this host's clock"
+expect_fails_closed "its certificate has expired" 'certificate has expired'
 wait_for_exit "$SLOW_PID" 30 || true
 slow_rc=0
 wait "$SLOW_PID" || slow_rc=$?
@@ -198,17 +204,7 @@ if agent_connects a2 15; then pass "an agent enrolls again"; else fail "an agent
 section "4. the server's clock jumps 2 h back"
 # ---------------------------------------------------------------------------
 set_server_clock -7200
-read -r rc code <<<"$(request)"
-echo "       a new request under the jumped clock: curl exit $rc, HTTP $code"
-if [[ $code != 200 ]]; then pass "a new dial is refused"; else fail "a new dial is refused"; fi
-expect_contains "the client says why: its certificate is not valid yet in the server's view" \
-  "$WORK/client.log" 'not valid yet'
-if agent_connects a2 6; then
-  fail "an agent starting now cannot enroll"
-else
-  pass "an agent starting now cannot enroll"
-fi
-expect_contains "  ... and says to check the clock" "$WORK/late.log" "check this host's clock"
+expect_fails_closed "its certificate is not valid yet" 'not valid yet'
 set_server_clock +0
 if client_serves 10; then pass "requests go through again once the clock is back"; else
   fail "requests go through again once the clock is back" "$(tail -n 3 "$WORK/client.log")"
