@@ -11,6 +11,8 @@ Systems (the same backends behind each, reached through a local port on 127.0.0.
                 app -> client stunnel -> broker stunnel (terminates, re-originates)
                 -> agent-like stunnel -> backend
   drawbridge    app -> client --forward -> server -> agent -> backend, as deployed
+                (tunnel bytes on lanes: the server's data port, docs/tunnel.md)
+  drawbridge-grpc  the same with --no-lanes on client and agent: gRPC streams only
 
 Scenarios run interleaved (each repetition runs every scenario on every system in
 turn); the report gives the median and min-max per cell, and for Drawbridge its
@@ -38,7 +40,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SYSTEMS = ["direct", "ssh-aes", "ssh-chacha", "stunnel", "drawbridge"]
+SYSTEMS = ["direct", "ssh-aes", "ssh-chacha", "stunnel", "drawbridge", "drawbridge-grpc"]
 PEERS = ["ssh-aes", "ssh-chacha", "stunnel"]
 
 
@@ -276,12 +278,14 @@ class Stunnel(System):
 class Drawbridge(System):
     name = "drawbridge"
 
-    def __init__(self, ps, work, backends, binary):
+    def __init__(self, ps, work, backends, binary, name):
         super().__init__(ps, work, backends)
         self.bin = binary
+        self.name = name
+        self.extra = ["--no-lanes"] if name == "drawbridge-grpc" else []
 
     def start(self):
-        d = os.path.join(self.work, "drawbridge")
+        d = os.path.join(self.work, self.name)
         os.makedirs(d, exist_ok=True)
         sp = free_port()
         run([self.bin, "server", "init", "--data-dir", d + "/server", "--trust-domain", "bench.local",
@@ -305,8 +309,10 @@ class Drawbridge(System):
                 "--data-dir", d + "/agent-data"]
         for p in self.backends.values():
             argv += ["--allow", f"127.0.0.1/32:{p}"]
+        argv += self.extra
         self.agent.append(self.ps.start("drawbridge-agent", argv))
         argv = [self.bin, "--log-level", "warn", "client", "--credentials", d + "/client.json"]
+        argv += self.extra
         for name, backend in self.backends.items():
             self.ports[name] = free_port()
             argv += ["--forward", f"127.0.0.1:{self.ports[name]}=127.0.0.1:{backend}"]
@@ -626,7 +632,9 @@ def main():
             "ssh-aes": SshReverse(ps, work, backends, "aes128-gcm@openssh.com", "ssh-aes"),
             "ssh-chacha": SshReverse(ps, work, backends, "chacha20-poly1305@openssh.com", "ssh-chacha"),
             "stunnel": Stunnel(ps, work, backends),
-            "drawbridge": Drawbridge(ps, work, backends, os.path.abspath(args.bin)),
+            "drawbridge": Drawbridge(ps, work, backends, os.path.abspath(args.bin), "drawbridge"),
+            "drawbridge-grpc": Drawbridge(ps, work, backends, os.path.abspath(args.bin),
+                                          "drawbridge-grpc"),
         }
         systems = {k: v for k, v in systems.items() if k in wanted}
         for s in systems.values():

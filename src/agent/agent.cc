@@ -105,6 +105,9 @@ class Agent::ControlStream final
     }
     if (in_.has_heartbeat()) {
       agent_->SetConnected(true);  // the server acknowledges our hello
+      if (agent_->lanes_) {
+        agent_->lanes_->SetPort(in_.heartbeat().lane_port());
+      }
     } else if (in_.has_open()) {
       agent_->HandleOpen(in_.open());
     } else if (in_.has_ended()) {
@@ -198,6 +201,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
                           a->renewed_ = true;
                         }}));
   agent->certs_->StartAutoRenew();
+  if (agent->options_.use_lanes) {
+    agent->lanes_ = std::make_unique<lane::LaneDialer>(agent->io_, agent->certs_.get(),
+                                                       agent->options_.instance_id);
+  }
   agent->work_.emplace(agent->io_.get_executor());
   for (int i = 0; i < agent->options_.io_threads; ++i) {
     agent->io_threads_.emplace_back([a = agent.get()] { a->io_.run(); });
@@ -312,6 +319,12 @@ void Agent::ControlLoop() {
       control_ = nullptr;
       was_connected = was_connected || connected_;
       connected_ = false;
+    }
+    if (lanes_) {
+      lanes_->SetPort(0);  // a restarted server may listen elsewhere: wait for its word
+    }
+    {
+      absl::MutexLock lock(&mu_);
       if (stopping_) {
         return;
       }
@@ -530,11 +543,24 @@ std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(const std::string& conn
                              .count()},
          {"close_reason", stats.error.empty() ? std::string("closed") : stats.error}}));
   };
+  opts.set = &bridges_;
+  std::shared_ptr<tunnel::SocketBridge> bridge;
+  if (auto lane = lanes_ ? lanes_->NewCall("Accept") : nullptr) {
+    opts.cancel_call = [lane] { lane->Cancel(); };
+    bridge = tunnel::SocketBridge::Start(
+        std::move(socket), std::move(opts),
+        [lane](grpc::ClientContext*, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+          lane->Bind(reactor);
+        });
+    if (bridge == nullptr) {
+      metrics_.active->Add(-1);  // never started, so on_done will not run
+    }
+    return bridge;
+  }
   auto channel = certs_->Channel();
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(channel));
   std::string instance = options_.instance_id;
-  opts.set = &bridges_;
-  auto bridge = tunnel::SocketBridge::Start(
+  bridge = tunnel::SocketBridge::Start(
       std::move(socket), std::move(opts),
       [stub, instance](grpc::ClientContext* ctx,
                        grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {

@@ -16,6 +16,7 @@
 #include "metrics/endpoint.h"
 #include "policy/allowlist.h"
 #include "tunnel/bridge_metrics.h"
+#include "lane/dialer.h"
 #include "tunnel/socket_bridge.h"
 
 namespace drawbridge::agent {
@@ -30,6 +31,8 @@ struct AgentOptions {
   // spread over it. 3 s keeps "back within 5 s" with room for a renewal.
   std::chrono::milliseconds max_backoff{3000};
   int io_threads = 2;
+  // Carry tunnels on lanes when the server offers them (see ClientOptions).
+  bool use_lanes = true;
   // Holds the agent's own audit log (local_audit.h). The CLI always sets it;
   // empty (some in-process tests) means no local log.
   std::string data_dir;
@@ -88,6 +91,8 @@ class Agent {
   std::vector<std::thread> io_threads_;
   std::thread control_thread_;
   tunnel::BridgeSet bridges_;
+  // After io_ (destroyed before it); its callbacks run on io_'s threads only.
+  std::unique_ptr<lane::LaneDialer> lanes_;
   // After io_: destroyed first, while the executor its callbacks post to exists.
   std::unique_ptr<LocalAudit> audit_;
   metrics::Registry metrics_registry_;

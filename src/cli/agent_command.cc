@@ -58,6 +58,9 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
   cmd->add_option("--data-dir", opts->data_dir,
                   "Directory for the agent's own audit log (default: the credential file's "
                   "name with .agent-data instead of .json); one per running agent");
+  auto no_lanes = std::make_shared<bool>(false);
+  cmd->add_flag("--no-lanes", *no_lanes,
+                "Carry tunnels on gRPC streams only, never on the server's data port (lanes)");
   cmd->callback([=] {
     *run = [=] {
       if (absl::Status s = common::MakeNonDumpable(); !s.ok()) {
@@ -68,6 +71,7 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
         return Fail(cred.status());
       }
       agent::AgentOptions options = *opts;
+      options.use_lanes = !*no_lanes;
       options.credential = *cred;
       if (!config->empty()) {
         if (absl::Status s = ReadAgentConfig(*config, &options.allow, &options.data_dir); !s.ok()) {

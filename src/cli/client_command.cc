@@ -15,6 +15,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
   auto selector = std::make_shared<std::string>();
   auto metrics_listen = std::make_shared<std::string>();
   auto handshake_ms = std::make_shared<int>(10000);
+  auto no_lanes = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand(
       "client", "Forward proxy next to the application: HTTP CONNECT + SOCKS5, port forwards");
   cmd->add_option("--credentials", *credentials, "Client credential file")
@@ -28,6 +29,8 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
                   "A connection that has not finished its CONNECT/SOCKS5 request by then is closed")
       ->check(CLI::Range(100, 600000))
       ->capture_default_str();
+  cmd->add_flag("--no-lanes", *no_lanes,
+                "Carry tunnels on gRPC streams only, never on the server's data port (lanes)");
   cmd->fallthrough();
 
   auto destination = std::make_shared<std::string>();
@@ -61,6 +64,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
       options.agent_selector = *selector;
       options.metrics_listen = *metrics_listen;
       options.handshake_timeout = std::chrono::milliseconds(*handshake_ms);
+      options.use_lanes = !*no_lanes;
       for (const auto& f : *forwards) {
         auto parsed = client::ParseForward(f);
         if (!parsed.ok()) {

@@ -198,6 +198,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
                    enroll::CertManager::Create({.credential = client->options_.credential}));
   client->certs_->StartAutoRenew();
   Client* self = client.get();
+  if (client->options_.use_lanes) {
+    client->lanes_ =
+        std::make_unique<lane::LaneDialer>(client->io_, client->certs_.get(), client->instance_id_);
+  }
   client->watch_ = TunnelWatch::Start({
       .channel = [self] { return self->certs_->ChannelForNewAttempt(); },
       .instance_id = client->instance_id_,
@@ -210,6 +214,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
             int n = self->bridges_.AbortAll("refused by the server: " + status.error_message());
             common::LogWarn("client.refused", {{"reason", status.error_message().substr(0, 200)},
                                                {"tunnels_reset", std::to_string(n)}});
+          },
+      .on_lane_port =
+          [self](int lane_port) {
+            if (self->lanes_) {
+              self->lanes_->SetPort(lane_port);
+            }
           },
   });
   if (!client->options_.listen.empty()) {
@@ -309,6 +319,15 @@ void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination
                                               {"error", failure}});
     }
   };
+  if (auto lane = lanes_ ? lanes_->NewCall("Dial") : nullptr) {
+    opts.cancel_call = [lane] { lane->Cancel(); };
+    tunnel::SocketBridge::Start(
+        std::move(socket), std::move(opts),
+        [lane](grpc::ClientContext*, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+          lane->Bind(reactor);
+        });
+    return;
+  }
   auto stub =
       std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(certs_->ChannelForNewAttempt()));
   tunnel::SocketBridge::Start(

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "client/proxy_protocol.h"
 #include "client/tunnel_watch.h"
+#include "lane/dialer.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
 #include "metrics/endpoint.h"
@@ -31,6 +32,9 @@ struct ClientOptions {
   std::string agent_selector;  // optional agent/NAME
   std::chrono::milliseconds handshake_timeout{10000};
   int io_threads = 2;
+  // Carry tunnels on lanes (the server's data port) when the server offers them
+  // and a probe got through; false: gRPC streams only (`--no-lanes`).
+  bool use_lanes = true;
   // HOST:PORT for /metrics, /healthz, /readyz (plain HTTP, keep it on loopback);
   // empty: none.
   std::string metrics_listen;
@@ -74,6 +78,8 @@ class Client {
   std::unique_ptr<enroll::CertManager> certs_;
   std::unique_ptr<TunnelWatch> watch_;
   asio::io_context io_;
+  // After io_ (destroyed before it); its callbacks run on io_'s threads only.
+  std::unique_ptr<lane::LaneDialer> lanes_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;

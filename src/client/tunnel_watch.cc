@@ -30,6 +30,9 @@ class TunnelWatch::Stream final : public grpc::ClientReadReactor<v1::WatchEvent>
       return;  // OnDone follows with the status
     }
     if (event_.has_ready()) {
+      if (watch_->options_.on_lane_port) {
+        watch_->options_.on_lane_port(event_.ready().lane_port());
+      }
       watch_->SetReady(true);
     } else if (event_.has_ended() && watch_->options_.on_ended) {
       watch_->options_.on_ended(event_.ended().conn_id(), event_.ended().reason().substr(0, 200));
@@ -123,6 +126,9 @@ void TunnelWatch::Loop() {
       if (stopping_) {
         return;
       }
+    }
+    if (options_.on_lane_port) {
+      options_.on_lane_port(0);
     }
     grpc::Status status = stream->status();
     if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED && options_.on_refused) {

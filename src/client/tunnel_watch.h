@@ -30,6 +30,10 @@ class TunnelWatch {
     std::string instance_id;                                  // sent as drawbridge-instance
     std::function<void(const std::string& conn_id, const std::string& reason)> on_ended;
     std::function<void(const grpc::Status& status)> on_refused;
+    // The server's data port for lanes as the live stream says: its value once
+    // the server registered the stream, 0 when it has none or the stream is
+    // down (a restarted server may listen elsewhere: lanes wait for its word).
+    std::function<void(int lane_port)> on_lane_port;
     std::chrono::milliseconds max_backoff{3000};  // as the agent's Control stream
   };
 

@@ -94,6 +94,11 @@ CertManager::Snapshot CertManager::Current() const {
   return current_;
 }
 
+CertManager::KeyPair CertManager::CurrentKeyPair() const {
+  absl::MutexLock lock(&mu_);
+  return {current_.chain_pem, key_pem_, current_.generation};
+}
+
 std::string CertManager::CurrentPrivateKeyPemForTesting() const {
   absl::MutexLock lock(&mu_);
   return key_pem_;

@@ -73,6 +73,16 @@ class CertManager {
   std::shared_ptr<grpc::Channel> ChannelForNewAttempt() const;
   Snapshot Current() const;
 
+  // The current certificate chain and its in-memory private key, for TLS
+  // connections made outside gRPC (lanes). The key must stay in memory.
+  struct KeyPair {
+    std::string chain_pem;
+    std::string key_pem;
+    uint64_t generation = 0;
+  };
+  KeyPair CurrentKeyPair() const;
+  const pki::Credential& credential() const { return options_.credential; }
+
   // Starts the background renewal thread.
   void StartAutoRenew();
   // Enrolls again now; on success new calls use the new certificate.

@@ -58,10 +58,20 @@ absl::StatusOr<Caller> AuthenticateCaller(const grpc::AuthContext& auth,
                                           const common::Clock& clock) {
   std::vector<grpc::string_ref> pems = auth.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (!auth.IsPeerAuthenticated() || pems.empty()) {
+    return AuthenticateCertificate("", trust_domain, directory, clock);
+  }
+  return AuthenticateCertificate(std::string_view(pems.front().data(), pems.front().size()),
+                                 trust_domain, directory, clock);
+}
+
+absl::StatusOr<Caller> AuthenticateCertificate(std::string_view pem,
+                                               const std::string& trust_domain,
+                                               const IdentityDirectory& directory,
+                                               const common::Clock& clock) {
+  if (pem.empty()) {
     return absl::UnauthenticatedError(
         "a client certificate is required: enroll first (only Enroll works without one)");
   }
-  std::string_view pem(pems.front().data(), pems.front().size());
   ASSIGN_OR_RETURN(pki::CertificateInfo info, PeerCertificates().Inspect(pem));
   if (info.uri_sans.size() != 1) {
     return absl::UnauthenticatedError("client certificate must carry exactly one SPIFFE ID");

@@ -33,4 +33,11 @@ absl::StatusOr<Caller> AuthenticateCaller(const grpc::AuthContext& auth,
                                           const IdentityDirectory& directory,
                                           const common::Clock& clock);
 
+// The same for a certificate (PEM) that a TLS handshake outside gRPC (a lane)
+// verified against our CA; "" when the peer presented none.
+absl::StatusOr<Caller> AuthenticateCertificate(std::string_view verified_pem,
+                                               const std::string& trust_domain,
+                                               const IdentityDirectory& directory,
+                                               const common::Clock& clock);
+
 }  // namespace drawbridge::server

@@ -37,6 +37,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.metrics_listen != "off") {
     RETURN_IF_ERROR(ValidateHostPort(c.metrics_listen, /*allow_zero_port=*/true));
   }
+  if (c.lane_listen != "off" && c.lane_listen != "auto") {
+    RETURN_IF_ERROR(ValidateHostPort(c.lane_listen, /*allow_zero_port=*/true));
+  }
   if (c.certificate_lifetime_seconds < kMinCertificateLifetimeSeconds ||
       c.certificate_lifetime_seconds > kMaxCertificateLifetimeSeconds) {
     return absl::InvalidArgumentError(common::StrCat(
@@ -94,6 +97,8 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
         c.dial_burst = v.as<int64_t>();
       } else if (key == "metrics_listen") {
         c.metrics_listen = v.as<std::string>();
+      } else if (key == "lane_listen") {
+        c.lane_listen = v.as<std::string>();
       } else if (key == "audit") {
         auto audit = audit::ParseAuditConfig(v);
         if (!audit.ok()) {
@@ -139,6 +144,9 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "dial_rate_per_second: ", c.dial_rate_per_second, "\n", "dial_burst: ", c.dial_burst, "\n",
       "# Prometheus /metrics, /healthz and /readyz over plain HTTP (keep it on loopback or\n",
       "# a management network), or \"off\".\n", "metrics_listen: \"", c.metrics_listen, "\"\n",
+      "# The data port for tunneled bytes (lanes, mTLS 1.3): \"auto\" (host of listen, any\n",
+      "# port, advertised to agents and clients), HOST:PORT, or \"off\" (gRPC streams only).\n",
+      "lane_listen: \"", c.lane_listen, "\"\n",
       "# The tamper-evident audit trail (docs/audit.md): retention, SIEM export, alerts.\n",
       "audit:\n", "  retention_days: ", c.audit.retention.count() / 86400, "\n", "  # export:\n",
       "  #   - {type: jsonl, path: /var/log/drawbridge/audit.jsonl}\n",

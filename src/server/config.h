@@ -24,6 +24,10 @@ struct ServerConfig {
   // The plaintext /metrics, /healthz, /readyz listener (loopback by default), or
   // "off".
   std::string metrics_listen = "127.0.0.1:9464";
+  // The data port for lanes (docs/tunnel.md "Lanes"): "auto" (the host of
+  // `listen`, a port the system picks, advertised to agents and clients), a
+  // HOST:PORT to open in a firewall, or "off" (tunnels ride gRPC streams only).
+  std::string lane_listen = "off";
   audit::AuditConfig audit;  // the `audit:` section (audit/config.h)
 };
 

@@ -134,6 +134,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(
         common::StrCat("cannot listen on ", s->config_.listen, " (address in use or not local?)"));
   }
+  RETURN_IF_ERROR(s->StartLanes(options));
   s->serving_ = true;
   RETURN_IF_ERROR(s->StartMetrics(options, dir));
   s->audit_->Append(
@@ -141,15 +142,51 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                         std::string(audit::kActorSystem), "",
                         {{"listen", s->config_.listen},
                          {"port", s->port_},
+                         {"lane_port", s->lane_port()},
                          {"trust_domain", s->config_.trust_domain},
                          {"alert_rules", s->alerts_->rules().size()},
                          {"export_targets", s->config_.audit.export_targets.size()}}));
   common::LogInfo("server.listening", {{"address", s->config_.listen},
                                        {"port", common::StrCat(s->port_)},
+                                       {"lane_port", common::StrCat(s->lane_port())},
                                        {"trust_domain", s->config_.trust_domain},
                                        {"certificate_lifetime_seconds",
                                         common::StrCat(s->config_.certificate_lifetime_seconds)}});
   return s;
+}
+
+absl::Status Server::StartLanes(const ServerOptions& options) {
+  const std::string setting =
+      options.lane_listen_override.empty() ? config_.lane_listen : options.lane_listen_override;
+  if (setting == "off") {
+    return absl::OkStatus();
+  }
+  std::string address = setting;
+  if (setting == "auto") {
+    // The gRPC listener's host, any port: agents and clients learn it from the
+    // server (Control's first heartbeat, Watch's ready event).
+    address = config_.listen.substr(0, config_.listen.rfind(':')) + ":0";
+  }
+  auto ssl = lane::MakeServerContext(pki_.server_chain_pem, pki_.server_key_pem,
+                                     pki_.ca->TrustBundlePem());
+  absl::StatusOr<std::unique_ptr<LaneListener>> listener =
+      ssl.ok() ? LaneListener::Start({.address = address,
+                                      .ssl = *ssl,
+                                      .service = tunnel_.get(),
+                                      .handshake_timeout = options.handshake_timeout})
+               : absl::StatusOr<std::unique_ptr<LaneListener>>(ssl.status());
+  if (!listener.ok()) {
+    if (setting != "auto") {
+      return listener.status();  // an address the operator chose must work
+    }
+    common::LogWarn("lane.unavailable", {{"address", address},
+                                         {"error", std::string(listener.status().message())},
+                                         {"fallback", "tunnels ride gRPC streams"}});
+    return absl::OkStatus();
+  }
+  lanes_ = std::move(*listener);
+  tunnel_->set_lane_port(lanes_->port());
+  return absl::OkStatus();
 }
 
 absl::Status Server::ReloadPolicy() {
@@ -362,6 +399,9 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
     const auto deadline = std::chrono::system_clock::now() + grace;
     // gRPC stops taking calls at once and waits for the live ones; its own
     // deadline is a backstop a little after ours.
+    if (lanes_) {
+      lanes_->StopAccepting();
+    }
     std::thread stop_grpc([this, deadline] {
       grpc_->Shutdown(deadline + std::chrono::seconds(2));
       grpc_->Wait();
@@ -377,6 +417,7 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
       ended.WaitForNotificationWithTimeout(absl::Seconds(1));
     }
     stop_grpc.join();
+    lanes_.reset();  // after EndAll: lanes still open are reset with their threads
     grpc_.reset();
   }
   pool_.reset();  // finishes queued work before the services go away

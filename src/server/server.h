@@ -23,6 +23,7 @@
 #include "server/identity_directory.h"
 #include "server/server_metrics.h"
 #include "server/services.h"
+#include "server/lane_listener.h"
 #include "server/tunnel_service.h"
 #include "store/store.h"
 
@@ -47,6 +48,8 @@ struct ServerOptions {
   // A connection that has not completed its TLS handshake in this long is
   // closed (gRPC's own default is 120 s, which lets half-open connections pile up).
   std::chrono::milliseconds handshake_timeout{10000};
+  // "" takes server.yaml's `lane_listen`; "off", "auto" or HOST:PORT otherwise.
+  std::string lane_listen_override;
 };
 
 // The broker: one TLS 1.3 gRPC port serving Enrollment (no client certificate
@@ -124,9 +127,14 @@ class Server final : public AdminBackend {
   std::shared_ptr<AgentRegistry> registry_ = std::make_shared<AgentRegistry>();
   std::unique_ptr<TunnelService> tunnel_;
   std::unique_ptr<grpc::Server> grpc_;
+  // After tunnel_: its lanes call into the TunnelService.
+  std::unique_ptr<LaneListener> lanes_;
   std::atomic<bool> serving_{false};
   // Last: scrapes read everything above.
   std::unique_ptr<metrics::Endpoint> endpoint_;
+
+  absl::Status StartLanes(const ServerOptions& options);
+  int lane_port() const { return lanes_ ? lanes_->port() : 0; }
 };
 
 }  // namespace drawbridge::server

@@ -173,6 +173,15 @@ class StreamEnd final : public grpc::ServerBidiReactor<v1::Frame, v1::Frame> {
     StartRead(&open_);
   }
 
+  // An agent's Accept stream arriving on a lane: already authenticated.
+  StreamEnd(TunnelService* service, const Caller& caller, std::string instance_id)
+      : service_(service),
+        side_(TunnelSession::kAgent),
+        instance_id_(std::move(instance_id)),
+        caller_(caller) {
+    StartRead(&open_);
+  }
+
   void Bind(std::shared_ptr<TunnelSession> session) {
     absl::MutexLock lock(&mu_);
     session_ = std::move(session);
@@ -844,6 +853,7 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
       service_->registry()->Add(instance_);
       v1::ControlMessage ack;  // tells the agent it is registered
       ack.mutable_heartbeat()->set_unix_ms(service_->ctx().clock->NowUnix() * 1000);
+      ack.mutable_heartbeat()->set_lane_port(service_->lane_port());
       Send(ack);
       common::LogInfo("agent.connected", {{"identity", instance_->identity()},
                                           {"instance", instance_id_},
@@ -945,6 +955,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
     key_id_ = caller->key_id;
     v1::WatchEvent ready;
     ready.mutable_ready()->set_unix_ms(service->ctx().clock->NowUnix() * 1000);
+    ready.mutable_ready()->set_lane_port(service->lane_port());
     Send(ready);
     watchers_->Add(identity_, instance_id_, this);
     registered_ = true;
@@ -1286,6 +1297,36 @@ void TunnelService::EndAll(const std::string& reason, std::function<void()> done
 grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::Accept(
     grpc::CallbackServerContext* context) {
   return new StreamEnd(this, context);
+}
+
+grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::OpenLaneStream(
+    const std::string& method, std::string_view peer_certificate_pem,
+    const std::string& instance_id, const std::string& peer) {
+  const bool dial = method == "Dial";
+  const pki::IdentityKind kind = dial ? pki::IdentityKind::kClient : pki::IdentityKind::kAgent;
+  auto caller = AuthenticateCertificate(peer_certificate_pem, ctx_.trust_domain, *ctx_.directory,
+                                        *ctx_.clock);
+  if (caller.ok() && caller->identity.kind != kind) {
+    caller = absl::PermissionDeniedError(common::StrCat("this RPC is for ", pki::KindName(kind),
+                                                        "/* identities, not ",
+                                                        caller->identity.ToString()));
+  }
+  if (!caller.ok()) {
+    common::LogWarn(dial ? "dial.unauthenticated" : "accept.unauthenticated",
+                    {{"peer", peer}, {"reason", std::string(caller.status().message())}});
+    AuditAppend(ctx_.audit.get(),
+                AuthFailureRecord(dial ? "Tunnel/Dial" : "Tunnel/Accept", peer, caller.status()));
+    auto* end = new StreamEnd(nullptr, dial ? TunnelSession::kClient : TunnelSession::kAgent);
+    end->Finish(ToGrpcStatus(caller.status()));
+    return end;
+  }
+  if (!dial) {
+    return new StreamEnd(this, *caller, instance_id);
+  }
+  auto session = std::make_shared<TunnelSession>(this, *caller, instance_id, peer);
+  auto* end = new StreamEnd(session, TunnelSession::kClient);
+  session->Begin(end);
+  return end;
 }
 
 }  // namespace drawbridge::server

@@ -2,6 +2,7 @@
 
 #include <grpcpp/alarm.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -54,6 +55,17 @@ class TunnelService final : public v1::Tunnel::CallbackService {
       grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* context,
                                                   const v1::WatchRequest* request) override;
+
+  // A Dial or Accept stream that arrived on a lane (server/lane_listener.h)
+  // rather than as a gRPC call: authenticates the certificate the lane's TLS
+  // handshake verified (as for a gRPC call) and returns the reactor to bind to
+  // the lane. Same sessions, routing, audit and ending as the gRPC streams.
+  grpc::ServerBidiReactor<v1::Frame, v1::Frame>* OpenLaneStream(
+      const std::string& method, std::string_view peer_certificate_pem,
+      const std::string& instance_id, const std::string& peer);
+  // The data port advertised to agents and clients (0: no lanes).
+  void set_lane_port(int port) { lane_port_.store(port); }
+  int lane_port() const { return lane_port_.load(); }
 
   // Sessions waiting for their agent's Accept stream, by conn_id, with the
   // agent instance asked to connect.
@@ -117,6 +129,7 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   std::shared_ptr<LiveSessions> live_ = std::make_shared<LiveSessions>();
   std::shared_ptr<ClientWatchers> watchers_ = std::make_shared<ClientWatchers>();
   TunnelOptions options_;
+  std::atomic<int> lane_port_{0};
   DialRateLimiter dial_limiter_;
   // Once a second, records how many dials the limiter refused without a record
   // of their own (DialRateLimiter::TakeUnrecorded).

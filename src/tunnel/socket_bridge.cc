@@ -87,6 +87,9 @@ void SocketBridge::Run(const Calls& calls) {
   }
   if (calls.cancel) {
     context_.TryCancel();
+    if (options_.cancel_call) {
+      options_.cancel_call();
+    }
   }
   if (calls.remove_hold) {
     RemoveHold();  // last statement touching `this`: OnDone may follow at once

@@ -92,6 +92,9 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
     // The tunnel's conn_id when the caller knows it (Accept); a Dial learns it
     // from the result. Names the bridge in its set (BridgeSet::AbortByConnId).
     std::string conn_id;
+    // How to cancel the call when it is not a gRPC call (a lane::LaneCall):
+    // ClientContext::TryCancel does not reach it.
+    std::function<void()> cancel_call;
   };
 
   // `bind` attaches the reactor to a call, e.g. stub->async()->Dial(ctx, reactor).

@@ -1,0 +1,313 @@
+#include "lane/tls_lane.h"
+
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/openssl_util.h"
+#include "common/strings.h"
+#include "lane/framing.h"
+
+namespace drawbridge::lane {
+namespace {
+
+// Room for the largest message with its prefix: one read buffer always fits a
+// whole message, so a message is never parsed from two buffers.
+constexpr size_t kReadBufferBytes = kMaxMessageBytes + kLengthBytes;
+
+std::string PeerName(const asio::ip::tcp::socket& socket) {
+  asio::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) {
+    return "unknown";
+  }
+  if (ep.address().is_v6()) {
+    return common::StrCat("ipv6:[", ep.address().to_string(), "]:", ep.port());
+  }
+  return common::StrCat("ipv4:", ep.address().to_string(), ":", ep.port());
+}
+
+}  // namespace
+
+std::shared_ptr<TlsLane> TlsLane::Create(asio::ip::tcp::socket socket, SslPtr ssl) {
+  return std::shared_ptr<TlsLane>(new TlsLane(std::move(socket), std::move(ssl)));
+}
+
+TlsLane::TlsLane(asio::ip::tcp::socket socket, SslPtr ssl)
+    : socket_(std::move(socket)), ssl_(std::move(ssl)) {
+  peer_ = PeerName(socket_);
+  asio::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
+  SSL_set_fd(ssl_.get(), socket_.native_handle());
+}
+
+TlsLane::~TlsLane() {
+  asio::error_code ignored;
+  socket_.close(ignored);
+}
+
+void TlsLane::Handshake(Done done) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), done = std::move(done)]() mutable {
+    self->handshake_done_ = std::move(done);
+    self->DoHandshake();
+  });
+}
+
+void TlsLane::Read(v1::Frame* frame, Done done) {
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), frame, done = std::move(done)]() mutable {
+               self->read_frame_ = frame;
+               self->read_done_ = std::move(done);
+               self->DoRead();
+             });
+}
+
+void TlsLane::Write(const v1::Frame& frame, Done done) {
+  // Serialized here, so the caller may reuse `frame` at once.
+  std::string message;
+  const size_t size = frame.ByteSizeLong();
+  message.reserve(kLengthBytes + size);
+  AppendLengthPrefix(size, &message);
+  frame.AppendToString(&message);
+  asio::post(socket_.get_executor(), [self = shared_from_this(), message = std::move(message),
+                                      done = std::move(done)]() mutable {
+    self->out_ = std::move(message);
+    self->out_offset_ = 0;
+    self->write_done_ = std::move(done);
+    self->DoWrite();
+  });
+}
+
+absl::Status TlsLane::SslFailure(const char* what, int ssl_error) {
+  std::string detail = common::DrainOpenSslErrors();
+  if (ssl_error == SSL_ERROR_SYSCALL && detail.empty()) {
+    detail = errno != 0 ? std::strerror(errno) : "connection closed";
+  }
+  long verify = SSL_get_verify_result(ssl_.get());
+  if (verify != X509_V_OK) {
+    detail = common::StrCat(detail, detail.empty() ? "" : "; ",
+                            "certificate: ", X509_verify_cert_error_string(verify));
+  }
+  return absl::UnavailableError(common::StrCat("lane ", what, " failed: ", detail));
+}
+
+bool TlsLane::WaitFor(int ssl_error, void (TlsLane::*retry)()) {
+  asio::socket_base::wait_type type;
+  if (ssl_error == SSL_ERROR_WANT_READ) {
+    type = asio::socket_base::wait_read;
+  } else if (ssl_error == SSL_ERROR_WANT_WRITE) {
+    type = asio::socket_base::wait_write;
+  } else {
+    return false;
+  }
+  // A failed or cancelled wait retries too: the retry sees closed_, or SSL
+  // reports the socket's error itself.
+  socket_.async_wait(
+      type, [self = shared_from_this(), retry](const asio::error_code&) { ((*self).*retry)(); });
+  return true;
+}
+
+void TlsLane::DoHandshake() {
+  if (!handshake_done_) {
+    return;
+  }
+  if (closed_) {
+    CompleteHandshake(absl::UnavailableError("lane closed"));
+    return;
+  }
+  ERR_clear_error();
+  int rc = SSL_do_handshake(ssl_.get());
+  if (rc == 1) {
+    CompleteHandshake(absl::OkStatus());
+    return;
+  }
+  int err = SSL_get_error(ssl_.get(), rc);
+  if (!WaitFor(err, &TlsLane::DoHandshake)) {
+    broken_ = true;
+    CompleteHandshake(SslFailure("handshake", err));
+  }
+}
+
+void TlsLane::DoRead() {
+  if (!read_done_) {
+    return;
+  }
+  if (closed_ || broken_) {
+    CompleteRead(absl::UnavailableError("lane closed"));
+    return;
+  }
+  for (;;) {
+    std::string_view have;
+    if (in_) {
+      have = std::string_view(in_.get() + in_begin_, in_end_ - in_begin_);
+    }
+    size_t consumed = 0;
+    auto message = SplitMessage(have, &consumed);
+    if (!message.ok()) {
+      CompleteRead(message.status());
+      return;
+    }
+    if (consumed > 0) {
+      bool parsed = read_frame_->ParseFromArray(message->data(), static_cast<int>(message->size()));
+      in_begin_ += consumed;
+      if (in_begin_ == in_end_) {
+        in_begin_ = in_end_ = 0;
+      }
+      CompleteRead(parsed ? absl::OkStatus()
+                          : absl::InvalidArgumentError("malformed lane message"));
+      return;
+    }
+    if (!in_) {
+      in_ = std::make_unique<char[]>(kReadBufferBytes);
+      in_begin_ = in_end_ = 0;
+    } else if (kReadBufferBytes - in_begin_ < BytesNeeded(have)) {
+      std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    ERR_clear_error();
+    size_t n = 0;
+    int rc = SSL_read_ex(ssl_.get(), in_.get() + in_end_, kReadBufferBytes - in_end_, &n);
+    if (rc == 1) {
+      in_end_ += n;
+      continue;
+    }
+    int err = SSL_get_error(ssl_.get(), rc);
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      CompleteRead(in_end_ > in_begin_
+                       ? absl::UnavailableError("lane closed in the middle of a message")
+                       : absl::OutOfRangeError("lane closed by the peer"));
+      return;
+    }
+    if (in_begin_ == in_end_) {
+      in_.reset();  // idle: hold no buffer while waiting
+      in_begin_ = in_end_ = 0;
+    }
+    if (!WaitFor(err, &TlsLane::DoRead)) {
+      broken_ = true;
+      CompleteRead(SslFailure("read", err));
+    }
+    return;
+  }
+}
+
+void TlsLane::DoWrite() {
+  if (!write_done_) {
+    return;
+  }
+  if (closed_ || broken_) {
+    CompleteWrite(absl::UnavailableError("lane closed"));
+    return;
+  }
+  while (out_offset_ < out_.size()) {
+    ERR_clear_error();
+    size_t n = 0;
+    int rc = SSL_write_ex(ssl_.get(), out_.data() + out_offset_, out_.size() - out_offset_, &n);
+    if (rc == 1) {
+      out_offset_ += n;
+      continue;
+    }
+    int err = SSL_get_error(ssl_.get(), rc);
+    if (!WaitFor(err, &TlsLane::DoWrite)) {
+      broken_ = true;
+      CompleteWrite(SslFailure("write", err));
+    }
+    return;
+  }
+  CompleteWrite(absl::OkStatus());
+}
+
+void TlsLane::CompleteHandshake(absl::Status status) {
+  Done done = std::move(handshake_done_);
+  handshake_done_ = nullptr;
+  done(std::move(status));
+}
+
+void TlsLane::CompleteRead(absl::Status status) {
+  Done done = std::move(read_done_);
+  read_done_ = nullptr;
+  read_frame_ = nullptr;
+  done(std::move(status));
+}
+
+void TlsLane::CompleteWrite(absl::Status status) {
+  Done done = std::move(write_done_);
+  write_done_ = nullptr;
+  out_ = std::string();
+  out_offset_ = 0;
+  done(std::move(status));
+}
+
+void TlsLane::Shutdown(Close how, std::chrono::milliseconds linger) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), how, linger] {
+    if (self->closed_) {
+      return;
+    }
+    self->closed_ = true;
+    asio::error_code ignored;
+    self->socket_.cancel(ignored);  // waits in flight retry, see closed_ and fail
+    if (how == Close::kAbortive) {
+      self->socket_.set_option(asio::socket_base::linger(true, 0), ignored);
+      self->CloseSocket();
+      return;
+    }
+    if (!self->broken_ && SSL_is_init_finished(self->ssl_.get())) {
+      ERR_clear_error();
+      SSL_shutdown(self->ssl_.get());  // best effort: sends close_notify if there is room
+      ERR_clear_error();
+    }
+    self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    self->Linger(linger);
+  });
+}
+
+void TlsLane::Linger(std::chrono::milliseconds linger) {
+  if (linger.count() <= 0) {
+    CloseSocket();
+    return;
+  }
+  linger_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  linger_timer_->expires_after(linger);
+  linger_timer_->async_wait([self = shared_from_this()](const asio::error_code& ec) {
+    if (!ec) {
+      self->CloseSocket();
+    }
+  });
+  Drain();
+}
+
+void TlsLane::Drain() {
+  // Discard whatever the peer still sends until it closes too.
+  if (!scratch_) {
+    scratch_ = std::make_unique<char[]>(kScratchBytes);
+  }
+  socket_.async_read_some(asio::buffer(scratch_.get(), kScratchBytes),
+                          [self = shared_from_this()](const asio::error_code& ec, size_t) {
+                            if (ec || !self->socket_.is_open()) {
+                              self->CloseSocket();
+                              return;
+                            }
+                            self->Drain();
+                          });
+}
+
+void TlsLane::CloseSocket() {
+  if (linger_timer_) {
+    linger_timer_->cancel();
+  }
+  asio::error_code ignored;
+  socket_.close(ignored);
+}
+
+bool TlsLane::LooksAlive() {
+  char byte;
+  ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+std::string TlsLane::PeerCertificatePem() { return lane::PeerCertificatePem(ssl_.get()); }
+
+}  // namespace drawbridge::lane
