@@ -13,10 +13,10 @@
 #include "audit/record.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
+#include "lane/dialer.h"
 #include "metrics/endpoint.h"
 #include "policy/allowlist.h"
 #include "tunnel/bridge_metrics.h"
-#include "lane/dialer.h"
 #include "tunnel/socket_bridge.h"
 
 namespace drawbridge::agent {
@@ -58,6 +58,9 @@ class Agent {
   // True once a Control stream is established (hello sent); for tests and ops.
   bool WaitConnected(std::chrono::milliseconds timeout);
   size_t active_connections() const { return bridges_.size(); }
+  // Lanes are in use (the server offered them, a probe got through) and a
+  // pre-opened one is ready for the next connection.
+  bool lanes_ready() const { return lanes_ != nullptr && lanes_->ready() > 0; }
   int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
 
   class ControlStream;  // internal

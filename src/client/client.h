@@ -11,9 +11,9 @@
 #include "absl/status/statusor.h"
 #include "client/proxy_protocol.h"
 #include "client/tunnel_watch.h"
-#include "lane/dialer.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "enroll/cert_manager.h"
+#include "lane/dialer.h"
 #include "metrics/endpoint.h"
 #include "tunnel/bridge_metrics.h"
 #include "tunnel/socket_bridge.h"
@@ -57,6 +57,9 @@ class Client {
   int proxy_port() const { return proxy_port_; }
   const std::vector<int>& forward_ports() const { return forward_ports_; }
   size_t active_connections() const { return bridges_.size(); }
+  // Lanes are in use (the server offered them, a probe got through) and a
+  // pre-opened one is ready for the next connection.
+  bool lanes_ready() const { return lanes_ != nullptr && lanes_->ready() > 0; }
   int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
   const std::string& instance_id() const { return instance_id_; }
   // True once the server has registered this client's Watch stream.

@@ -244,16 +244,23 @@ void LaneCall::StartLaneWrite() {
 
 void LaneCall::OnLaneWrite(absl::Status status) {
   write_ = nullptr;
-  if (!status.ok() && !ended_ && !read_in_flight_ && !draining_for_status_) {
+  write_in_flight_ = false;
+  if (!status.ok()) {
     // The server may have ended the stream (and closed the lane) while we were
     // writing: its status is what the reactor must see, not our write error.
-    draining_for_status_ = true;
-    lane_->Read(&drain_frame_,
-                [self = shared_from_this()](absl::Status s) { self->OnLaneRead(s); });
+    write_failed_ = true;
+    AwaitStatus();
   }
-  write_in_flight_ = false;
   reactor()->OnWriteDone(status.ok());
   MaybeDone();
+}
+
+void LaneCall::AwaitStatus() {
+  if (ended_ || !connected_ || read_in_flight_ || draining_for_status_) {
+    return;
+  }
+  draining_for_status_ = true;
+  lane_->Read(&drain_frame_, [self = shared_from_this()](absl::Status s) { self->OnLaneRead(s); });
 }
 
 void LaneCall::StartLaneRead() {
@@ -285,7 +292,7 @@ void LaneCall::OnLaneRead(absl::Status status) {
                          ? static_cast<grpc::StatusCode>(code)
                          : grpc::StatusCode::UNKNOWN,
                      frame->status().message()),
-        /*lane_in_step=*/code == 0 && !write_in_flight_ && !draining_for_status_);
+        /*lane_in_step=*/code == 0 && !write_in_flight_ && !write_failed_);
     status = absl::OutOfRangeError("stream ended");
   } else if (!status.ok()) {
     End(Unavailable(common::StrCat("lane to the server broke: ", status.message())));
@@ -337,6 +344,11 @@ void LaneCall::End(grpc::Status status, bool lane_in_step) {
 }
 
 void LaneCall::MaybeDone() {
+  if (!ended_ && started_ && holds_ == 0 && read_ == nullptr) {
+    // The reactor is done with the stream; gRPC would still receive the status
+    // by itself, so read on until it comes (nothing else is expected).
+    AwaitStatus();
+  }
   if (done_ || !started_ || !ended_ || holds_ > 0 || write_in_flight_ || read_in_flight_ ||
       draining_for_status_ || write_ != nullptr || read_ != nullptr) {
     return;

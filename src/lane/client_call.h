@@ -106,9 +106,12 @@ class LaneCall : public grpc::ClientCallbackReaderWriter<v1::Frame, v1::Frame>,
   bool write_in_flight_ = false;
   v1::Frame* read_ = nullptr;
   bool read_in_flight_ = false;
-  // A write failed: the server may have ended the stream, and its status is
-  // still to be read. Read frames (discarding data) until it comes.
+  // The status is still to be read but the reactor reads no more (a write
+  // failed, or it released its hold): read frames, discarding data, until it
+  // comes, as gRPC would receive it by itself.
+  void AwaitStatus();
   bool draining_for_status_ = false;
+  bool write_failed_ = false;
   v1::Frame drain_frame_;
   int holds_ = 0;
   bool ended_ = false;

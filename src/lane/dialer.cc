@@ -65,6 +65,11 @@ bool LaneDialer::usable() const {
   return usable_;
 }
 
+size_t LaneDialer::ready() const {
+  absl::MutexLock lock(&mu_);
+  return usable_ ? pool_.size() : 0;
+}
+
 void LaneDialer::SetPort(int port) {
   uint64_t attempt;
   {

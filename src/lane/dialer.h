@@ -41,6 +41,8 @@ class LaneDialer {
   // nullptr when none is ready: the caller then uses a gRPC stream.
   std::shared_ptr<LaneCall> NewCall(const std::string& method);
   bool usable() const;
+  // Pre-opened lanes ready to be taken now.
+  size_t ready() const;
 
   static constexpr int kPoolSize = 4;    // lanes opened ahead of need
   static constexpr int kMaxPooled = 32;  // lanes kept for reuse after their stream

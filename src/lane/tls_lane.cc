@@ -161,7 +161,7 @@ void TlsLane::DoRead() {
       return;
     }
     if (!in_) {
-      in_ = std::make_unique<char[]>(kReadBufferBytes);
+      in_.reset(new char[kReadBufferBytes]);  // not zeroed: only read bytes are used
       in_begin_ = in_end_ = 0;
     } else if (kReadBufferBytes - in_begin_ < BytesNeeded(have)) {
       std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
@@ -282,7 +282,7 @@ void TlsLane::Linger(std::chrono::milliseconds linger) {
 void TlsLane::Drain() {
   // Discard whatever the peer still sends until it closes too.
   if (!scratch_) {
-    scratch_ = std::make_unique<char[]>(kScratchBytes);
+    scratch_.reset(new char[kScratchBytes]);
   }
   socket_.async_read_some(asio::buffer(scratch_.get(), kScratchBytes),
                           [self = shared_from_this()](const asio::error_code& ec, size_t) {

@@ -27,7 +27,7 @@ struct ServerConfig {
   // The data port for lanes (docs/tunnel.md "Lanes"): "auto" (the host of
   // `listen`, a port the system picks, advertised to agents and clients), a
   // HOST:PORT to open in a firewall, or "off" (tunnels ride gRPC streams only).
-  std::string lane_listen = "off";
+  std::string lane_listen = "auto";
   audit::AuditConfig audit;  // the `audit:` section (audit/config.h)
 };
 

@@ -21,9 +21,9 @@
 #include "server/data_dir.h"
 #include "server/enroller.h"
 #include "server/identity_directory.h"
+#include "server/lane_listener.h"
 #include "server/server_metrics.h"
 #include "server/services.h"
-#include "server/lane_listener.h"
 #include "server/tunnel_service.h"
 #include "store/store.h"
 
@@ -87,6 +87,8 @@ class Server final : public AdminBackend {
   // Stops accepting, lets in-flight calls finish up to `grace`, then cancels them.
   void Shutdown(std::chrono::milliseconds grace);
   void Wait();
+  // The data port for lanes (0: none).
+  int lane_port() const { return lanes_ ? lanes_->port() : 0; }
 
  private:
   Server() = default;
@@ -134,7 +136,6 @@ class Server final : public AdminBackend {
   std::unique_ptr<metrics::Endpoint> endpoint_;
 
   absl::Status StartLanes(const ServerOptions& options);
-  int lane_port() const { return lanes_ ? lanes_->port() : 0; }
 };
 
 }  // namespace drawbridge::server

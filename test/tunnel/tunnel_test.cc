@@ -19,6 +19,9 @@
 #include "common/files.h"
 #include "common/random.h"
 #include "common/strings.h"
+#include "enroll/cert_manager.h"
+#include "lane/framing.h"
+#include "lane/tls_context.h"
 #include "pki/keys.h"
 #include "server/server.h"
 #include "testing/loopback.h"
@@ -151,8 +154,15 @@ std::string Sha256Hex(const std::string& data) { return common::HexEncode(pki::S
 
 // ---- fixture ------------------------------------------------------------------
 
-class TunnelTest : public ::testing::Test {
+// Every test runs on both transports of tunnel bytes: lanes (the server's data
+// port, with gRPC streams whenever no pre-opened lane is ready) and gRPC
+// streams only.
+enum class Transport { kLanes, kGrpc };
+
+class TunnelTest : public ::testing::TestWithParam<Transport> {
  protected:
+  bool lanes() const { return GetParam() == Transport::kLanes; }
+
   void SetUp() override {
     rlimit lim;
     ::getrlimit(RLIMIT_NOFILE, &lim);
@@ -211,12 +221,18 @@ class TunnelTest : public ::testing::Test {
     opts.allow = std::move(allow);
     opts.instance_id = instance;
     opts.dial_timeout = std::chrono::seconds(2);
+    opts.use_lanes = lanes();
     auto a = agent::Agent::Start(opts);
     EXPECT_TRUE(a.ok()) << a.status();
     if (!a.ok()) {
       return nullptr;
     }
     EXPECT_TRUE((*a)->WaitConnected(std::chrono::seconds(10)));
+    if (lanes()) {
+      agent::Agent* started = a->get();
+      EXPECT_TRUE(WaitFor([started] { return started->lanes_ready(); }, std::chrono::seconds(10)))
+          << "the agent's lanes did not come up";
+    }
     agents_.push_back(std::move(*a));
     return agents_.back().get();
   }
@@ -225,9 +241,14 @@ class TunnelTest : public ::testing::Test {
     client::ClientOptions opts;
     opts.credential = Identity(identity);
     opts.listen = "127.0.0.1:0";
+    opts.use_lanes = lanes();
     auto c = client::Client::Start(opts);
     EXPECT_TRUE(c.ok()) << c.status();
     client_ = std::move(*c);
+    if (lanes()) {
+      EXPECT_TRUE(WaitFor([this] { return client_->lanes_ready(); }, std::chrono::seconds(10)))
+          << "the client's lanes did not come up";
+    }
     return client_->proxy_port();
   }
 
@@ -278,7 +299,7 @@ std::string DeterministicChunk() {
 
 // 100 MiB each way, byte-exact (SHA-256). The upload also exercises half-close:
 // the backend answers only after the client shut its write side.
-TEST_F(TunnelTest, TransfersOneHundredMiBEachWayByteExact) {
+TEST_P(TunnelTest, TransfersOneHundredMiBEachWayByteExact) {
   const std::string chunk = DeterministicChunk();
   const size_t total = 100 * kMiB;
   SHA256_CTX expected_ctx;
@@ -344,7 +365,7 @@ TEST_F(TunnelTest, TransfersOneHundredMiBEachWayByteExact) {
 }
 
 // The destination closes its write side first; the client can still send.
-TEST_F(TunnelTest, HalfCloseFromTheDestinationKeepsTheOtherDirection) {
+TEST_P(TunnelTest, HalfCloseFromTheDestinationKeepsTheOtherDirection) {
   std::mutex mu;
   std::string received_after_fin;
   std::atomic<bool> done{false};
@@ -371,7 +392,7 @@ TEST_F(TunnelTest, HalfCloseFromTheDestinationKeepsTheOtherDirection) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, FiveHundredConcurrentConnectionsAllComplete) {
+TEST_P(TunnelTest, FiveHundredConcurrentConnectionsAllComplete) {
   Backend echo([](int fd) {
     char buf[4096];
     ssize_t n;
@@ -419,7 +440,7 @@ long RssKiB() {
 
 // A reader that stops reading: backpressure must stop the destination's writes
 // instead of buffering without bound in the agent or the server.
-TEST_F(TunnelTest, StalledReaderKeepsMemoryBounded) {
+TEST_P(TunnelTest, StalledReaderKeepsMemoryBounded) {
   std::atomic<uint64_t> produced{0};
   std::atomic<bool> stop{false};
   Backend firehose([&](int fd) {
@@ -468,7 +489,7 @@ TEST_F(TunnelTest, StalledReaderKeepsMemoryBounded) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, IdleConnectionsAreClosed) {
+TEST_P(TunnelTest, IdleConnectionsAreClosed) {
   Backend quiet([](int fd) { RecvUntilEof(fd); });  // never sends
   idle_timeout_ = std::chrono::milliseconds(700);
   StartServer(AllowAllLoopback());
@@ -487,7 +508,7 @@ TEST_F(TunnelTest, IdleConnectionsAreClosed) {
 }
 
 // DESIGN §7.3: disabling an identity ends all of its live streams within a second.
-TEST_F(TunnelTest, DisablingAClientCutsItsFiftyLiveConnectionsWithinASecond) {
+TEST_P(TunnelTest, DisablingAClientCutsItsFiftyLiveConnectionsWithinASecond) {
   Backend echo([](int fd) {
     char buf[4096];
     ssize_t n;
@@ -532,7 +553,7 @@ TEST_F(TunnelTest, DisablingAClientCutsItsFiftyLiveConnectionsWithinASecond) {
   }
 }
 
-TEST_F(TunnelTest, RemovingAnAgentKeyCutsItsTunnelsAndControlStream) {
+TEST_P(TunnelTest, RemovingAnAgentKeyCutsItsTunnelsAndControlStream) {
   Backend echo([](int fd) { RecvUntilEof(fd); });
   StartServer(AllowAllLoopback());
   agent::Agent* agent = StartAgent("agent/a1", {"127.0.0.1/32:*"});
@@ -558,7 +579,7 @@ TEST_F(TunnelTest, RemovingAnAgentKeyCutsItsTunnelsAndControlStream) {
   EXPECT_TRUE(server_->registry()->Snapshot().empty());
 }
 
-TEST_F(TunnelTest, ServerPolicyDenies) {
+TEST_P(TunnelTest, ServerPolicyDenies) {
   Backend echo([](int fd) { RecvUntilEof(fd); });
   StartServer(R"(rules:
   - name: only-one-port
@@ -574,7 +595,7 @@ TEST_F(TunnelTest, ServerPolicyDenies) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, AgentAllowlistDeniesEvenWhenPolicyAllows) {
+TEST_P(TunnelTest, AgentAllowlistDeniesEvenWhenPolicyAllows) {
   Backend echo([](int fd) { RecvUntilEof(fd); });
   StartServer(AllowAllLoopback());
   // The agent advertises another port only; with no eligible agent the server
@@ -588,7 +609,7 @@ TEST_F(TunnelTest, AgentAllowlistDeniesEvenWhenPolicyAllows) {
 }
 
 // DNS rebinding defence: a name allowed by name only must not lead to loopback.
-TEST_F(TunnelTest, NameResolvingToLoopbackIsRefusedUnlessAnAddressRuleNamesIt) {
+TEST_P(TunnelTest, NameResolvingToLoopbackIsRefusedUnlessAnAddressRuleNamesIt) {
   Backend echo([](int fd) {
     char buf[16];
     ::recv(fd, buf, sizeof(buf), 0);
@@ -602,7 +623,7 @@ TEST_F(TunnelTest, NameResolvingToLoopbackIsRefusedUnlessAnAddressRuleNamesIt) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, NameResolvingToLoopbackWorksWhenExplicitlyAllowed) {
+TEST_P(TunnelTest, NameResolvingToLoopbackWorksWhenExplicitlyAllowed) {
   Backend hello([](int fd) { SendAll(fd, "hi"); });
   StartServer(AllowAllLoopback());
   StartAgent("agent/a1", {common::StrCat("localhost:", hello.port()),
@@ -615,7 +636,7 @@ TEST_F(TunnelTest, NameResolvingToLoopbackWorksWhenExplicitlyAllowed) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, RefusedAndUnreachableDestinationsMapTo502) {
+TEST_P(TunnelTest, RefusedAndUnreachableDestinationsMapTo502) {
   StartServer(AllowAllLoopback());
   StartAgent("agent/a1", {"127.0.0.1/32:*"});
   int proxy = StartClient();
@@ -625,7 +646,7 @@ TEST_F(TunnelTest, RefusedAndUnreachableDestinationsMapTo502) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, NoAgentConnectedMapsTo503) {
+TEST_P(TunnelTest, NoAgentConnectedMapsTo503) {
   StartServer(AllowAllLoopback());
   int proxy = StartClient();
   int status = 0;
@@ -634,7 +655,7 @@ TEST_F(TunnelTest, NoAgentConnectedMapsTo503) {
   ::close(fd);
 }
 
-TEST_F(TunnelTest, KillingOneOfTwoInstancesMovesNewConnectionsToTheOther) {
+TEST_P(TunnelTest, KillingOneOfTwoInstancesMovesNewConnectionsToTheOther) {
   Backend hello([](int fd) { SendAll(fd, "hi"); });
   StartServer(AllowAllLoopback());
   StartAgent("agent/a1", {"127.0.0.1/32:*"}, "first");
@@ -656,7 +677,7 @@ TEST_F(TunnelTest, KillingOneOfTwoInstancesMovesNewConnectionsToTheOther) {
   }
 }
 
-TEST_F(TunnelTest, AgentReconnectsAfterServerRestart) {
+TEST_P(TunnelTest, AgentReconnectsAfterServerRestart) {
   Backend hello([](int fd) { SendAll(fd, "hi"); });
   StartServer(AllowAllLoopback());
   StartAgent("agent/a1", {"127.0.0.1/32:*"});
@@ -686,6 +707,193 @@ TEST_F(TunnelTest, AgentReconnectsAfterServerRestart) {
   EXPECT_EQ(RecvUntilEof(fd), "hi");
   ::close(fd);
 }
+
+// ---- the data port under attack ---------------------------------------------------
+
+// A blocking TLS connection to the data port, speaking lanes by hand.
+class RawLane {
+ public:
+  // Connects and handshakes; ok() is false if either failed.
+  RawLane(SSL_CTX* ctx, int port, const std::string& server_name) {
+    fd_ = Connect(port);
+    auto ssl = lane::NewClientSsl(ctx, server_name);
+    if (fd_ < 0 || !ssl.ok()) {
+      return;
+    }
+    ssl_ = std::move(*ssl);
+    SSL_set_fd(ssl_.get(), fd_);
+    ok_ = SSL_connect(ssl_.get()) == 1;
+  }
+  ~RawLane() {
+    ssl_.reset();
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  bool ok() const { return ok_; }
+  bool WriteRaw(const std::string& bytes) {
+    size_t n = 0;
+    return SSL_write_ex(ssl_.get(), bytes.data(), bytes.size(), &n) == 1;
+  }
+  bool Write(const v1::Frame& frame) {
+    std::string message;
+    lane::AppendLengthPrefix(frame.ByteSizeLong(), &message);
+    frame.AppendToString(&message);
+    return WriteRaw(message);
+  }
+  // The next message, or false when the lane ended (closed, reset, alert).
+  bool Read(v1::Frame* frame) {
+    std::string buffer;
+    char chunk[16384];
+    while (true) {
+      size_t consumed = 0;
+      auto message = lane::SplitMessage(buffer, &consumed);
+      if (!message.ok()) {
+        return false;
+      }
+      if (consumed > 0) {
+        return frame->ParseFromArray(message->data(), static_cast<int>(message->size()));
+      }
+      size_t n = 0;
+      if (SSL_read_ex(ssl_.get(), chunk, sizeof(chunk), &n) != 1) {
+        return false;
+      }
+      buffer.append(chunk, n);
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  lane::SslPtr ssl_;
+  bool ok_ = false;
+};
+
+v1::Frame Hello(const std::string& method, const std::string& destination) {
+  v1::Frame f;
+  f.mutable_lane()->set_method(method);
+  f.mutable_lane()->set_instance_id("attacker");
+  f.mutable_open()->set_destination(destination);
+  return f;
+}
+
+// Our own certificate for `identity`, as a client or agent process would hold it.
+lane::SslContext ContextFor(const pki::Credential& credential,
+                            std::unique_ptr<enroll::CertManager>* keep) {
+  auto certs = enroll::CertManager::Create({.credential = credential});
+  EXPECT_TRUE(certs.ok()) << certs.status();
+  auto pair = (*certs)->CurrentKeyPair();
+  auto ctx = lane::MakeClientContext(pair.chain_pem, pair.key_pem, credential.ca_bundle_pem);
+  EXPECT_TRUE(ctx.ok()) << ctx.status();
+  *keep = std::move(*certs);
+  return *ctx;
+}
+
+TEST_P(TunnelTest, DataPortRefusesWhatIsNotAnAuthenticatedLane) {
+  if (!lanes()) {
+    GTEST_SKIP() << "lanes only";
+  }
+  Backend hello([](int fd) { SendAll(fd, "hi"); });
+  StartServer(AllowAllLoopback());
+  ASSERT_GT(server_->lane_port(), 0);
+  const int port = server_->lane_port();
+  const std::string name = admin_.server_name;
+
+  // No client certificate: the server's alert ends the lane; no frame comes back.
+  {
+    lane::SslContext anonymous(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+    SSL_CTX_set_min_proto_version(anonymous.get(), TLS1_3_VERSION);
+    const unsigned char alpn[] = "\x11drawbridge-lane/1";
+    SSL_CTX_set_alpn_protos(anonymous.get(), alpn, sizeof(alpn) - 1);
+    RawLane lane(anonymous.get(), port, name);
+    v1::Frame reply;
+    EXPECT_FALSE(lane.ok() &&
+                 lane.Write(Hello("Dial", common::StrCat("127.0.0.1:", hello.port()))) &&
+                 lane.Read(&reply))
+        << "a lane without a client certificate was answered";
+  }
+  std::unique_ptr<enroll::CertManager> client_certs;
+  lane::SslContext client_ctx = ContextFor(Identity("client/ci"), &client_certs);
+  // Another protocol (ALPN h2, as a gRPC client dialling the wrong port): no handshake.
+  {
+    lane::SslContext h2(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+    const unsigned char alpn[] = "\x02h2";
+    SSL_CTX_set_alpn_protos(h2.get(), alpn, sizeof(alpn) - 1);
+    RawLane lane(h2.get(), port, name);
+    EXPECT_FALSE(lane.ok()) << "a handshake without our ALPN succeeded";
+  }
+  // A client certificate opening an agent's stream: refused with a status.
+  {
+    RawLane lane(client_ctx.get(), port, name);
+    ASSERT_TRUE(lane.ok());
+    v1::Frame accept;
+    accept.mutable_lane()->set_method("Accept");
+    accept.mutable_open()->set_conn_id(std::string(16, 'x'));
+    ASSERT_TRUE(lane.Write(accept));
+    v1::Frame reply;
+    ASSERT_TRUE(lane.Read(&reply));
+    EXPECT_EQ(reply.status().code(), grpc::StatusCode::PERMISSION_DENIED) << reply.DebugString();
+  }
+  // An unknown method, a length beyond the limit, and a frame that is not a
+  // Frame: each lane ends, and nothing else is disturbed.
+  {
+    RawLane lane(client_ctx.get(), port, name);
+    ASSERT_TRUE(lane.ok());
+    v1::Frame bogus;
+    bogus.mutable_lane()->set_method("Control");
+    ASSERT_TRUE(lane.Write(bogus));
+    v1::Frame reply;
+    ASSERT_TRUE(lane.Read(&reply));
+    EXPECT_EQ(reply.status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    RawLane lane(client_ctx.get(), port, name);
+    ASSERT_TRUE(lane.ok());
+    ASSERT_TRUE(lane.WriteRaw(std::string("\xff\xff\xff\xff", 4) + std::string(1000, 'A')));
+    v1::Frame reply;
+    EXPECT_FALSE(lane.Read(&reply)) << "an oversized message was answered";
+  }
+  {
+    RawLane lane(client_ctx.get(), port, name);
+    ASSERT_TRUE(lane.ok());
+    ASSERT_TRUE(lane.WriteRaw(std::string("\x00\x00\x00\x04\xff\xff\xff\xff", 8)));
+    v1::Frame reply;
+    EXPECT_FALSE(lane.Read(&reply)) << "a malformed message was answered";
+  }
+  // A client on the same port still gets through, on a lane.
+  StartAgent("agent/a1", {"127.0.0.1/32:*"});
+  int proxy = StartClient();
+  int status = 0;
+  int fd = ConnectVia(proxy, common::StrCat("127.0.0.1:", hello.port()), &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(RecvUntilEof(fd), "hi");
+  ::close(fd);
+}
+
+TEST_P(TunnelTest, DisabledIdentityCannotUseALaneItOpenedBefore) {
+  if (!lanes()) {
+    GTEST_SKIP() << "lanes only";
+  }
+  Backend hello([](int fd) { SendAll(fd, "hi"); });
+  StartServer(AllowAllLoopback());
+  StartAgent("agent/a1", {"127.0.0.1/32:*"});
+  std::unique_ptr<enroll::CertManager> certs;
+  lane::SslContext ctx = ContextFor(Identity("client/ci"), &certs);
+  // Opened (and authenticated by TLS) while the identity was enabled, like a
+  // pre-opened lane in a client's pool.
+  RawLane lane(ctx.get(), server_->lane_port(), admin_.server_name);
+  ASSERT_TRUE(lane.ok());
+  ASSERT_TRUE(server_->directory()->SetEnabled("client/ci", false, 1).ok());
+  ASSERT_TRUE(lane.Write(Hello("Dial", common::StrCat("127.0.0.1:", hello.port()))));
+  v1::Frame reply;
+  ASSERT_TRUE(lane.Read(&reply));
+  EXPECT_EQ(reply.status().code(), grpc::StatusCode::PERMISSION_DENIED) << reply.DebugString();
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, TunnelTest,
+                         ::testing::Values(Transport::kLanes, Transport::kGrpc),
+                         [](const ::testing::TestParamInfo<Transport>& info) {
+                           return info.param == Transport::kLanes ? "Lanes" : "Grpc";
+                         });
 
 }  // namespace
 }  // namespace drawbridge
