@@ -325,15 +325,23 @@ void LaneCall::End(grpc::Status status, bool lane_in_step) {
       target_.on_connect_failed) {
     target_.on_connect_failed(status_);
   }
-  if (lane_ && lane_in_step && reuse_) {
-    reuse_(std::move(lane_));
+  Reuse reuse = std::move(reuse_);
+  reuse_ = nullptr;
+  if (lane_ && lane_in_step && reuse) {
+    reuse(std::move(lane_));
     lane_ = nullptr;
-  } else if (lane_) {
-    // Cancelled: reset, so the server sees the stream end at once. Ended by the
-    // server's status: it has closed its side already.
-    lane_->Shutdown(status_.error_code() == grpc::StatusCode::CANCELLED ? TlsLane::Close::kAbortive
-                                                                        : TlsLane::Close::kGraceful,
-                    std::chrono::milliseconds(0));
+  } else {
+    if (lane_) {
+      // Cancelled: reset, so the server sees the stream end at once. Ended by
+      // the server's status: it has closed its side already.
+      lane_->Shutdown(status_.error_code() == grpc::StatusCode::CANCELLED
+                          ? TlsLane::Close::kAbortive
+                          : TlsLane::Close::kGraceful,
+                      std::chrono::milliseconds(0));
+    }
+    if (reuse) {
+      reuse(nullptr);  // the lane is gone
+    }
   }
   if (!connected_) {
     // Operations queued for the connection fail now.

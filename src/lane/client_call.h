@@ -50,8 +50,9 @@ class LaneCall : public grpc::ClientCallbackReaderWriter<v1::Frame, v1::Frame>,
                                           std::string method, std::string instance_id);
   // On a lane already connected (pre-opened, lane::LaneDialer): no handshake
   // on the dial's path.
-  // `reuse` gets the lane back when the stream ended cleanly with the lane in
-  // step (the server then waits for the next stream on it).
+  // `reuse` runs once when the stream ends: with the lane when it ended cleanly
+  // with the lane in step (the server then waits for the next stream on it),
+  // with nullptr when the lane was closed.
   using Reuse = std::function<void(std::shared_ptr<TlsLane>)>;
   static std::shared_ptr<LaneCall> CreateOn(std::shared_ptr<TlsLane> lane, std::string method,
                                             std::string instance_id, Reuse reuse);

@@ -1,5 +1,9 @@
 #include "lane/dialer.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -43,18 +47,57 @@ std::string HostOf(const std::string& address) {
 
 }  // namespace
 
+int LaneDialer::LaneBudget() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return 1024;
+  }
+  return static_cast<int>(std::clamp<rlim_t>(limit.rlim_cur / 16, 16, 1024));
+}
+
 LaneDialer::LaneDialer(asio::io_context& io, const enroll::CertManager* certs,
                        std::string instance_id)
-    : io_(io), certs_(certs), instance_id_(std::move(instance_id)) {
+    : io_(io), certs_(certs), instance_id_(std::move(instance_id)), maintenance_timer_(io) {
   host_ = HostOf(certs_->credential().server_address);
   server_name_ =
       certs_->credential().server_name.empty() ? host_ : certs_->credential().server_name;
+  Maintain();
+}
+
+void LaneDialer::Maintain() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    std::deque<PooledLane> keep;
+    for (auto& pooled : pool_) {
+      const bool surplus =
+          static_cast<int>(keep.size()) >= kPoolSize && now - pooled.opened > kSurplusIdle;
+      if (surplus || now - pooled.opened > kPoolMaxAge) {
+        pooled.lane->Shutdown(TlsLane::Close::kGraceful, std::chrono::milliseconds(0));
+      } else {
+        keep.push_back(std::move(pooled));
+      }
+    }
+    pool_ = std::move(keep);
+    RefillLocked();
+  }
+  maintenance_timer_.expires_after(std::chrono::seconds(5));
+  maintenance_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) {
+      Maintain();
+    }
+  });
 }
 
 LaneDialer::~LaneDialer() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
   pool_.clear();
+  maintenance_timer_.cancel();
+  maintenance_timer_.cancel();
   if (retry_timer_) {
     retry_timer_->cancel();
   }
@@ -125,6 +168,7 @@ std::shared_ptr<LaneCall> LaneDialer::NewCall(const std::string& method) {
       continue;
     }
     const uint64_t attempt = probe_attempt_;
+    ++in_use_;
     call = LaneCall::CreateOn(
         std::move(pooled.lane), method, instance_id_,
         [this, attempt, generation = pooled.generation](std::shared_ptr<TlsLane> lane) {
@@ -146,7 +190,8 @@ void LaneDialer::RefillLocked() {
     pool_.front().lane->Shutdown(TlsLane::Close::kGraceful, std::chrono::milliseconds(0));
     pool_.pop_front();
   }
-  while (static_cast<int>(pool_.size()) + connecting_ < kPoolSize) {
+  while (static_cast<int>(pool_.size()) + connecting_ < kPoolSize &&
+         static_cast<int>(pool_.size()) + connecting_ + in_use_ < budget_) {
     auto target = TargetLocked();
     if (!target) {
       return;
@@ -244,6 +289,10 @@ void LaneDialer::OnLaneFailed(int port) {
 
 void LaneDialer::ReturnLane(std::shared_ptr<TlsLane> lane, uint64_t attempt, uint64_t generation) {
   absl::MutexLock lock(&mu_);
+  --in_use_;
+  if (lane == nullptr) {
+    return;
+  }
   if (stopping_ || !usable_ || attempt != probe_attempt_ ||
       generation != certs_->Current().generation || static_cast<int>(pool_.size()) >= kMaxPooled) {
     lane->Shutdown(TlsLane::Close::kGraceful, std::chrono::milliseconds(0));

@@ -44,8 +44,16 @@ class LaneDialer {
   // Pre-opened lanes ready to be taken now.
   size_t ready() const;
 
-  static constexpr int kPoolSize = 4;    // lanes opened ahead of need
-  static constexpr int kMaxPooled = 32;  // lanes kept for reuse after their stream
+  // Each lane is a file descriptor here and on the server, on top of the
+  // application's socket: lanes in use, pooled and connecting stay within
+  // this budget (a sixteenth of RLIMIT_NOFILE, 16..1024); beyond it, dials use
+  // gRPC streams, which share one connection.
+  static int LaneBudget();
+  static constexpr int kPoolSize = 4;  // lanes opened ahead of need
+  static constexpr int kMaxPooled = 32;
+  // Lanes pooled beyond kPoolSize after a burst are closed once idle this long.
+  static constexpr auto kSurplusIdle =
+      std::chrono::seconds(10);  // lanes kept for reuse after their stream
   static constexpr auto kPoolMaxAge = std::chrono::seconds(30);
 
  private:
@@ -58,7 +66,11 @@ class LaneDialer {
   // Starts connections until ready + connecting lanes make kPoolSize.
   void RefillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropPoolLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A lane whose stream ended cleanly: back into the pool if still current.
+  // Every few seconds: retires lanes too old to be taken and the surplus of a
+  // burst, and refills the pool.
+  void Maintain();
+  // A taken lane's stream ended: `lane` (nullptr if it was closed) goes back
+  // into the pool if still current.
   void ReturnLane(std::shared_ptr<TlsLane> lane, uint64_t attempt, uint64_t generation);
   void OnPooledLaneConnected(uint64_t attempt, uint64_t generation,
                              absl::StatusOr<std::shared_ptr<TlsLane>> lane);
@@ -82,8 +94,11 @@ class LaneDialer {
   uint64_t ssl_generation_ ABSL_GUARDED_BY(mu_) = 0;
   SslContext ssl_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<asio::steady_timer> retry_timer_ ABSL_GUARDED_BY(mu_);
+  asio::steady_timer maintenance_timer_;
   std::deque<PooledLane> pool_ ABSL_GUARDED_BY(mu_);
   int connecting_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_use_ ABSL_GUARDED_BY(mu_) = 0;  // taken by a call, not yet returned or closed
+  const int budget_ = LaneBudget();
 };
 
 }  // namespace drawbridge::lane

@@ -24,8 +24,9 @@ void AwaitStream(std::shared_ptr<lane::TlsLane> lane, TunnelService* service);
 // hello removed); Finish waits for a write in flight, then sends the status as
 // the last frame and closes the lane; OnCancel runs once if the lane breaks
 // before Finish; OnDone runs once after Finish and every operation completed.
-// A lane whose peer stops reading cannot hold Finish up: after kFinishTimeout
-// it is reset. Reactions run on the lane's strand, never inline.
+// A lane whose peer stops reading cannot hold Finish up for long: it is reset
+// after kFinishTimeout (an error status) or kCleanFinishTimeout (OK). Reactions run on the lane's
+// strand, never inline.
 class LaneServerCall final : public grpc::ServerCallbackReaderWriter<v1::Frame, v1::Frame>,
                              public std::enable_shared_from_this<LaneServerCall> {
  public:
@@ -47,7 +48,10 @@ class LaneServerCall final : public grpc::ServerCallbackReaderWriter<v1::Frame, 
       }
       self->finish_requested_ = true;
       self->finish_status_ = status;
-      self->finish_timer_.expires_after(kFinishTimeout);
+      // An error ends the stream within a second whatever the peer does
+      // (revocation's bound). A clean end's status waits behind data the peer
+      // has yet to read: it may take longer, but not forever.
+      self->finish_timer_.expires_after(status.ok() ? kCleanFinishTimeout : kFinishTimeout);
       self->finish_timer_.async_wait([self](const asio::error_code& ec) {
         if (!ec && !self->finish_done_) {
           self->peer_gone_ = true;
@@ -122,6 +126,7 @@ class LaneServerCall final : public grpc::ServerCallbackReaderWriter<v1::Frame, 
 
  private:
   static constexpr auto kFinishTimeout = std::chrono::seconds(1);
+  static constexpr auto kCleanFinishTimeout = std::chrono::minutes(5);
 
   LaneServerCall(std::shared_ptr<lane::TlsLane> lane,
                  grpc::ServerBidiReactor<v1::Frame, v1::Frame>* reactor)
@@ -286,16 +291,24 @@ void LaneListener::StopAccepting() {
 }
 
 void LaneListener::AcceptNext() {
-  acceptor_->async_accept(asio::make_strand(io_),
-                          [this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
-                            if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
-                              return;
-                            }
-                            if (!ec) {
-                              OnAccepted(std::move(socket));
-                            }
-                            AcceptNext();
-                          });
+  acceptor_->async_accept(
+      asio::make_strand(io_), [this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+          return;
+        }
+        if (!ec) {
+          OnAccepted(std::move(socket));
+          AcceptNext();
+          return;
+        }
+        // Out of file descriptors (or similar): the
+        // pending connection stays queued, so an
+        // immediate retry would spin. Clients use gRPC
+        // streams meanwhile.
+        common::LogWarn("lane.accept_failed", {{"error", ec.message()}});
+        auto pause = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+        pause->async_wait([this, pause](const asio::error_code&) { AcceptNext(); });
+      });
 }
 
 void LaneListener::OnAccepted(asio::ip::tcp::socket socket) {
