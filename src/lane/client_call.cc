@@ -321,10 +321,6 @@ void LaneCall::End(grpc::Status status, bool lane_in_step) {
   }
   ended_ = true;
   status_ = std::move(status);
-  if (!connected_ && started_ && status_.error_code() != grpc::StatusCode::CANCELLED &&
-      target_.on_connect_failed) {
-    target_.on_connect_failed(status_);
-  }
   Reuse reuse = std::move(reuse_);
   reuse_ = nullptr;
   if (lane_ && lane_in_step && reuse) {

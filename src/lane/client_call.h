@@ -21,9 +21,6 @@ struct LaneTarget {
   uint16_t port = 0;
   std::string server_name;
   SslContext ssl;
-  // Called (on the lane's strand) when the lane could not be connected or its
-  // handshake failed, as opposed to a stream that ended.
-  std::function<void(const grpc::Status&)> on_connect_failed;
 };
 
 // Connects to `target` (resolve, TCP, TLS handshake, within 10 s) on

@@ -146,8 +146,6 @@ std::optional<LaneTarget> LaneDialer::TargetLocked() {
   target.port = static_cast<uint16_t>(port_);
   target.server_name = server_name_;
   target.ssl = ssl_;
-  const int port = port_;
-  target.on_connect_failed = [this, port](const grpc::Status&) { OnLaneFailed(port); };
   return target;
 }
 
@@ -182,13 +180,6 @@ std::shared_ptr<LaneCall> LaneDialer::NewCall(const std::string& method) {
 void LaneDialer::RefillLocked() {
   if (!usable_ || stopping_) {
     return;
-  }
-  // Retire lanes too old to be taken (the server drops a lane that stays
-  // silent too long) so that the pool stays full of usable ones.
-  const auto now = std::chrono::steady_clock::now();
-  while (!pool_.empty() && now - pool_.front().opened > kPoolMaxAge) {
-    pool_.front().lane->Shutdown(TlsLane::Close::kGraceful, std::chrono::milliseconds(0));
-    pool_.pop_front();
   }
   while (static_cast<int>(pool_.size()) + connecting_ < kPoolSize &&
          static_cast<int>(pool_.size()) + connecting_ + in_use_ < budget_) {
@@ -239,7 +230,6 @@ void LaneDialer::Probe(int port, uint64_t attempt) {
     if (!target) {
       return;
     }
-    target->on_connect_failed = nullptr;  // reported by OnProbeDone
     call = LaneCall::Create(asio::make_strand(io_), std::move(*target), kProbeMethod, instance_id_);
   }
   auto* reactor = new ProbeReactor(

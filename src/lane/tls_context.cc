@@ -8,6 +8,7 @@
 
 #include "common/ip.h"
 #include "common/openssl_util.h"
+#include "common/status_macros.h"
 
 namespace drawbridge::lane {
 namespace {
@@ -62,7 +63,9 @@ absl::Status TrustOnly(SSL_CTX* ctx, const std::string& trust_pem) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<SslContext> NewContext(const SSL_METHOD* method) {
+// What both sides share: TLS 1.3 only, our certificate and key, the pinned CA.
+absl::StatusOr<SslContext> NewContext(const SSL_METHOD* method, const std::string& chain_pem,
+                                      const std::string& key_pem, const std::string& trust_pem) {
   SslContext ctx(SSL_CTX_new(method), SSL_CTX_free);
   if (!ctx) {
     return common::OpenSslError("lane: SSL_CTX_new");
@@ -84,6 +87,8 @@ absl::StatusOr<SslContext> NewContext(const SSL_METHOD* method) {
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_read_ahead(c, 1);
   SSL_CTX_set_default_read_buffer_len(c, kReadBufferBytes);
+  RETURN_IF_ERROR(UseChainAndKey(c, chain_pem, key_pem));
+  RETURN_IF_ERROR(TrustOnly(c, trust_pem));
   return ctx;
 }
 
@@ -111,17 +116,8 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
 absl::StatusOr<SslContext> MakeServerContext(const std::string& chain_pem,
                                              const std::string& key_pem,
                                              const std::string& trust_pem) {
-  auto ctx = NewContext(TLS_server_method());
-  if (!ctx.ok()) {
-    return ctx.status();
-  }
-  SSL_CTX* c = ctx->get();
-  if (auto s = UseChainAndKey(c, chain_pem, key_pem); !s.ok()) {
-    return s;
-  }
-  if (auto s = TrustOnly(c, trust_pem); !s.ok()) {
-    return s;
-  }
+  ASSIGN_OR_RETURN(SslContext ctx, NewContext(TLS_server_method(), chain_pem, key_pem, trust_pem));
+  SSL_CTX* c = ctx.get();
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   SSL_CTX_set_num_tickets(c, 0);
   SSL_CTX_set_alpn_select_cb(c, SelectAlpn, nullptr);
@@ -131,17 +127,8 @@ absl::StatusOr<SslContext> MakeServerContext(const std::string& chain_pem,
 absl::StatusOr<SslContext> MakeClientContext(const std::string& chain_pem,
                                              const std::string& key_pem,
                                              const std::string& trust_pem) {
-  auto ctx = NewContext(TLS_client_method());
-  if (!ctx.ok()) {
-    return ctx.status();
-  }
-  SSL_CTX* c = ctx->get();
-  if (auto s = UseChainAndKey(c, chain_pem, key_pem); !s.ok()) {
-    return s;
-  }
-  if (auto s = TrustOnly(c, trust_pem); !s.ok()) {
-    return s;
-  }
+  ASSIGN_OR_RETURN(SslContext ctx, NewContext(TLS_client_method(), chain_pem, key_pem, trust_pem));
+  SSL_CTX* c = ctx.get();
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
   const size_t n = std::strlen(kAlpn);
   std::string protos(1, static_cast<char>(n));

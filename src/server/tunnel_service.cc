@@ -32,17 +32,22 @@ std::string InstanceIdOf(grpc::CallbackServerContext* context) {
   return std::string(it->second.data(), it->second.size());
 }
 
-// Authenticates the caller and requires its kind.
-absl::StatusOr<Caller> Authenticate(const ServiceContext& ctx, grpc::CallbackServerContext* context,
-                                    pki::IdentityKind kind) {
-  auto caller =
-      AuthenticateCaller(*context->auth_context(), ctx.trust_domain, *ctx.directory, *ctx.clock);
+// A caller of another kind than the RPC is for is refused.
+absl::StatusOr<Caller> RequireKind(absl::StatusOr<Caller> caller, pki::IdentityKind kind) {
   if (caller.ok() && caller->identity.kind != kind) {
     return absl::PermissionDeniedError(common::StrCat("this RPC is for ", pki::KindName(kind),
                                                       "/* identities, not ",
                                                       caller->identity.ToString()));
   }
   return caller;
+}
+
+// Authenticates the caller and requires its kind.
+absl::StatusOr<Caller> Authenticate(const ServiceContext& ctx, grpc::CallbackServerContext* context,
+                                    pki::IdentityKind kind) {
+  return RequireKind(
+      AuthenticateCaller(*context->auth_context(), ctx.trust_domain, *ctx.directory, *ctx.clock),
+      kind);
 }
 
 }  // namespace
@@ -1304,13 +1309,9 @@ grpc::ServerBidiReactor<v1::Frame, v1::Frame>* TunnelService::OpenLaneStream(
     const std::string& instance_id, const std::string& peer) {
   const bool dial = method == "Dial";
   const pki::IdentityKind kind = dial ? pki::IdentityKind::kClient : pki::IdentityKind::kAgent;
-  auto caller = AuthenticateCertificate(peer_certificate_pem, ctx_.trust_domain, *ctx_.directory,
-                                        *ctx_.clock);
-  if (caller.ok() && caller->identity.kind != kind) {
-    caller = absl::PermissionDeniedError(common::StrCat("this RPC is for ", pki::KindName(kind),
-                                                        "/* identities, not ",
-                                                        caller->identity.ToString()));
-  }
+  auto caller = RequireKind(AuthenticateCertificate(peer_certificate_pem, ctx_.trust_domain,
+                                                    *ctx_.directory, *ctx_.clock),
+                            kind);
   if (!caller.ok()) {
     common::LogWarn(dial ? "dial.unauthenticated" : "accept.unauthenticated",
                     {{"peer", peer}, {"reason", std::string(caller.status().message())}});
