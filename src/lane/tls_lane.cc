@@ -19,6 +19,38 @@ namespace {
 // whole message, so a message is never parsed from two buffers.
 constexpr size_t kReadBufferBytes = kMaxMessageBytes + kLengthBytes;
 
+// SSL's write BIO: appends every record to the std::string in its data
+// pointer (TlsLane::cipher_), which TlsLane sends itself.
+int AppendRecords(BIO* bio, const char* data, size_t len, size_t* written) {
+  static_cast<std::string*>(BIO_get_data(bio))->append(data, len);
+  *written = len;
+  return 1;
+}
+
+long AppendControl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+
+int AppendCreate(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+const BIO_METHOD* AppendMethod() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "drawbridge lane records");
+    if (m != nullptr) {
+      BIO_meth_set_write_ex(m, AppendRecords);
+      BIO_meth_set_ctrl(m, AppendControl);
+      BIO_meth_set_create(m, AppendCreate);
+    }
+    return m;
+  }();
+  return method;
+}
+
+// TLS 1.3 adds 22 bytes per record of at most 16 KiB (header, type, tag).
+size_t CiphertextBound(size_t plaintext) { return plaintext + (plaintext / 16384 + 1) * 22 + 64; }
+
 std::string PeerName(const asio::ip::tcp::socket& socket) {
   asio::error_code ec;
   auto ep = socket.remote_endpoint(ec);
@@ -51,7 +83,16 @@ TlsLane::TlsLane(asio::ip::tcp::socket socket, SslPtr ssl)
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
-  SSL_set_fd(ssl_.get(), fd);
+  BIO* rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+  BIO* wbio = AppendMethod() != nullptr ? BIO_new(AppendMethod()) : nullptr;
+  if (rbio == nullptr || wbio == nullptr) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    broken_ = true;  // every operation fails: no way to reach the socket
+    return;
+  }
+  BIO_set_data(wbio, &cipher_);
+  SSL_set_bio(ssl_.get(), rbio, wbio);
 }
 
 TlsLane::~TlsLane() {
@@ -85,7 +126,6 @@ void TlsLane::Write(const v1::Frame& frame, Done done) {
   asio::post(socket_.get_executor(), [self = shared_from_this(), message = std::move(message),
                                       done = std::move(done)]() mutable {
     self->out_ = std::move(message);
-    self->out_offset_ = 0;
     self->write_done_ = std::move(done);
     self->DoWrite();
   });
@@ -124,21 +164,36 @@ void TlsLane::DoHandshake() {
   if (!handshake_done_) {
     return;
   }
-  if (closed_) {
+  if (closed_ || broken_) {
     CompleteHandshake(absl::UnavailableError("lane closed"));
     return;
   }
   ERR_clear_error();
   int rc = SSL_do_handshake(ssl_.get());
+  int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
+  absl::Status flush_error;
+  Flush flushed = FlushCipher(&flush_error);  // our flight, or the alert of a failure
+  if (rc != 1 && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+    broken_ = true;
+    CompleteHandshake(SslFailure("handshake", err));
+    return;
+  }
+  if (flushed == Flush::kFailed) {
+    broken_ = true;
+    CompleteHandshake(std::move(flush_error));
+    return;
+  }
+  if (flushed == Flush::kWouldBlock) {
+    // Called again once writable: a finished handshake reports 1 again, an
+    // unfinished one goes on where it stopped.
+    WaitFor(SSL_ERROR_WANT_WRITE, &TlsLane::DoHandshake);
+    return;
+  }
   if (rc == 1) {
     CompleteHandshake(absl::OkStatus());
     return;
   }
-  int err = SSL_get_error(ssl_.get(), rc);
-  if (!WaitFor(err, &TlsLane::DoHandshake)) {
-    broken_ = true;
-    CompleteHandshake(SslFailure("handshake", err));
-  }
+  WaitFor(err, &TlsLane::DoHandshake);
 }
 
 void TlsLane::DoRead() {
@@ -181,6 +236,10 @@ void TlsLane::DoRead() {
     ERR_clear_error();
     size_t n = 0;
     int rc = SSL_read_ex(ssl_.get(), in_.get() + in_end_, kReadBufferBytes - in_end_, &n);
+    if (cipher_sent_ < cipher_.size() && !awaiting_writable_) {
+      // Reading made SSL answer (a key update): the write side sends it.
+      asio::post(socket_.get_executor(), [self = shared_from_this()] { self->DoWrite(); });
+    }
     if (rc == 1) {
       in_end_ += n;
       continue;
@@ -204,30 +263,85 @@ void TlsLane::DoRead() {
   }
 }
 
-void TlsLane::DoWrite() {
-  if (!write_done_) {
-    return;
-  }
-  if (closed_ || broken_) {
-    CompleteWrite(absl::UnavailableError("lane closed"));
-    return;
-  }
-  while (out_offset_ < out_.size()) {
-    ERR_clear_error();
-    size_t n = 0;
-    int rc = SSL_write_ex(ssl_.get(), out_.data() + out_offset_, out_.size() - out_offset_, &n);
-    if (rc == 1) {
-      out_offset_ += n;
+TlsLane::Flush TlsLane::FlushCipher(absl::Status* error) {
+  while (cipher_sent_ < cipher_.size()) {
+    ssize_t n = ::send(socket_.native_handle(), cipher_.data() + cipher_sent_,
+                       cipher_.size() - cipher_sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      cipher_sent_ += static_cast<size_t>(n);
       continue;
     }
-    int err = SSL_get_error(ssl_.get(), rc);
-    if (!WaitFor(err, &TlsLane::DoWrite)) {
-      broken_ = true;
-      CompleteWrite(SslFailure("write", err));
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Flush::kWouldBlock;
+    }
+    *error = absl::UnavailableError(common::StrCat("lane write failed: ", std::strerror(errno)));
+    return Flush::kFailed;
+  }
+  cipher_.clear();  // keeps its capacity until the write completes
+  cipher_sent_ = 0;
+  return Flush::kDone;
+}
+
+void TlsLane::AwaitWritable() {
+  if (awaiting_writable_) {
+    return;
+  }
+  awaiting_writable_ = true;
+  // A failed or cancelled wait retries too: DoWrite sees closed_, or send()
+  // reports the socket's error.
+  socket_.async_wait(asio::socket_base::wait_write,
+                     [self = shared_from_this()](const asio::error_code&) {
+                       self->awaiting_writable_ = false;
+                       self->DoWrite();
+                     });
+}
+
+void TlsLane::DoWrite() {
+  if (closed_ || broken_) {
+    if (write_done_) {
+      CompleteWrite(absl::UnavailableError("lane closed"));
     }
     return;
   }
-  CompleteWrite(absl::OkStatus());
+  for (;;) {
+    absl::Status error;
+    switch (FlushCipher(&error)) {
+      case Flush::kFailed:
+        broken_ = true;
+        if (write_done_) {
+          CompleteWrite(std::move(error));
+        }
+        return;
+      case Flush::kWouldBlock:
+        AwaitWritable();
+        return;
+      case Flush::kDone:
+        break;
+    }
+    if (!write_done_) {
+      return;  // only flushed what reading produced
+    }
+    if (out_.empty()) {
+      CompleteWrite(absl::OkStatus());
+      return;
+    }
+    // The whole message at once: the records land in cipher_ (never a partial
+    // write, the BIO takes everything), sent by the next FlushCipher.
+    cipher_.reserve(CiphertextBound(out_.size()));
+    ERR_clear_error();
+    size_t n = 0;
+    int rc = SSL_write_ex(ssl_.get(), out_.data(), out_.size(), &n);
+    if (rc != 1) {
+      int err = SSL_get_error(ssl_.get(), rc);
+      broken_ = true;
+      CompleteWrite(SslFailure("write", err));
+      return;
+    }
+    out_ = std::string();
+  }
 }
 
 void TlsLane::CompleteHandshake(absl::Status status) {
@@ -247,7 +361,10 @@ void TlsLane::CompleteWrite(absl::Status status) {
   Done done = std::move(write_done_);
   write_done_ = nullptr;
   out_ = std::string();
-  out_offset_ = 0;
+  if (cipher_.empty() || broken_) {
+    cipher_ = std::string();  // an idle lane holds no write buffer
+    cipher_sent_ = 0;
+  }
   done(std::move(status));
 }
 
@@ -266,8 +383,12 @@ void TlsLane::Shutdown(Close how, std::chrono::milliseconds linger) {
     }
     if (!self->broken_ && SSL_is_init_finished(self->ssl_.get())) {
       ERR_clear_error();
-      SSL_shutdown(self->ssl_.get());  // best effort: sends close_notify if there is room
+      SSL_shutdown(self->ssl_.get());  // best effort: close_notify if there is room
       ERR_clear_error();
+    }
+    if (!self->broken_) {
+      absl::Status unused;
+      self->FlushCipher(&unused);
     }
     self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
     self->Linger(linger);

@@ -12,9 +12,11 @@
 namespace drawbridge::lane {
 
 // One TLS 1.3 connection carrying length-prefixed v1::Frame messages
-// (lane/framing.h), driven by OpenSSL directly on the non-blocking socket: a
-// record is decrypted from and encrypted into the kernel's buffers with no
-// intermediate copy, and Asio only waits for readability or writability.
+// (lane/framing.h), driven by OpenSSL on the non-blocking socket; Asio only
+// waits for readability or writability. OpenSSL reads the socket itself (read
+// ahead, 64 KiB at a time); what it writes goes to a buffer of ours instead,
+// so the records of one message (up to five of 16 KiB) leave in one send()
+// rather than one system call, and one loopback segment, per record.
 //
 // Threads: every method may be called from any thread; the work runs on the
 // lane's strand (the socket's executor must be a strand), so SSL is only ever
@@ -60,6 +62,12 @@ class TlsLane : public std::enable_shared_from_this<TlsLane> {
   void DoHandshake();
   void DoRead();
   void DoWrite();
+  // Sends what SSL wrote into cipher_. kWouldBlock: the socket is full (the
+  // caller waits for writability); kFailed: the connection broke.
+  enum class Flush { kDone, kWouldBlock, kFailed };
+  Flush FlushCipher(absl::Status* error);
+  // Waits (once) for writability, then runs DoWrite.
+  void AwaitWritable();
   // Waits until the socket can do what SSL asked for (`ssl_error` is
   // SSL_ERROR_WANT_READ or _WANT_WRITE), then runs `retry`; false for any
   // other error.
@@ -88,9 +96,13 @@ class TlsLane : public std::enable_shared_from_this<TlsLane> {
   v1::Frame* read_frame_ = nullptr;
   Done read_done_;
 
-  // Write side: out_[out_offset_, out_.size()) is still to be written.
+  // Write side: out_ is the message still to be encrypted (empty once it is),
+  // cipher_[cipher_sent_, cipher_.size()) the records SSL produced that the
+  // socket has not taken yet. Both are freed when a write completes.
   std::string out_;
-  size_t out_offset_ = 0;
+  std::string cipher_;
+  size_t cipher_sent_ = 0;
+  bool awaiting_writable_ = false;
   Done write_done_;
 
   std::unique_ptr<asio::steady_timer> linger_timer_;
