@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev openssl
   libsqlite3-dev sqlite3
+  libpq-dev postgresql
   libabsl-dev
   libasio-dev
   libyaml-cpp-dev

@@ -20,6 +20,9 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
   server->add_option("--data-dir", serve->data_dir, "Data directory made by `server init`");
   server->add_option("--listen", serve->listen_override,
                      "HOST:PORT to listen on (overrides server.yaml)");
+  server->add_option("--store", serve->store_override,
+                     "postgres:// URI of the state shared by replicas (overrides server.yaml's "
+                     "store; default: state.db in the data directory)");
   server->add_option("--policy", serve->policy_file,
                      "Policy YAML (reloaded on SIGHUP); without it every dial is denied");
   serve->metrics_listen = "";  // server.yaml's `metrics_listen` unless the flag says otherwise
@@ -76,6 +79,9 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
       ->capture_default_str();
   init->add_option("--advertise", opts->advertise,
                    "HOST:PORT agents and clients dial (default: --listen)");
+  init->add_option("--store", opts->store,
+                   "postgres:// URI for identities, keys and certificates (default: state.db in "
+                   "the data directory)");
   init->callback([opts, run] {
     *run = [opts] {
       absl::Status s = server::InitDataDir(*opts);

@@ -9,6 +9,7 @@
 #include "common/strings.h"
 #include "pki/credential.h"
 #include "pki/identity.h"
+#include "store/store.h"
 
 namespace drawbridge::server {
 
@@ -39,6 +40,11 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   }
   if (c.lane_listen != "off" && c.lane_listen != "auto") {
     RETURN_IF_ERROR(ValidateHostPort(c.lane_listen, /*allow_zero_port=*/true));
+  }
+  if (!c.store.empty() && !store::IsPostgresLocation(c.store)) {
+    return absl::InvalidArgumentError(
+        "store must be a postgres:// or postgresql:// URI (or absent: the data directory's "
+        "state.db)");
   }
   if (c.certificate_lifetime_seconds < kMinCertificateLifetimeSeconds ||
       c.certificate_lifetime_seconds > kMaxCertificateLifetimeSeconds) {
@@ -99,6 +105,8 @@ absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
         c.metrics_listen = v.as<std::string>();
       } else if (key == "lane_listen") {
         c.lane_listen = v.as<std::string>();
+      } else if (key == "store") {
+        c.store = v.as<std::string>();
       } else if (key == "audit") {
         auto audit = audit::ParseAuditConfig(v);
         if (!audit.ok()) {
@@ -147,6 +155,12 @@ absl::Status SaveConfig(const std::string& path, const ServerConfig& c) {
       "# The data port for tunneled bytes (lanes, mTLS 1.3): \"auto\" (host of listen, any\n",
       "# port, advertised to agents and clients), HOST:PORT, or \"off\" (gRPC streams only).\n",
       "lane_listen: \"", c.lane_listen, "\"\n",
+      "# Identities, keys and issued certificates: absent for state.db in this directory,\n",
+      "# or PostgreSQL shared by replicas (password in ~/.pgpass or passfile=, not here).\n",
+      c.store.empty()
+          ? std::string(
+                "# store: \"postgresql://drawbridge@db.example/drawbridge?sslmode=verify-full\"\n")
+          : common::StrCat("store: \"", c.store, "\"\n"),
       "# The tamper-evident audit trail (docs/audit.md): retention, SIEM export, alerts.\n",
       "audit:\n", "  retention_days: ", c.audit.retention.count() / 86400, "\n", "  # export:\n",
       "  #   - {type: jsonl, path: /var/log/drawbridge/audit.jsonl}\n",

@@ -28,6 +28,10 @@ struct ServerConfig {
   // `listen`, a port the system picks, advertised to agents and clients), a
   // HOST:PORT to open in a firewall, or "off" (tunnels ride gRPC streams only).
   std::string lane_listen = "auto";
+  // Where identities, keys, used token ids and issued certificates live:
+  // empty for the data directory's state.db (SQLite, one server), or a
+  // postgres:// URI shared by replicas (docs/operations.md "Running replicas").
+  std::string store;
   audit::AuditConfig audit;  // the `audit:` section (audit/config.h)
 };
 

@@ -122,6 +122,7 @@ absl::Status InitDataDir(const InitOptions& options) {
   config.trust_domain = options.trust_domain;
   config.listen = options.listen;
   config.advertise = options.advertise;
+  config.store = options.store;
   if (config.advertise.empty()) {
     std::string host = pki::HostOf(config.listen);
     config.advertise =
@@ -162,7 +163,8 @@ absl::Status InitDataDir(const InitOptions& options) {
 
   // The bootstrap admin: its signing key is generated here and only its public
   // half goes into the database.
-  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db, store::OpenSqliteStore(dir.database));
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db,
+                   store::OpenStore(config.store.empty() ? dir.database : config.store));
   ASSIGN_OR_RETURN(common::PKeyPtr admin_key, pki::GenerateKey(pki::KeyAlgorithm::kEs256));
   ASSIGN_OR_RETURN(std::string key_id, pki::KeyIdOf(admin_key.get()));
   ASSIGN_OR_RETURN(std::string public_pem, pki::PublicKeyToPem(admin_key.get()));

@@ -49,6 +49,7 @@ struct InitOptions {
   std::string trust_domain;
   std::string listen = "127.0.0.1:8443";
   std::string advertise;  // default: listen (or localhost:PORT if listen is a wildcard)
+  std::string store;      // server.yaml's `store` (empty: DATA_DIR/state.db)
   const common::Clock* clock = common::Clock::Real();
 };
 

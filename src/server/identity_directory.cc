@@ -57,23 +57,85 @@ std::string ReasonCodeOf(const absl::Status& status) {
                                                              : "permission_denied";
 }
 
-absl::StatusOr<store::IdentityRecord> IdentityDirectory::GetIdentity(
-    const std::string& identity) const {
-  absl::MutexLock lock(&mu_);
-  auto it = identities_.find(identity);
-  if (it == identities_.end()) {
+absl::StatusOr<store::IdentityRecord> IdentityDirectory::GetIdentity(const std::string& identity) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = identities_.find(identity);
+    if (it != identities_.end()) {
+      return it->second;
+    }
+  }
+  if (!store_->shared()) {
     return absl::NotFoundError(common::StrCat("identity ", identity, " not found"));
   }
-  return it->second;
+  absl::MutexLock write(&write_mu_);
+  ASSIGN_OR_RETURN(store::IdentityRecord record, store_->GetIdentity(identity));
+  ASSIGN_OR_RETURN(std::vector<store::KeyRecord> keys, store_->ListKeys(identity));
+  absl::MutexLock lock(&mu_);
+  for (auto& k : keys) {
+    keys_[k.key_id] = std::move(k);
+  }
+  identities_[identity] = record;
+  return record;
 }
 
-absl::StatusOr<store::KeyRecord> IdentityDirectory::GetKey(const std::string& key_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = keys_.find(key_id);
-  if (it == keys_.end()) {
+absl::StatusOr<store::KeyRecord> IdentityDirectory::GetKey(const std::string& key_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = keys_.find(key_id);
+    if (it != keys_.end()) {
+      return it->second;
+    }
+  }
+  if (!store_->shared()) {
     return absl::NotFoundError(common::StrCat("key ", key_id, " not found"));
   }
-  return it->second;
+  absl::MutexLock write(&write_mu_);
+  ASSIGN_OR_RETURN(store::KeyRecord key, store_->GetKey(key_id));
+  ASSIGN_OR_RETURN(store::IdentityRecord identity, store_->GetIdentity(key.identity));
+  absl::MutexLock lock(&mu_);
+  identities_[identity.identity] = std::move(identity);
+  keys_[key_id] = key;
+  return key;
+}
+
+absl::StatusOr<int> IdentityDirectory::Refresh() {
+  std::vector<std::pair<std::string, std::string>> revoked;  // (identity, key id or "")
+  {
+    absl::MutexLock write(&write_mu_);
+    ASSIGN_OR_RETURN(std::vector<store::IdentityRecord> identities, store_->ListIdentities());
+    ASSIGN_OR_RETURN(std::vector<store::KeyRecord> keys, store_->ListAllKeys());
+    std::map<std::string, store::IdentityRecord> new_identities;
+    std::map<std::string, store::KeyRecord> new_keys;
+    for (auto& id : identities) {
+      std::string name = id.identity;
+      new_identities.emplace(std::move(name), std::move(id));
+    }
+    for (auto& k : keys) {
+      std::string key_id = k.key_id;
+      new_keys.emplace(std::move(key_id), std::move(k));
+    }
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, old] : identities_) {
+      auto now = new_identities.find(name);
+      // Identities are never deleted; one that vanished counts as disabled.
+      if (old.enabled && (now == new_identities.end() || !now->second.enabled)) {
+        revoked.emplace_back(name, "");
+      }
+    }
+    for (const auto& [key_id, old] : keys_) {
+      auto now = new_keys.find(key_id);
+      if (old.removed_at == 0 && (now == new_keys.end() || now->second.removed_at != 0)) {
+        revoked.emplace_back(old.identity, key_id);
+      }
+    }
+    identities_ = std::move(new_identities);
+    keys_ = std::move(new_keys);
+  }
+  for (const auto& [identity, key_id] : revoked) {
+    NotifyRevoked(identity, key_id);
+  }
+  return static_cast<int>(revoked.size());
 }
 
 std::vector<store::IdentityRecord> IdentityDirectory::ListIdentities() const {

@@ -33,8 +33,11 @@ class IdentityDirectory {
   // ReasonCodeOf). Never blocks on I/O.
   absl::Status CheckActive(const std::string& identity, const std::string& key_id) const;
 
-  absl::StatusOr<store::IdentityRecord> GetIdentity(const std::string& identity) const;
-  absl::StatusOr<store::KeyRecord> GetKey(const std::string& key_id) const;
+  // On a shared store (replicas), an identity or key missing from the cache is
+  // looked up in the store before NotFound: another replica may have just
+  // created it. These may block on the store; CheckActive never does.
+  absl::StatusOr<store::IdentityRecord> GetIdentity(const std::string& identity);
+  absl::StatusOr<store::KeyRecord> GetKey(const std::string& key_id);
   std::vector<store::IdentityRecord> ListIdentities() const;
   std::vector<store::KeyRecord> ListKeys(const std::string& identity) const;
 
@@ -48,6 +51,13 @@ class IdentityDirectory {
   using RevocationListener =
       std::function<void(const std::string& identity, const std::string& key_id)>;
   void SetRevocationListener(RevocationListener listener);
+
+  // Re-reads every identity and key from the store (changed by another server
+  // sharing it), replaces the cache, and tells the revocation listener about
+  // each identity that became disabled and each key that was removed since the
+  // last look. Serialised with this server's own changes. Returns how many
+  // revocations it passed on.
+  absl::StatusOr<int> Refresh();
 
  private:
   explicit IdentityDirectory(store::Store* store) : store_(store) {}

@@ -36,7 +36,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     s->config_.certificate_lifetime_seconds = options.certificate_lifetime_override_seconds;
   }
   ASSIGN_OR_RETURN(s->pki_, LoadServingPki(dir, s->config_, *options.clock));
-  ASSIGN_OR_RETURN(s->store_, store::OpenSqliteStore(dir.database));
+  if (!options.store_override.empty()) {
+    s->config_.store = options.store_override;
+    RETURN_IF_ERROR(ValidateConfig(s->config_));
+  }
+  ASSIGN_OR_RETURN(s->store_,
+                   store::OpenStore(s->config_.store.empty() ? dir.database : s->config_.store));
 
   // The audit trail lives in state.db, signed with the audit key; alert rules and
   // export targets follow every commit.
@@ -118,6 +123,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       [tunnel](const std::string& identity, const std::string& key_id) {
         tunnel->Revoke(identity, key_id);
       });
+  s->state_watcher_ = std::make_unique<StateWatcher>(s->store_.get(), s->directory_.get());
   // Agents keep their control stream alive with pings; allow them every 10 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -392,6 +398,7 @@ Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   serving_ = false;  // /readyz says so at once
+  state_watcher_.reset();
   if (directory_) {
     directory_->SetRevocationListener(nullptr);
   }

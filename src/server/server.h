@@ -24,6 +24,7 @@
 #include "server/lane_listener.h"
 #include "server/server_metrics.h"
 #include "server/services.h"
+#include "server/state_watcher.h"
 #include "server/tunnel_service.h"
 #include "store/store.h"
 
@@ -32,6 +33,7 @@ namespace drawbridge::server {
 struct ServerOptions {
   std::string data_dir;
   std::string listen_override;  // empty: the config's `listen`
+  std::string store_override;   // empty: the config's `store`
   // Test hook: overrides the configured certificate lifetime when > 0.
   int64_t certificate_lifetime_override_seconds = 0;
   // YAML (DESIGN §4). Empty: DATA_DIR/policy.yaml, where `admin policy set` keeps
@@ -131,6 +133,8 @@ class Server final : public AdminBackend {
   std::unique_ptr<grpc::Server> grpc_;
   // After tunnel_: its lanes call into the TunnelService.
   std::unique_ptr<LaneListener> lanes_;
+  // Follows other replicas' identity and key changes (shared store only).
+  std::unique_ptr<StateWatcher> state_watcher_;
   std::atomic<bool> serving_{false};
   // Last: scrapes read everything above.
   std::unique_ptr<metrics::Endpoint> endpoint_;

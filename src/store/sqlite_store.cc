@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
@@ -137,7 +138,7 @@ class SqliteStore : public Store {
 
   absl::Status CreateIdentity(const IdentityRecord& id, const KeyRecord& key) override {
     absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    return Bump(Transaction([&]() -> absl::Status {
       Stmt s(db_,
              "INSERT INTO identities(identity, enabled, cidrs, created_at, updated_at) "
              "VALUES(?,?,?,?,?)");
@@ -152,7 +153,7 @@ class SqliteStore : public Store {
         return StepError(db_, rc, common::StrCat("identity ", id.identity));
       }
       return InsertKeyLocked(key);
-    });
+    }));
   }
 
   absl::StatusOr<IdentityRecord> GetIdentity(const std::string& identity) override {
@@ -193,7 +194,7 @@ class SqliteStore : public Store {
     if (sqlite3_changes(db_) == 0) {
       return absl::NotFoundError(common::StrCat("identity ", identity, " not found"));
     }
-    return absl::OkStatus();
+    return Bump(absl::OkStatus());
   }
 
   // Read-then-write methods run in BEGIN IMMEDIATE: the audit log writes the same
@@ -201,7 +202,7 @@ class SqliteStore : public Store {
   // connection has committed (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
   absl::Status AddKey(const KeyRecord& key) override {
     absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    return Bump(Transaction([&]() -> absl::Status {
       {
         Stmt s(db_, "SELECT 1 FROM identities WHERE identity=?");
         RETURN_IF_ERROR(s.Prepared());
@@ -211,7 +212,7 @@ class SqliteStore : public Store {
         }
       }
       return InsertKeyLocked(key);
-    });
+    }));
   }
 
   absl::StatusOr<KeyRecord> GetKey(const std::string& key_id) override {
@@ -244,7 +245,7 @@ class SqliteStore : public Store {
   absl::Status RemoveKey(const std::string& identity, const std::string& key_id,
                          int64_t now) override {
     absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    return Bump(Transaction([&]() -> absl::Status {
       {
         Stmt q(db_, "SELECT removed_at FROM keys WHERE key_id=? AND identity=?");
         RETURN_IF_ERROR(q.Prepared());
@@ -263,7 +264,7 @@ class SqliteStore : public Store {
       s.Bind(1, now).Bind(2, key_id);
       int rc = s.Step();
       return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "key removal");
-    });
+    }));
   }
 
   absl::Status ConsumeTokenId(const std::string& token_id, int64_t expires_at,
@@ -298,6 +299,30 @@ class SqliteStore : public Store {
         .Bind(5, c.not_after);
     int rc = s.Step();
     return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "certificate");
+  }
+
+  absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "SELECT key_id, identity, algorithm, public_key_pem, created_at, removed_at "
+           "FROM keys ORDER BY identity, created_at, key_id");
+    RETURN_IF_ERROR(s.Prepared());
+    std::vector<KeyRecord> out;
+    while (s.Step() == SQLITE_ROW) {
+      out.push_back(ReadKey(s));
+    }
+    return out;
+  }
+
+  // Only this server writes its state.db: its own writes are all the changes.
+  bool shared() const override { return false; }
+  absl::StatusOr<int64_t> StateVersion() override {
+    absl::MutexLock lock(&mu_);
+    return state_version_;
+  }
+  bool WaitForChange(std::chrono::milliseconds timeout) override {
+    std::this_thread::sleep_for(timeout);
+    return false;
   }
 
   absl::StatusOr<CertificateRecord> GetCertificate(const std::string& serial) override {
@@ -352,8 +377,17 @@ class SqliteStore : public Store {
     return absl::OkStatus();
   }
 
+  // Counts identity and key changes (StateVersion).
+  absl::Status Bump(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (s.ok()) {
+      ++state_version_;
+    }
+    return s;
+  }
+
   absl::Mutex mu_;
   sqlite3* db_;
+  int64_t state_version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

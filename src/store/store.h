@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,10 +66,40 @@ class Store {
 
   virtual absl::Status RecordCertificate(const CertificateRecord& cert) = 0;
   virtual absl::StatusOr<CertificateRecord> GetCertificate(const std::string& serial) = 0;
+
+  // Every key of every identity (to refresh a cache in one query).
+  virtual absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() = 0;
+
+  // True when other servers may change this store (PostgreSQL): then a server
+  // must watch for their changes (StateVersion, WaitForChange). False for the
+  // embedded SQLite database, which only its own server writes.
+  virtual bool shared() const = 0;
+  // A number that changes whenever an identity or key changes, through any
+  // server sharing the store: polling it is one cheap query.
+  virtual absl::StatusOr<int64_t> StateVersion() = 0;
+  // Blocks up to `timeout` for word that another server changed identities or
+  // keys; true if some arrived (or may have been missed: the notification
+  // channel was re-established). For one caller thread at a time. A store that
+  // is not shared sleeps and returns false.
+  virtual bool WaitForChange(std::chrono::milliseconds timeout) = 0;
 };
 
 // Opens (creating and migrating if needed) the SQLite database at `path`
 // (":memory:" for tests). WAL mode, synchronous=FULL.
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// Opens the PostgreSQL database named by `conninfo` (a postgres:// or
+// postgresql:// URI, or libpq key=value pairs), applying the schema
+// migrations it lacks. Shared by every replica that opens the same database.
+// Unavailable when PostgreSQL cannot be reached.
+absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo);
+
+// A postgres:// or postgresql:// URI opens PostgreSQL; anything else is the
+// path of a SQLite database.
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& location);
+bool IsPostgresLocation(std::string_view location);
+
+// `conninfo` with any password replaced by ***, for logs and errors.
+std::string RedactConninfo(std::string_view conninfo);
 
 }  // namespace drawbridge::store

@@ -77,7 +77,12 @@ client_serves() {
 }
 app_result() { field "$WORK/$1.app.json" "$2"; }
 dest_result() { field "$STATE/$1.json" "$2"; }
-wait_app() { poll_until "${2:-20}" "" test -f "$WORK/$1.app.json" || true; }
+# wait_app TAG [SECS]: waits for the application's result; without one, shows
+# why (its log: a refused CONNECT, an exception).
+wait_app() {
+  poll_until "${2:-20}" "" test -f "$WORK/$1.app.json" || show_log "$1 application log" \
+    "$WORK/$1.app.log"
+}
 wait_dest() { poll_until "${2:-20}" "" test -f "$STATE/$1.json" || true; }
 # ms_between T0 T1: milliseconds from T0 to T1 (unix times); 999999 if either is not one.
 ms_between() {

@@ -1,7 +1,11 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
+#include <atomic>
+
+#include "testing/postgres_server.h"
 #include "testing/temp_dir.h"
 
 namespace drawbridge::store {
@@ -11,10 +15,45 @@ KeyRecord Key(const std::string& id, const std::string& identity) {
   return KeyRecord{id, identity, "ES256", "PEM", 100, 0};
 }
 
-TEST(SqliteStore, IdentityLifecycle) {
-  auto store = OpenSqliteStore(":memory:");
-  ASSERT_TRUE(store.ok()) << store.status();
-  Store& s = **store;
+// Every behaviour of the store contract, checked on both implementations: the
+// embedded SQLite database and PostgreSQL (a real server started for this
+// binary, a fresh database per test).
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    auto pg = testing::PostgresServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    postgres_ = std::move(*pg);
+  }
+  static void TearDownTestSuite() { postgres_.reset(); }
+
+  void SetUp() override {
+    if (GetParam() == "sqlite") {
+      location_ = dir_.File("state.db");
+    } else {
+      static std::atomic<int> next{0};
+      auto uri = postgres_->CreateDatabase("store_test_" + std::to_string(next++));
+      ASSERT_TRUE(uri.ok()) << uri.status();
+      location_ = *uri;
+    }
+    auto store = OpenStore(location_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  static std::unique_ptr<testing::PostgresServer> postgres_;
+  testing::TempDir dir_;
+  std::string location_;
+  std::unique_ptr<Store> store_;
+};
+
+std::unique_ptr<testing::PostgresServer> StoreTest::postgres_;
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(StoreTest, IdentityLifecycle) {
+  Store& s = *store_;
   ASSERT_TRUE(
       s.CreateIdentity({"agent/a", true, {"10.0.0.0/8"}, 100, 100}, Key("k1", "agent/a")).ok());
   EXPECT_TRUE(absl::IsAlreadyExists(
@@ -34,10 +73,8 @@ TEST(SqliteStore, IdentityLifecycle) {
   EXPECT_EQ(s.ListIdentities()->size(), 1u);
 }
 
-TEST(SqliteStore, KeyRotation) {
-  auto store = OpenSqliteStore(":memory:");
-  ASSERT_TRUE(store.ok());
-  Store& s = **store;
+TEST_P(StoreTest, KeyRotation) {
+  Store& s = *store_;
   ASSERT_TRUE(s.CreateIdentity({"client/c", true, {}, 1, 1}, Key("k1", "client/c")).ok());
   ASSERT_TRUE(s.AddKey(Key("k2", "client/c")).ok());
   EXPECT_TRUE(absl::IsNotFound(s.AddKey(Key("k3", "client/none"))));
@@ -48,28 +85,128 @@ TEST(SqliteStore, KeyRotation) {
   EXPECT_TRUE(absl::IsFailedPrecondition(s.RemoveKey("client/c", "k1", 6)));
 }
 
-TEST(SqliteStore, TokenIdsAreSingleUseAcrossReopen) {
-  testing::TempDir dir;
-  std::string path = dir.File("state.db");
-  {
-    auto store = OpenSqliteStore(path);
-    ASSERT_TRUE(store.ok());
-    ASSERT_TRUE((*store)->ConsumeTokenId("jti-1", 1000, 500).ok());
-    EXPECT_TRUE(absl::IsAlreadyExists((*store)->ConsumeTokenId("jti-1", 1000, 501)));
-  }
-  auto reopened = OpenSqliteStore(path);
+TEST_P(StoreTest, TokenIdsAreSingleUseAcrossReopen) {
+  ASSERT_TRUE(store_->ConsumeTokenId("jti-1", 1000, 500).ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(store_->ConsumeTokenId("jti-1", 1000, 501)));
+  store_.reset();
+  auto reopened = OpenStore(location_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_TRUE(absl::IsAlreadyExists((*reopened)->ConsumeTokenId("jti-1", 1000, 502)));
   // Once past its expiry the id is forgotten (the token fails the time check anyway).
   EXPECT_TRUE((*reopened)->ConsumeTokenId("jti-1", 3000, 2000).ok());
 }
 
-TEST(SqliteStore, Certificates) {
-  auto store = OpenSqliteStore(":memory:");
-  ASSERT_TRUE(store.ok());
-  ASSERT_TRUE((*store)->RecordCertificate({"ab", "agent/a", "k1", 1, 2}).ok());
-  EXPECT_TRUE(absl::IsAlreadyExists((*store)->RecordCertificate({"ab", "agent/a", "k1", 1, 2})));
-  EXPECT_EQ((*store)->GetCertificate("ab")->key_id, "k1");
+TEST_P(StoreTest, Certificates) {
+  ASSERT_TRUE(store_->RecordCertificate({"ab", "agent/a", "k1", 1, 2}).ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(store_->RecordCertificate({"ab", "agent/a", "k1", 1, 2})));
+  EXPECT_EQ(store_->GetCertificate("ab")->key_id, "k1");
+  EXPECT_TRUE(absl::IsNotFound(store_->GetCertificate("cd").status()));
+}
+
+// Two handles on one database (two replicas on PostgreSQL; two opens of one
+// file on SQLite) see each other's writes, and a token id used through one is
+// refused through the other.
+TEST_P(StoreTest, TwoHandlesShareOneState) {
+  auto other = OpenStore(location_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(store_->CreateIdentity({"agent/a", true, {}, 1, 1}, Key("k1", "agent/a")).ok());
+  EXPECT_TRUE((*other)->GetIdentity("agent/a").ok());
+  ASSERT_TRUE((*other)->SetIdentityEnabled("agent/a", false, 2).ok());
+  EXPECT_FALSE(store_->GetIdentity("agent/a")->enabled);
+  ASSERT_TRUE(store_->ConsumeTokenId("jti-x", 1000, 10).ok());
+  EXPECT_TRUE(absl::IsAlreadyExists((*other)->ConsumeTokenId("jti-x", 1000, 11)));
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      (*other)->CreateIdentity({"agent/a", true, {}, 3, 3}, Key("k9", "agent/a"))));
+}
+
+// A server learns of identity and key changes through a version (and, on a
+// shared store, a notification to the others); token ids and certificates are
+// not cached state and move neither.
+TEST_P(StoreTest, ChangesMoveTheStateVersion) {
+  auto other = OpenStore(location_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  const bool shared = GetParam() == "postgres";
+  EXPECT_EQ(store_->shared(), shared);
+  int64_t v0 = *store_->StateVersion();
+  if (shared) {
+    (*other)->WaitForChange(std::chrono::milliseconds(10));  // starts listening
+  }
+  ASSERT_TRUE(store_->CreateIdentity({"agent/a", true, {}, 1, 1}, Key("k1", "agent/a")).ok());
+  int64_t v1 = *store_->StateVersion();
+  EXPECT_NE(v1, v0);
+  if (shared) {
+    EXPECT_EQ(*(*other)->StateVersion(), v1);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE((*other)->WaitForChange(std::chrono::seconds(5)));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  }
+  ASSERT_TRUE(store_->SetIdentityEnabled("agent/a", false, 2).ok());
+  int64_t v2 = *store_->StateVersion();
+  EXPECT_NE(v2, v1);
+  ASSERT_TRUE(store_->AddKey(Key("k2", "agent/a")).ok());
+  ASSERT_TRUE(store_->RemoveKey("agent/a", "k1", 3).ok());
+  int64_t v3 = *store_->StateVersion();
+  EXPECT_NE(v3, v2);
+  // A failed change moves nothing; neither do token ids and certificates.
+  EXPECT_FALSE(store_->RemoveKey("agent/a", "k1", 4).ok());
+  ASSERT_TRUE(store_->ConsumeTokenId("jti", 100, 1).ok());
+  ASSERT_TRUE(store_->RecordCertificate({"01", "agent/a", "k2", 1, 2}).ok());
+  EXPECT_EQ(*store_->StateVersion(), v3);
+  auto keys = store_->ListAllKeys();
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_EQ((*keys)[0].key_id, "k1");
+  EXPECT_NE((*keys)[0].removed_at, 0);
+}
+
+// Values the store must keep exactly: quotes, separators and non-ASCII text
+// travel as parameters, never as SQL.
+TEST_P(StoreTest, ValuesAreParametersNotSql) {
+  const std::string tricky = "client/o'brien; DROP TABLE identities; --\\ \xc3\xa9";
+  ASSERT_TRUE(
+      store_->CreateIdentity({tricky, true, {"10.0.0.0/8", "::1/128"}, 1, 1}, Key("k'1", tricky))
+          .ok());
+  auto got = store_->GetIdentity(tricky);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->identity, tricky);
+  EXPECT_EQ(got->cidrs, (std::vector<std::string>{"10.0.0.0/8", "::1/128"}));
+  EXPECT_EQ(store_->GetKey("k'1")->identity, tricky);
+  EXPECT_EQ(store_->ListIdentities()->size(), 1u);
+}
+
+TEST(PostgresStore, UnreachableServerIsAClearUnavailableError) {
+  testing::TempDir dir;
+  auto store = OpenStore("postgresql://drawbridge:s3cret@/none?host=" + dir.path() + "&port=1");
+  ASSERT_FALSE(store.ok());
+  EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
+  const std::string message(store.status().message());
+  EXPECT_NE(message.find("unreachable"), std::string::npos) << message;
+  EXPECT_EQ(message.find("s3cret"), std::string::npos) << "password leaked: " << message;
+}
+
+TEST(PostgresStore, RedactsPasswords) {
+  EXPECT_EQ(RedactConninfo("postgres://u:pw@db.example/x"), "postgres://u:***@db.example/x");
+  EXPECT_EQ(RedactConninfo("postgresql://u@h/x?password=pw&sslmode=require"),
+            "postgresql://u@h/x?password=***&sslmode=require");
+  EXPECT_EQ(RedactConninfo("host=h password=pw dbname=x"), "host=h password=*** dbname=x");
+  EXPECT_EQ(RedactConninfo("postgresql:///x?host=/tmp/s"), "postgresql:///x?host=/tmp/s");
+}
+
+TEST(PostgresStore, NewerSchemaIsRefused) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto uri = (*pg)->CreateDatabase("newer");
+  ASSERT_TRUE(uri.ok());
+  ASSERT_TRUE(OpenStore(*uri).ok());
+  {
+    PGconn* conn = PQconnectdb(uri->c_str());
+    PQclear(PQexec(conn, "INSERT INTO schema_migrations VALUES (999, 0)"));
+    PQfinish(conn);
+  }
+  auto store = OpenStore(*uri);
+  ASSERT_FALSE(store.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(store.status())) << store.status();
+  EXPECT_NE(std::string(store.status().message()).find("upgrade drawbridge"), std::string::npos);
 }
 
 TEST(SqliteStore, UnopenablePathIsAClearError) {

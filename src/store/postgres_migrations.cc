@@ -1,0 +1,48 @@
+#include "store/postgres_migrations.h"
+
+namespace drawbridge::store {
+
+const std::vector<std::string>& PostgresMigrations() {
+  static const std::vector<std::string> migrations = {
+      // 1: identities, their keys, used enrollment token ids, issued certificates
+      // (the same state as the SQLite store's schema version 1).
+      R"sql(
+CREATE TABLE identities(
+  identity TEXT PRIMARY KEY,
+  enabled BOOLEAN NOT NULL,
+  cidrs TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL);
+CREATE TABLE keys(
+  key_id TEXT PRIMARY KEY,
+  identity TEXT NOT NULL REFERENCES identities(identity),
+  algorithm TEXT NOT NULL,
+  public_key_pem TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  removed_at BIGINT NOT NULL DEFAULT 0);
+CREATE INDEX keys_by_identity ON keys(identity);
+CREATE TABLE used_token_ids(
+  token_id TEXT PRIMARY KEY,
+  expires_at BIGINT NOT NULL);
+CREATE INDEX used_token_ids_by_expiry ON used_token_ids(expires_at);
+CREATE TABLE certificates(
+  serial TEXT PRIMARY KEY,
+  identity TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  not_before BIGINT NOT NULL,
+  not_after BIGINT NOT NULL);
+)sql",
+      // 2: a version every identity or key change increments (in the same
+      // transaction, which also sends NOTIFY drawbridge_state), so replicas
+      // notice each other's changes by polling one row.
+      R"sql(
+CREATE TABLE state_version(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  version BIGINT NOT NULL);
+INSERT INTO state_version(id, version) VALUES (1, 0);
+)sql",
+  };
+  return migrations;
+}
+
+}  // namespace drawbridge::store
