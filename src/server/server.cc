@@ -92,7 +92,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->database_ = dir.database;
   s->policy_file_ = options.policy_file.empty() ? dir.policy : options.policy_file;
   s->policy_ = std::make_unique<PolicyHolder>(policy::Policy::DenyAll());
-  if (!options.policy_file.empty() || common::PathExists(s->policy_file_)) {
+  s->clock_ = options.clock;
+  const bool have_policy_file = !options.policy_file.empty() || common::PathExists(s->policy_file_);
+  if (s->store_->shared()) {
+    RETURN_IF_ERROR(s->LoadSharedPolicy(have_policy_file));
+  } else if (have_policy_file) {
     RETURN_IF_ERROR(s->ReloadPolicy());
   } else {
     common::LogWarn("policy.empty",
@@ -107,7 +111,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                               ? options.idle_timeout_override
                               : std::chrono::milliseconds(s->config_.idle_timeout_seconds * 1000),
           .dial_rate_per_second = static_cast<double>(s->config_.dial_rate_per_second),
-          .dial_burst = static_cast<double>(s->config_.dial_burst)});
+          .dial_burst = static_cast<double>(s->config_.dial_burst),
+          // Set before the listener starts, so before any dial reads it.
+          .store_health = [raw] {
+            return raw->state_watcher_ ? raw->state_watcher_->health() : absl::OkStatus();
+          }});
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   tls.pem_root_certs = s->pki_.ca->TrustBundlePem();
@@ -123,7 +131,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       [tunnel](const std::string& identity, const std::string& key_id) {
         tunnel->Revoke(identity, key_id);
       });
-  s->state_watcher_ = std::make_unique<StateWatcher>(s->store_.get(), s->directory_.get());
+  s->state_watcher_ = std::make_unique<StateWatcher>(s->store_.get(), s->directory_.get(),
+                                                     [raw] { return raw->RefreshSharedPolicy(); });
   // Agents keep their control stream alive with pings; allow them every 10 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -217,13 +226,78 @@ absl::Status Server::ReloadPolicy() {
     return absl::InvalidArgumentError(
         common::StrCat(policy_file_, ": ", parsed.status().message()));
   }
+  if (store_->shared()) {
+    // The file becomes every replica's policy: through the store.
+    absl::Status stored = store_->SetPolicy({*text, clock_->NowUnix()});
+    if (!stored.ok()) {
+      common::LogError("policy.rejected", {{"file", policy_file_},
+                                           {"error", std::string(stored.message())},
+                                           {"effect", "the previous policy stays in force"}});
+      return stored;
+    }
+  }
   ApplyPolicy(*parsed, *text, "reload");
+  return absl::OkStatus();
+}
+
+absl::Status Server::LoadSharedPolicy(bool have_policy_file) {
+  absl::StatusOr<store::PolicyRecord> stored = store_->GetPolicy();
+  if (stored.ok()) {
+    auto parsed = policy::Policy::Parse(stored->yaml);
+    if (!parsed.ok()) {
+      return absl::FailedPreconditionError(
+          common::StrCat("the policy in the store does not parse (set by a newer release?): ",
+                         parsed.status().message()));
+    }
+    absl::MutexLock lock(&policy_write_mu_);
+    ApplyPolicy(*parsed, stored->yaml, "store");
+    if (have_policy_file) {
+      common::LogWarn("policy.file_not_applied",
+                      {{"file", policy_file_},
+                       {"effect", "the policy in the shared store is in force"},
+                       {"fix",
+                        "SIGHUP (or `admin policy set`) puts a file's policy in force on "
+                        "every replica"}});
+    }
+    return absl::OkStatus();
+  }
+  if (!absl::IsNotFound(stored.status())) {
+    return stored.status();
+  }
+  if (have_policy_file) {
+    return ReloadPolicy();  // the first replica's file seeds the store
+  }
+  common::LogWarn("policy.empty",
+                  {{"effect", "no policy yet: every dial is denied"},
+                   {"fix", "`drawbridge admin policy set -f FILE` (reaches every replica)"}});
+  return absl::OkStatus();
+}
+
+absl::Status Server::RefreshSharedPolicy() {
+  ASSIGN_OR_RETURN(store::PolicyRecord stored, [&]() -> absl::StatusOr<store::PolicyRecord> {
+    auto got = store_->GetPolicy();
+    return absl::IsNotFound(got.status()) ? store::PolicyRecord{} : got;
+  }());
+  absl::MutexLock lock(&policy_write_mu_);
+  if (stored.yaml.empty() || stored.yaml == policy_text_) {
+    return absl::OkStatus();
+  }
+  auto parsed = policy::Policy::Parse(stored.yaml);
+  if (!parsed.ok()) {
+    common::LogError("policy.rejected", {{"origin", "replica"},
+                                         {"error", std::string(parsed.status().message())},
+                                         {"effect", "the previous policy stays in force"}});
+    policy_text_ = stored.yaml;  // said once, not on every poll
+    return absl::OkStatus();
+  }
+  ApplyPolicy(*parsed, stored.yaml, "replica");
   return absl::OkStatus();
 }
 
 int Server::ApplyPolicy(std::shared_ptr<const policy::Policy> policy, const std::string& text,
                         const std::string& origin) {
   policy_->Set(policy);
+  policy_text_ = text;
   int ended = 0;
   if (tunnel_) {
     // Connections opened under the old policy that the new one refuses end now.
@@ -269,7 +343,7 @@ PolicySnapshot Server::Policy() {
   auto policy = policy_->Get();
   PolicySnapshot snap;
   snap.yaml = policy->ToYaml();
-  snap.source = policy_file_;
+  snap.source = store_->shared() ? "the shared store (every replica)" : policy_file_;
   for (const auto& rule : policy->rules()) {
     snap.rule_names.push_back(rule.name);
   }
@@ -280,8 +354,13 @@ PolicySnapshot Server::Policy() {
 absl::StatusOr<int> Server::SetPolicy(const std::string& yaml) {
   absl::MutexLock lock(&policy_write_mu_);
   ASSIGN_OR_RETURN(std::shared_ptr<const policy::Policy> parsed, policy::Policy::Parse(yaml));
-  // Kept in the policy file first, so a restart or SIGHUP keeps what was set.
-  RETURN_IF_ERROR(common::WriteFileAtomic(policy_file_, yaml, 0600));
+  if (store_->shared()) {
+    // In the store first: every replica applies it from there.
+    RETURN_IF_ERROR(store_->SetPolicy({yaml, clock_->NowUnix()}));
+  } else {
+    // Kept in the policy file first, so a restart or SIGHUP keeps what was set.
+    RETURN_IF_ERROR(common::WriteFileAtomic(policy_file_, yaml, 0600));
+  }
   return ApplyPolicy(parsed, yaml, "admin");
 }
 
@@ -289,6 +368,13 @@ std::string Server::AuditDatabase() { return database_; }
 
 absl::Status Server::StartMetrics(const ServerOptions& options, const DataDir& dir) {
   metrics::Registry& r = metrics_registry_;
+  if (store_->shared()) {
+    r.AddGaugeFunction(
+        "drawbridge_shared_store_up",
+        "1 while the shared store (PostgreSQL) answers; 0 while it does not (new "
+        "dials and enrollments are refused)",
+        {}, [this] { return state_watcher_ && state_watcher_->health().ok() ? 1.0 : 0.0; });
+  }
   AgentRegistry* agents = registry_.get();
   r.AddGaugeFunction("drawbridge_agents_connected", "Agent identities with a Control stream", {},
                      [agents] {
@@ -355,6 +441,8 @@ absl::Status Server::StartMetrics(const ServerOptions& options, const DataDir& d
                     ? absl::OkStatus()
                     : absl::FailedPreconditionError("the intermediate CA has expired");
        }},
+      {"shared_store",
+       [this] { return state_watcher_ ? state_watcher_->health() : absl::OkStatus(); }},
       {"listening",
        [this] {
          return serving_.load() ? absl::OkStatus()
@@ -398,7 +486,9 @@ Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   serving_ = false;  // /readyz says so at once
-  state_watcher_.reset();
+  if (state_watcher_) {
+    state_watcher_->Stop();
+  }
   if (directory_) {
     directory_->SetRevocationListener(nullptr);
   }

@@ -102,7 +102,12 @@ class Server final : public AdminBackend {
   // Puts `policy` in force, ends the live connections it no longer allows and
   // audits the change (`origin`: "reload", "admin"); returns how many ended.
   int ApplyPolicy(std::shared_ptr<const policy::Policy> policy, const std::string& text,
-                  const std::string& origin);
+                  const std::string& origin) ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_write_mu_);
+  // A shared store holds the policy of every replica: at start the stored one
+  // is put in force (a policy file only seeds an empty store); later changes
+  // made through other replicas arrive through RefreshSharedPolicy.
+  absl::Status LoadSharedPolicy(bool have_policy_file);
+  absl::Status RefreshSharedPolicy();
 
   ServerConfig config_;
   ServingPki pki_;
@@ -127,6 +132,8 @@ class Server final : public AdminBackend {
   std::string policy_file_;
   std::string database_;
   absl::Mutex policy_write_mu_;  // serialises SetPolicy and ReloadPolicy
+  std::string policy_text_ ABSL_GUARDED_BY(policy_write_mu_);  // the YAML in force
+  const common::Clock* clock_ = common::Clock::Real();
   std::unique_ptr<PolicyHolder> policy_;
   std::shared_ptr<AgentRegistry> registry_ = std::make_shared<AgentRegistry>();
   std::unique_ptr<TunnelService> tunnel_;

@@ -6,18 +6,25 @@
 namespace drawbridge::server {
 
 StateWatcher::StateWatcher(store::Store* store, IdentityDirectory* directory,
-                           std::chrono::milliseconds recheck)
-    : store_(store), directory_(directory), recheck_(recheck) {
+                           std::function<absl::Status()> also, std::chrono::milliseconds recheck)
+    : store_(store), directory_(directory), also_(std::move(also)), recheck_(recheck) {
   if (store_->shared()) {
     thread_ = std::thread([this] { Run(); });
   }
 }
 
-StateWatcher::~StateWatcher() {
+StateWatcher::~StateWatcher() { Stop(); }
+
+void StateWatcher::Stop() {
   stop_ = true;
   if (thread_.joinable()) {
     thread_.join();
   }
+}
+
+absl::Status StateWatcher::health() const {
+  absl::MutexLock lock(&mu_);
+  return health_;
 }
 
 void StateWatcher::Run() {
@@ -35,6 +42,9 @@ void StateWatcher::Run() {
     if (version.ok() && (!seen.ok() || *version != *seen)) {
       absl::StatusOr<int> revoked = directory_->Refresh();
       status = revoked.status();
+      if (status.ok() && also_) {
+        status = also_();
+      }
       if (revoked.ok()) {
         const bool first = !seen.ok();
         seen = version;
@@ -57,6 +67,8 @@ void StateWatcher::Run() {
       common::LogInfo("state.watch_recovered", {});
     }
     failing = !status.ok();
+    absl::MutexLock lock(&mu_);
+    health_ = status;
   }
 }
 

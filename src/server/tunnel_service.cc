@@ -662,6 +662,14 @@ void TunnelSession::OnRead(Side side, bool ok) {
                   /*record=*/limit.record);
       return;
     }
+    if (const auto& health = service_->options().store_health; health) {
+      if (absl::Status store = health(); !store.ok()) {
+        WriteResult(v1::DIAL_INTERNAL,
+                    common::StrCat("the server cannot check identities now (shared store: ",
+                                   store.message(), "); retry"));
+        return;
+      }
+    }
     auto policy = service_->policy()->Get();
     if (!policy->AllowsClient(client_.identity.ToString(), destination_)) {
       WriteResult(v1::DIAL_DENIED_POLICY,

@@ -29,6 +29,10 @@ struct TunnelOptions {
   std::chrono::milliseconds idle_timeout{3600000};  // no data either way for this long: close
   double dial_rate_per_second = 0;                  // per client identity; 0: no limit
   double dial_burst = 1;
+  // Whether the server can vouch for identities right now (a shared store it
+  // cannot reach may hold revocations it has not seen): not OK refuses new
+  // dials (fail closed); live tunnels go on. Null: always OK.
+  std::function<absl::Status()> store_health;
 };
 
 // Tunnel.Control (agents), Tunnel.Dial (clients) and Tunnel.Accept (agents).

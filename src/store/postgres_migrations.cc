@@ -41,6 +41,13 @@ CREATE TABLE state_version(
   version BIGINT NOT NULL);
 INSERT INTO state_version(id, version) VALUES (1, 0);
 )sql",
+      // 3: the policy every replica enforces (admin policy set on any of them).
+      R"sql(
+CREATE TABLE policy(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  yaml TEXT NOT NULL,
+  updated_at BIGINT NOT NULL);
+)sql",
   };
   return migrations;
 }

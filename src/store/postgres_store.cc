@@ -233,6 +233,28 @@ class PostgresStore : public Store {
         .status();
   }
 
+  absl::StatusOr<PolicyRecord> GetPolicy() override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Result r, ExecLocked("SELECT yaml, updated_at FROM policy WHERE id=1", {},
+                                          "policy lookup"));
+    if (r.rows() == 0) {
+      return absl::NotFoundError("no policy in the store");
+    }
+    return PolicyRecord{r.Text(0, 0), r.Int(0, 1)};
+  }
+
+  absl::Status SetPolicy(const PolicyRecord& policy) override {
+    absl::MutexLock lock(&mu_);
+    return TransactionLocked([&]() -> absl::Status {
+      RETURN_IF_ERROR(ExecLocked("INSERT INTO policy(id, yaml, updated_at) VALUES(1,$1,$2) "
+                                 "ON CONFLICT(id) DO UPDATE SET yaml=EXCLUDED.yaml, "
+                                 "updated_at=EXCLUDED.updated_at",
+                                 {policy.yaml, std::to_string(policy.updated_at)}, "policy")
+                          .status());
+      return BumpStateVersionLocked();
+    });
+  }
+
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Result r,

@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS used_token_ids(
   token_id TEXT PRIMARY KEY,
   expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS used_token_ids_by_expiry ON used_token_ids(expires_at);
+CREATE TABLE IF NOT EXISTS policy(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  yaml TEXT NOT NULL,
+  updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates(
   serial TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
@@ -299,6 +303,27 @@ class SqliteStore : public Store {
         .Bind(5, c.not_after);
     int rc = s.Step();
     return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "certificate");
+  }
+
+  absl::StatusOr<PolicyRecord> GetPolicy() override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "SELECT yaml, updated_at FROM policy WHERE id=1");
+    RETURN_IF_ERROR(s.Prepared());
+    if (s.Step() != SQLITE_ROW) {
+      return absl::NotFoundError("no policy in the store");
+    }
+    return PolicyRecord{s.Text(0), s.Int(1)};
+  }
+
+  absl::Status SetPolicy(const PolicyRecord& policy) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "INSERT INTO policy(id, yaml, updated_at) VALUES(1,?,?) "
+           "ON CONFLICT(id) DO UPDATE SET yaml=excluded.yaml, updated_at=excluded.updated_at");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, policy.yaml).Bind(2, policy.updated_at);
+    int rc = s.Step();
+    return Bump(rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "policy"));
   }
 
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {

@@ -38,6 +38,13 @@ struct CertificateRecord {
   int64_t not_after = 0;
 };
 
+// The access policy (YAML, DESIGN §4) as the servers sharing a store enforce
+// it.
+struct PolicyRecord {
+  std::string yaml;
+  int64_t updated_at = 0;
+};
+
 // The server's durable state. Implementations are thread-safe. Every write is
 // durable when the call returns (a crash after OK loses nothing).
 class Store {
@@ -66,6 +73,12 @@ class Store {
 
   virtual absl::Status RecordCertificate(const CertificateRecord& cert) = 0;
   virtual absl::StatusOr<CertificateRecord> GetCertificate(const std::string& serial) = 0;
+
+  // The policy servers sharing this store enforce (a single server keeps its
+  // policy in its policy file instead). NotFound until one is set. Setting it
+  // moves the state version, so every server sharing the store picks it up.
+  virtual absl::StatusOr<PolicyRecord> GetPolicy() = 0;
+  virtual absl::Status SetPolicy(const PolicyRecord& policy) = 0;
 
   // Every key of every identity (to refresh a cache in one query).
   virtual absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() = 0;

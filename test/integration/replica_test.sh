@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/pg_lib.sh"
 
 parse_bin_arg "$@"
-require_tools python3 timeout realpath runuser
+require_tools python3 timeout realpath runuser curl
 HELPERS="$(dirname "$(realpath "${BASH_SOURCE[0]}")")/helpers"
 unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE PGPASSWORD PGHOST PGDATABASE PGUSER
 
@@ -54,14 +54,16 @@ A_PORT=$(free_port)
 B_PORT=$(free_port)
 ECHO=$(free_port)
 CP=$(free_port)
+A_METRICS=$(free_port)
+B_METRICS=$(free_port)
 A_PID=""
 B_PID=""
 
-start_server() {  # start_server NAME PORT: sets NAME_PID
-  local name=$1 port=$2
+start_server() {  # start_server NAME PORT METRICS_PORT: sets NAME_PID
+  local name=$1 port=$2 metrics=$3
   [[ -f $WORK/$name.log ]] && mv "$WORK/$name.log" "$WORK/$name.log.$SECONDS"
   start_bg "$WORK/$name.log" "$BIN" --log-level debug server --data-dir "$WORK/$name" \
-    --listen "127.0.0.1:$port" --policy "$WORK/policy.yaml" --metrics-listen off
+    --listen "127.0.0.1:$port" --policy "$WORK/policy.yaml" --metrics-listen "127.0.0.1:$metrics"
   printf -v "${name^^}_PID" '%s' "$BG_PID"
   wait_for_port "$port" 20 "$BG_PID"
 }
@@ -90,8 +92,8 @@ rules:
     agents: ["agent/a"]
     destinations: ["127.0.0.1:$ECHO"]
 EOF
-start_server a "$A_PORT" || abort "server A starts on PostgreSQL"
-start_server b "$B_PORT" || abort "server B starts on the same PostgreSQL"
+start_server a "$A_PORT" "$A_METRICS" || abort "server A starts on PostgreSQL"
+start_server b "$B_PORT" "$B_METRICS" || abort "server B starts on the same PostgreSQL"
 pass "both servers are up"
 ADMIN_A=("$BIN" admin --credentials "$WORK/a/admin.json")
 retarget "$WORK/a/admin.json" "$WORK/admin-b.json" "$B_PORT"
@@ -211,6 +213,20 @@ if wait_for_count "$WORK/b.log" "state.watch_failed" 1 5 "$B_PID"; then
 else
   fail "  ... B logs that it cannot follow the store"
 fi
+readyz() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1/readyz"; }
+_b_unready() { [[ $(readyz "$B_METRICS") == 503 ]]; }
+if poll_until 5 "" _b_unready; then pass "  ... B's /readyz turns 503"; else
+  fail "  ... B's /readyz turns 503" "got $(readyz "$B_METRICS")"
+fi
+run curl -s "http://127.0.0.1:$B_METRICS/readyz"
+expect_contains "  ... naming the shared store" "$LAST" "shared_store"
+run curl -s "http://127.0.0.1:$B_METRICS/metrics"
+expect_contains "  ... and drawbridge_shared_store_up is 0" "$LAST" "^drawbridge_shared_store_up 0"
+code=$(timeout 10 curl -s -o /dev/null -w '%{http_connect}' -p -x "http://127.0.0.1:$CP" \
+  "http://127.0.0.1:$ECHO/" 2>/dev/null) || true
+if [[ $code != 200 ]]; then pass "  ... a new dial through B is refused (fail closed: HTTP $code)"; else
+  fail "  ... a new dial through B is refused (fail closed)" "got 200"
+fi
 expect_exit "a server cannot start while PostgreSQL is down" 1 \
   "$BIN" server --data-dir "$WORK/a" --listen "127.0.0.1:$(free_port)" --metrics-listen off
 expect_contains "  ... and says PostgreSQL is unreachable" "$LAST" "PostgreSQL .* unreachable"
@@ -225,16 +241,58 @@ if wait_for_count "$WORK/b.log" "state.watch_recovered" 1 5 "$B_PID"; then
 else
   fail "B follows the store again"
 fi
+_b_ready() { [[ $(readyz "$B_METRICS") == 200 ]]; }
+if poll_until 5 "" _b_ready; then pass "  ... and its /readyz is 200 again"; else
+  fail "  ... and its /readyz is 200 again"
+fi
 _b_sees_x() { "${ADMIN_B[@]}" identity show client/x >/dev/null 2>&1; }
 if poll_until 2 "" _b_sees_x; then pass "B sees client/x"; else fail "B sees client/x"; fi
 
 # ---------------------------------------------------------------------------
-section "5. the state outlives the servers"
+section "5. one policy: set through A, in force on B within 1 s"
+# ---------------------------------------------------------------------------
+expect_contains "B put in force the policy A's file seeded the store with" "$WORK/b.log" \
+  "policy.loaded.*store"
+cat >"$WORK/policy-other.yaml" <<EOF
+rules:
+  - name: other
+    clients: ["client/c"]
+    agents: ["agent/a"]
+    destinations: ["127.0.0.1:1"]
+EOF
+t0=$(date +%s.%N)
+expect_ok "A sets a policy that no longer allows the echo server" \
+  "${ADMIN_A[@]}" policy set -f "$WORK/policy-other.yaml"
+_both_closed() { [[ $(count_matches "$WORK/conns2/closed" .) -ge 2 ]]; }
+poll_until 10 "" _both_closed || true
+worst=$(python3 - "$t0" "$WORK/conns2/closed" <<'PY'
+import sys
+t0 = float(sys.argv[1])
+try:
+    times = [float(l.split()[1]) for l in open(sys.argv[2]) if l.strip()]
+except FileNotFoundError:
+    times = []
+print(round((max(times) - t0) * 1000) if len(times) == 2 else 999999)
+PY
+)
+echo "       the last of the 2 connections on B ended ${worst} ms after A's policy set began"
+if [[ $worst -le 1000 ]]; then pass "both connections on B ended within 1 s"; else
+  fail "both connections on B ended within 1 s" "took ${worst} ms"
+fi
+run "${ADMIN_B[@]}" policy get
+expect_contains "B's policy get shows A's rule" "$LAST" "other"
+expect_contains "  ... from the shared store" "$LAST" "shared store"
+expect_ok "B puts the first policy back" "${ADMIN_B[@]}" policy set -f "$WORK/policy.yaml"
+_a_has_c() { "${ADMIN_A[@]}" policy get 2>/dev/null | grep -q "name: \"c\""; }
+if poll_until 2 "" _a_has_c; then pass "A has it within 2 s"; else fail "A has it within 2 s"; fi
+
+# ---------------------------------------------------------------------------
+section "6. the state outlives the servers"
 # ---------------------------------------------------------------------------
 kill -TERM "$A_PID" "$B_PID"
 wait_for_exit "$A_PID" 20 || true
 wait_for_exit "$B_PID" 20 || true
-start_server b "$B_PORT" || abort "server B restarts"
+start_server b "$B_PORT" "$B_METRICS" || abort "server B restarts"
 run "${ADMIN_B[@]}" identity list
 expect_contains "B lists every identity after a restart" "$LAST" "client/x"
 expect_contains "  ... with client/c" "$LAST" "client/c"

@@ -50,7 +50,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
 std::unique_ptr<testing::PostgresServer> StoreTest::postgres_;
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "postgres"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param_info) { return param_info.param; });
 
 TEST_P(StoreTest, IdentityLifecycle) {
   Store& s = *store_;
@@ -157,6 +157,23 @@ TEST_P(StoreTest, ChangesMoveTheStateVersion) {
   ASSERT_EQ(keys->size(), 2u);
   EXPECT_EQ((*keys)[0].key_id, "k1");
   EXPECT_NE((*keys)[0].removed_at, 0);
+}
+
+TEST_P(StoreTest, PolicyIsOneRecordAndMovesTheVersion) {
+  EXPECT_TRUE(absl::IsNotFound(store_->GetPolicy().status()));
+  int64_t v0 = *store_->StateVersion();
+  ASSERT_TRUE(store_->SetPolicy({"rules: []\n", 10}).ok());
+  EXPECT_EQ(store_->GetPolicy()->yaml, "rules: []\n");
+  const std::string yaml = "rules:\n  - name: 'it''s'\n";
+  ASSERT_TRUE(store_->SetPolicy({yaml, 20}).ok());
+  auto got = store_->GetPolicy();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->yaml, yaml);
+  EXPECT_EQ(got->updated_at, 20);
+  EXPECT_NE(*store_->StateVersion(), v0);
+  auto other = OpenStore(location_);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ((*other)->GetPolicy()->yaml, yaml);
 }
 
 // Values the store must keep exactly: quotes, separators and non-ASCII text
