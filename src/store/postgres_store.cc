@@ -23,9 +23,14 @@ constexpr char kForeignKeyViolation[] = "23503";
 // would print them on stderr.
 void IgnoreNotice(void*, const char*) {}
 
-// Opens a connection, NOTICEs silenced; nullptr only when out of memory.
+// Opens a connection, NOTICEs silenced; nullptr only when out of memory. A
+// server that does not answer is given up after 5 s (libpq waits for the OS's
+// TCP timeout otherwise, minutes), unless `conninfo` sets connect_timeout: a
+// setting in the expanded dbname overrides the keywords before it.
 PGconn* Connect(const std::string& conninfo) {
-  PGconn* conn = PQconnectdb(conninfo.c_str());
+  const char* keywords[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {"5", conninfo.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
   if (conn != nullptr) {
     PQsetNoticeProcessor(conn, IgnoreNotice, nullptr);
   }
