@@ -53,6 +53,27 @@ int AgentsList(const AdminFlags& f) {
   return kExitOk;
 }
 
+int ReplicasList(const AdminFlags& f) {
+  v1::ListReplicasResponse resp;
+  if (absl::Status s =
+          CallAdmin(f, &v1::Admin::Stub::ListReplicas, v1::ListReplicasRequest(), &resp);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+    return kExitOk;
+  }
+  std::printf("%-18s %-28s %-21s %s\n", "REPLICA", "ADVERTISE", "STARTED", "LAST HEARTBEAT");
+  for (const auto& r : resp.replicas()) {
+    std::printf("%-18s %-28s %-21s %lld ms ago%s\n", r.id().c_str(), r.advertise().c_str(),
+                FormatTime(r.started_at_unix()).c_str(),
+                static_cast<long long>(std::max<int64_t>(0, r.heartbeat_age_ms())),
+                r.self() ? "  (this server)" : "");
+  }
+  return kExitOk;
+}
+
 int SessionsList(const AdminFlags& f) {
   v1::ListSessionsResponse resp;
   if (absl::Status s =
@@ -237,6 +258,10 @@ void RegisterAdminOperations(CLI::App* admin, std::shared_ptr<AdminFlags> f, Act
   auto* agents = group(admin, "agents", "Connected agent instances");
   bind(agents->add_subcommand("list", "Agent instances: address, version, streams, allowlist"),
        AgentsList);
+
+  auto* replicas = group(admin, "replicas", "Servers sharing this one's store (PostgreSQL)");
+  bind(replicas->add_subcommand("list", "Live replicas: id, address, last heartbeat"),
+       ReplicasList);
 
   auto* sessions = group(admin, "sessions", "Live tunneled connections");
   bind(sessions->add_subcommand("list", "Live connections: client, agent, destination, bytes"),

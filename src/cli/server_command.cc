@@ -20,6 +20,9 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
   server->add_option("--data-dir", serve->data_dir, "Data directory made by `server init`");
   server->add_option("--listen", serve->listen_override,
                      "HOST:PORT to listen on (overrides server.yaml)");
+  server->add_option("--advertise", serve->advertise_override,
+                     "HOST:PORT this replica is reached at (overrides server.yaml's advertise "
+                     "for `admin replicas list`; credentials keep the configured one)");
   server->add_option("--store", serve->store_override,
                      "postgres:// URI of the state shared by replicas (overrides server.yaml's "
                      "store; default: state.db in the data directory)");

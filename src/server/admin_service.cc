@@ -330,6 +330,26 @@ grpc::ServerUnaryReactor* AdminService::ListAgents(grpc::CallbackServerContext* 
       AdminKind::kRead);
 }
 
+grpc::ServerUnaryReactor* AdminService::ListReplicas(grpc::CallbackServerContext* context,
+                                                     const v1::ListReplicasRequest*,
+                                                     v1::ListReplicasResponse* response) {
+  return Run(
+      context, "ListReplicas", "",
+      [this, response](int64_t) -> absl::Status {
+        const std::string self = backend_->ReplicaId();
+        for (const auto& r : backend_->Replicas()) {
+          v1::ReplicaInfo* out = response->add_replicas();
+          out->set_id(r.id);
+          out->set_advertise(r.advertise);
+          out->set_started_at_unix(r.started_at);
+          out->set_heartbeat_age_ms(r.heartbeat_age_ms);
+          out->set_self(r.id == self);
+        }
+        return absl::OkStatus();
+      },
+      AdminKind::kRead);
+}
+
 grpc::ServerUnaryReactor* AdminService::ListSessions(grpc::CallbackServerContext* context,
                                                      const v1::ListSessionsRequest*,
                                                      v1::ListSessionsResponse* response) {

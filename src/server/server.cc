@@ -36,6 +36,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     s->config_.certificate_lifetime_seconds = options.certificate_lifetime_override_seconds;
   }
   ASSIGN_OR_RETURN(s->pki_, LoadServingPki(dir, s->config_, *options.clock));
+  if (!options.advertise_override.empty()) {
+    RETURN_IF_ERROR(ValidateHostPort(options.advertise_override, /*allow_zero_port=*/false));
+  }
   if (!options.store_override.empty()) {
     s->config_.store = options.store_override;
     RETURN_IF_ERROR(ValidateConfig(s->config_));
@@ -144,6 +147,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.SetMaxReceiveMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                              static_cast<int>(options.handshake_timeout.count()));
+  // Registered before the listener starts, so that no call sees it unset.
+  s->membership_ = std::make_unique<Membership>(
+      s->store_.get(),
+      options.advertise_override.empty() ? s->config_.advertise : options.advertise_override,
+      options.clock->NowUnix());
   s->grpc_ = builder.BuildAndStart();
   if (!s->grpc_ || s->port_ == 0) {
     return absl::UnavailableError(
@@ -366,8 +374,28 @@ absl::StatusOr<int> Server::SetPolicy(const std::string& yaml) {
 
 std::string Server::AuditDatabase() { return database_; }
 
+std::vector<store::ReplicaRecord> Server::Replicas() {
+  if (!membership_) {
+    return {};
+  }
+  // Asked of the store itself when it is shared (a replica that just left is
+  // gone at once); the last heartbeat's view if the store does not answer.
+  if (store_->shared()) {
+    if (auto live = store_->ListReplicas(Membership::kDropAfter); live.ok()) {
+      return *live;
+    }
+  }
+  return membership_->Live();
+}
+
+std::string Server::ReplicaId() { return membership_ ? membership_->id() : ""; }
+
 absl::Status Server::StartMetrics(const ServerOptions& options, const DataDir& dir) {
   metrics::Registry& r = metrics_registry_;
+  r.AddGaugeFunction(
+      "drawbridge_replicas_live",
+      "Servers sharing this one's store with a heartbeat in the last 3 s", {},
+      [this] { return membership_ ? static_cast<double>(membership_->Live().size()) : 0.0; });
   if (store_->shared()) {
     r.AddGaugeFunction(
         "drawbridge_shared_store_up",
@@ -486,6 +514,9 @@ Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   serving_ = false;  // /readyz says so at once
+  if (membership_) {
+    membership_->Stop();  // the others (and their agents) stop counting on us
+  }
   if (state_watcher_) {
     state_watcher_->Stop();
   }

@@ -22,6 +22,7 @@
 #include "server/enroller.h"
 #include "server/identity_directory.h"
 #include "server/lane_listener.h"
+#include "server/membership.h"
 #include "server/server_metrics.h"
 #include "server/services.h"
 #include "server/state_watcher.h"
@@ -34,6 +35,9 @@ struct ServerOptions {
   std::string data_dir;
   std::string listen_override;  // empty: the config's `listen`
   std::string store_override;   // empty: the config's `store`
+  // Empty: the config's `advertise`. Replicas started from copies of one data
+  // directory each name their own address here (shown by `admin replicas list`).
+  std::string advertise_override;
   // Test hook: overrides the configured certificate lifetime when > 0.
   int64_t certificate_lifetime_override_seconds = 0;
   // YAML (DESIGN §4). Empty: DATA_DIR/policy.yaml, where `admin policy set` keeps
@@ -79,6 +83,8 @@ class Server final : public AdminBackend {
   PolicySnapshot Policy() override;
   absl::StatusOr<int> SetPolicy(const std::string& yaml) override;
   std::string AuditDatabase() override;
+  std::vector<store::ReplicaRecord> Replicas() override;
+  std::string ReplicaId() override;
   audit::AuditLog* audit_log() { return audit_.get(); }
   // The metrics listener's port (0 when off).
   int metrics_port() const { return endpoint_ ? endpoint_->port() : 0; }
@@ -142,6 +148,8 @@ class Server final : public AdminBackend {
   std::unique_ptr<LaneListener> lanes_;
   // Follows other replicas' identity and key changes (shared store only).
   std::unique_ptr<StateWatcher> state_watcher_;
+  // Registered once listening; leaves first on shutdown.
+  std::unique_ptr<Membership> membership_;
   std::atomic<bool> serving_{false};
   // Last: scrapes read everything above.
   std::unique_ptr<metrics::Endpoint> endpoint_;

@@ -45,6 +45,10 @@ class AdminBackend {
   virtual absl::StatusOr<int> SetPolicy(const std::string& yaml) = 0;
   // The database holding the audit log (read-only access for TailAudit).
   virtual std::string AuditDatabase() = 0;
+  // The live servers sharing this one's store, and this one's replica id.
+  // Replicas() may ask the store: call it from a worker thread.
+  virtual std::vector<store::ReplicaRecord> Replicas() = 0;
+  virtual std::string ReplicaId() = 0;
 };
 
 // What every service needs; owned by Server, outlives the services.
@@ -104,6 +108,9 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
                                          const v1::ListSessionsRequest* request,
                                          v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* ListReplicas(grpc::CallbackServerContext* context,
+                                         const v1::ListReplicasRequest* request,
+                                         v1::ListReplicasResponse* response) override;
   grpc::ServerUnaryReactor* KillSession(grpc::CallbackServerContext* context,
                                         const v1::KillSessionRequest* request,
                                         v1::KillSessionResponse* response) override;

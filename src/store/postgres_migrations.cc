@@ -48,6 +48,14 @@ CREATE TABLE policy(
   yaml TEXT NOT NULL,
   updated_at BIGINT NOT NULL);
 )sql",
+      // 4: replica membership (heartbeats stamped with the database's clock).
+      R"sql(
+CREATE TABLE replicas(
+  id TEXT PRIMARY KEY,
+  advertise TEXT NOT NULL,
+  started_at BIGINT NOT NULL,
+  heartbeat_at TIMESTAMPTZ NOT NULL);
+)sql",
   };
   return migrations;
 }

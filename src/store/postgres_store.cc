@@ -260,6 +260,45 @@ class PostgresStore : public Store {
     });
   }
 
+  absl::Status HeartbeatReplica(const ReplicaRecord& self) override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(ExecLocked("INSERT INTO replicas(id, advertise, started_at, heartbeat_at) "
+                               "VALUES($1,$2,$3,clock_timestamp()) ON CONFLICT(id) DO UPDATE "
+                               "SET advertise=EXCLUDED.advertise, heartbeat_at=clock_timestamp()",
+                               {self.id, self.advertise, std::to_string(self.started_at)},
+                               "replica heartbeat")
+                        .status());
+    // Rows of replicas that vanished without leaving (kill -9) are only
+    // history after an hour.
+    return ExecLocked(
+               "DELETE FROM replicas WHERE heartbeat_at < clock_timestamp() - "
+               "interval '1 hour'",
+               {}, "replica purge")
+        .status();
+  }
+
+  absl::Status RemoveReplica(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    return ExecLocked("DELETE FROM replicas WHERE id=$1", {id}, "replica removal").status();
+  }
+
+  absl::StatusOr<std::vector<ReplicaRecord>> ListReplicas(
+      std::chrono::milliseconds max_age) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Result r,
+        ExecLocked("SELECT id, advertise, started_at, "
+                   "(EXTRACT(EPOCH FROM clock_timestamp() - heartbeat_at) * 1000)::BIGINT "
+                   "FROM replicas WHERE heartbeat_at >= clock_timestamp() - "
+                   "make_interval(secs => $1::DOUBLE PRECISION / 1000) ORDER BY id",
+                   {std::to_string(max_age.count())}, "replica list"));
+    std::vector<ReplicaRecord> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      out.push_back(ReplicaRecord{r.Text(i, 0), r.Text(i, 1), r.Int(i, 2), r.Int(i, 3)});
+    }
+    return out;
+  }
+
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Result r,

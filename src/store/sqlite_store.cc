@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS policy(
   id INTEGER PRIMARY KEY CHECK (id = 1),
   yaml TEXT NOT NULL,
   updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replicas(
+  id TEXT PRIMARY KEY,
+  advertise TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates(
   serial TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
@@ -92,6 +97,12 @@ absl::Status StepError(sqlite3* db, int rc, std::string_view what) {
     return absl::AlreadyExistsError(common::StrCat(what, " already exists"));
   }
   return absl::InternalError(common::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 IdentityRecord ReadIdentity(const Stmt& s) {
@@ -324,6 +335,43 @@ class SqliteStore : public Store {
     s.Bind(1, policy.yaml).Bind(2, policy.updated_at);
     int rc = s.Step();
     return Bump(rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "policy"));
+  }
+
+  absl::Status HeartbeatReplica(const ReplicaRecord& self) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "INSERT INTO replicas(id, advertise, started_at, heartbeat_at_ms) VALUES(?,?,?,?) "
+           "ON CONFLICT(id) DO UPDATE SET advertise=excluded.advertise, "
+           "heartbeat_at_ms=excluded.heartbeat_at_ms");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, self.id).Bind(2, self.advertise).Bind(3, self.started_at).Bind(4, NowMs());
+    int rc = s.Step();
+    return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "replica");
+  }
+
+  absl::Status RemoveReplica(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "DELETE FROM replicas WHERE id=?");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, id);
+    int rc = s.Step();
+    return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "replica removal");
+  }
+
+  absl::StatusOr<std::vector<ReplicaRecord>> ListReplicas(
+      std::chrono::milliseconds max_age) override {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = NowMs();
+    Stmt s(db_,
+           "SELECT id, advertise, started_at, heartbeat_at_ms FROM replicas "
+           "WHERE heartbeat_at_ms >= ? ORDER BY id");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, now - static_cast<int64_t>(max_age.count()));
+    std::vector<ReplicaRecord> out;
+    while (s.Step() == SQLITE_ROW) {
+      out.push_back(ReplicaRecord{s.Text(0), s.Text(1), s.Int(2), now - s.Int(3)});
+    }
+    return out;
   }
 
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {

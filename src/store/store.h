@@ -45,6 +45,14 @@ struct PolicyRecord {
   int64_t updated_at = 0;
 };
 
+// One server among those sharing a store.
+struct ReplicaRecord {
+  std::string id;                // random, new at each start
+  std::string advertise;         // HOST:PORT agents and clients dial
+  int64_t started_at = 0;        // unix seconds
+  int64_t heartbeat_age_ms = 0;  // set by ListReplicas: since its last heartbeat
+};
+
 // The server's durable state. Implementations are thread-safe. Every write is
 // durable when the call returns (a crash after OK loses nothing).
 class Store {
@@ -79,6 +87,15 @@ class Store {
   // moves the state version, so every server sharing the store picks it up.
   virtual absl::StatusOr<PolicyRecord> GetPolicy() = 0;
   virtual absl::Status SetPolicy(const PolicyRecord& policy) = 0;
+
+  // Membership of the servers sharing this store. A heartbeat registers
+  // `self` or refreshes it, stamped with the store's own clock (replicas'
+  // clocks may differ); RemoveReplica is a clean leave. ListReplicas returns
+  // those whose last heartbeat is at most `max_age` old, ordered by id.
+  virtual absl::Status HeartbeatReplica(const ReplicaRecord& self) = 0;
+  virtual absl::Status RemoveReplica(const std::string& id) = 0;
+  virtual absl::StatusOr<std::vector<ReplicaRecord>> ListReplicas(
+      std::chrono::milliseconds max_age) = 0;
 
   // Every key of every identity (to refresh a cache in one query).
   virtual absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() = 0;

@@ -63,7 +63,7 @@ start_server() {  # start_server NAME PORT METRICS_PORT: sets NAME_PID
   local name=$1 port=$2 metrics=$3
   [[ -f $WORK/$name.log ]] && mv "$WORK/$name.log" "$WORK/$name.log.$SECONDS"
   start_bg "$WORK/$name.log" "$BIN" --log-level debug server --data-dir "$WORK/$name" \
-    --listen "127.0.0.1:$port" --policy "$WORK/policy.yaml" --metrics-listen "127.0.0.1:$metrics"
+    --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" --policy "$WORK/policy.yaml" --metrics-listen "127.0.0.1:$metrics"
   printf -v "${name^^}_PID" '%s' "$BG_PID"
   wait_for_port "$port" 20 "$BG_PID"
 }
@@ -98,6 +98,21 @@ pass "both servers are up"
 ADMIN_A=("$BIN" admin --credentials "$WORK/a/admin.json")
 retarget "$WORK/a/admin.json" "$WORK/admin-b.json" "$B_PORT"
 ADMIN_B=("$BIN" admin --credentials "$WORK/admin-b.json")
+
+# replicas_seen ADMIN...: the advertised addresses of the live replicas, sorted, space-separated.
+replicas_seen() {
+  "$@" replicas list --json 2>/dev/null | python3 -c "
+import json, sys
+print(' '.join(sorted(r['advertise'] for r in json.load(sys.stdin).get('replicas', []))))"
+}
+BOTH="127.0.0.1:$A_PORT 127.0.0.1:$B_PORT"
+[[ $A_PORT > $B_PORT ]] && BOTH="127.0.0.1:$B_PORT 127.0.0.1:$A_PORT"
+_sees_both() { [[ $(replicas_seen "${ADMIN_A[@]}") == "$BOTH" ]]; }
+if poll_until 3 "" _sees_both; then pass "admin replicas list through A shows both replicas"; else
+  fail "admin replicas list through A shows both replicas" "got '$(replicas_seen "${ADMIN_A[@]}")'"
+fi
+run "${ADMIN_B[@]}" replicas list
+expect_contains "  ... and through B, marking B itself" "$LAST" "127.0.0.1:$B_PORT .*this server"
 
 # ---------------------------------------------------------------------------
 section "1. one identity store: what A creates B uses, and the reverse"
@@ -289,9 +304,26 @@ if poll_until 2 "" _a_has_c; then pass "A has it within 2 s"; else fail "A has i
 # ---------------------------------------------------------------------------
 section "6. the state outlives the servers"
 # ---------------------------------------------------------------------------
-kill -TERM "$A_PID" "$B_PID"
-wait_for_exit "$A_PID" 20 || true
+kill -TERM "$B_PID"
 wait_for_exit "$B_PID" 20 || true
+_only_a() { [[ $(replicas_seen "${ADMIN_A[@]}") == "127.0.0.1:$A_PORT" ]]; }
+if poll_until 1 "" _only_a; then pass "B left on SIGTERM: A lists itself alone within 1 s"; else
+  fail "B left on SIGTERM: A lists itself alone within 1 s" \
+    "got '$(replicas_seen "${ADMIN_A[@]}")'"
+fi
+start_server b "$B_PORT" "$B_METRICS" || abort "server B restarts"
+if poll_until 3 "" _sees_both; then pass "B is back in the list after its restart"; else
+  fail "B is back in the list after its restart"
+fi
+kill -KILL "$B_PID"
+t_kill=$SECONDS
+if poll_until 6 "" _only_a; then
+  pass "B killed (-9): A drops it after its heartbeats stop (within $((SECONDS - t_kill + 1)) s)"
+else
+  fail "B killed (-9): A drops it within 6 s"
+fi
+kill -TERM "$A_PID"
+wait_for_exit "$A_PID" 20 || true
 start_server b "$B_PORT" "$B_METRICS" || abort "server B restarts"
 run "${ADMIN_B[@]}" identity list
 expect_contains "B lists every identity after a restart" "$LAST" "client/x"

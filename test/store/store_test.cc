@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <thread>
 
 #include "testing/postgres_server.h"
 #include "testing/temp_dir.h"
@@ -174,6 +175,28 @@ TEST_P(StoreTest, PolicyIsOneRecordAndMovesTheVersion) {
   auto other = OpenStore(location_);
   ASSERT_TRUE(other.ok());
   EXPECT_EQ((*other)->GetPolicy()->yaml, yaml);
+}
+
+TEST_P(StoreTest, ReplicasHeartbeatLeaveAndAgeOut) {
+  ASSERT_TRUE(store_->HeartbeatReplica({"r1", "10.0.0.1:8443", 100, 0}).ok());
+  auto other = OpenStore(location_);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->HeartbeatReplica({"r2", "10.0.0.2:8443", 200, 0}).ok());
+  auto live = store_->ListReplicas(std::chrono::seconds(3));
+  ASSERT_TRUE(live.ok()) << live.status();
+  ASSERT_EQ(live->size(), 2u);
+  EXPECT_EQ((*live)[0].id, "r1");
+  EXPECT_EQ((*live)[1].advertise, "10.0.0.2:8443");
+  EXPECT_EQ((*live)[1].started_at, 200);
+  EXPECT_LT((*live)[0].heartbeat_age_ms, 3000);
+  // A heartbeat refreshes, never duplicates.
+  ASSERT_TRUE(store_->HeartbeatReplica({"r1", "10.0.0.1:8443", 100, 0}).ok());
+  EXPECT_EQ(store_->ListReplicas(std::chrono::seconds(3))->size(), 2u);
+  // A clean leave is at once; a silent one ages out.
+  ASSERT_TRUE((*other)->RemoveReplica("r2").ok());
+  EXPECT_EQ(store_->ListReplicas(std::chrono::seconds(3))->size(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(store_->ListReplicas(std::chrono::milliseconds(200))->empty());
 }
 
 // Values the store must keep exactly: quotes, separators and non-ASCII text

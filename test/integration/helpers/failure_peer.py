@@ -243,18 +243,26 @@ def app(argv):
     up = threading.Thread(target=uploader, daemon=True)
     up.start()
     checker = Checker()
+    end = None
     if a.ready:
         # Ready once the first bytes came back (or at once if none will).
         if a.down != 0:
             s.settimeout(20)
-            first = s.recv(1)
+            try:
+                first = s.recv(1)
+            except ConnectionResetError:
+                # Reset before the first byte (the destination's RST can beat its
+                # data: the agent's kernel drops what it had not read): still a
+                # reset, never a clean end, and nothing received to check.
+                first, end = b"", "reset"
             if first:
                 checker.feed(first)
         open(a.ready, "w").close()
-    try:
-        end = recv_end(s, checker, a.rate, deadline)
-    except OSError as e:
-        end = "closed" if a.up_end == "rst" else f"error: {e}"
+    if end is None:
+        try:
+            end = recv_end(s, checker, a.rate, deadline)
+        except OSError as e:
+            end = "closed" if a.up_end == "rst" else f"error: {e}"
     up.join(timeout=5)
     if end == "eof" and any(e.startswith("reset") for e in up_error):
         end = "reset"  # the reset was reported to the uploader's send instead

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "store/store.h"
+
+namespace drawbridge::server {
+
+// This server's place among the servers sharing its store (replicas on
+// PostgreSQL): it registers when it starts, sends a heartbeat every second
+// (stamped with the store's clock), and leaves when stopped; a replica that
+// sent none for kDropAfter (a crash, a partition) no longer counts. On a store
+// that is not shared the membership is this server alone and nothing is
+// written.
+class Membership {
+ public:
+  static constexpr std::chrono::milliseconds kHeartbeatEvery{1000};
+  static constexpr std::chrono::milliseconds kDropAfter{3000};
+
+  Membership(store::Store* store, std::string advertise, int64_t started_at);
+  ~Membership();  // Stop()
+  Membership(const Membership&) = delete;
+  Membership& operator=(const Membership&) = delete;
+
+  // Leaves (best effort: a store that is down forgets us after kDropAfter
+  // anyway) and stops the heartbeat. Idempotent.
+  void Stop();
+
+  const std::string& id() const { return self_.id; }
+  // The live replicas as of the last heartbeat, ordered by id (this one
+  // included once registered).
+  std::vector<store::ReplicaRecord> Live() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void Run();
+  // One heartbeat and a fresh view; logs replicas that joined or left.
+  void Beat();
+
+  store::Store* store_;
+  store::ReplicaRecord self_;
+  mutable absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<store::ReplicaRecord> live_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace drawbridge::server
