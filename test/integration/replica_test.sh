@@ -50,6 +50,23 @@ os.close(fd)
 PY
 }
 
+# last_close_ms T0 DIR N: milliseconds from T0 to the last of N connections that
+# conns.py (state DIR) saw end, once all N have (polled for 10 s); 999999 otherwise.
+last_close_ms() {
+  local t0=$1 dir=$2 n=$3
+  _closed_n() { [[ $(count_matches "$dir/closed" .) -ge $n ]]; }
+  poll_until 10 "" _closed_n || true
+  python3 - "$t0" "$dir/closed" "$n" <<'PY'
+import sys
+t0, n = float(sys.argv[1]), int(sys.argv[3])
+try:
+    times = [float(l.split()[1]) for l in open(sys.argv[2]) if l.strip()]
+except FileNotFoundError:
+    times = []
+print(round((max(times) - t0) * 1000) if len(times) == n else 999999)
+PY
+}
+
 A_PORT=$(free_port)
 B_PORT=$(free_port)
 ECHO=$(free_port)
@@ -158,18 +175,7 @@ section "3. disabled through A: B ends the identity's connections within 1 s"
 # ---------------------------------------------------------------------------
 t0=$(date +%s.%N)
 expect_ok "A disables client/c" "${ADMIN_A[@]}" identity disable client/c
-_all_closed() { [[ $(count_matches "$WORK/conns/closed" .) -ge 3 ]]; }
-poll_until 10 "" _all_closed || true
-worst=$(python3 - "$t0" "$WORK/conns/closed" <<'PY'
-import sys
-t0 = float(sys.argv[1])
-try:
-    times = [float(l.split()[1]) for l in open(sys.argv[2]) if l.strip()]
-except FileNotFoundError:
-    times = []
-print(round((max(times) - t0) * 1000) if len(times) == 3 else 999999)
-PY
-)
+worst=$(last_close_ms "$t0" "$WORK/conns" 3)
 echo "       the last of the 3 connections on B ended ${worst} ms after A's disable began"
 if [[ $worst -le 1000 ]]; then pass "all 3 connections on B ended within 1 s"; else
   fail "all 3 connections on B ended within 1 s" "took ${worst} ms"
@@ -278,18 +284,7 @@ EOF
 t0=$(date +%s.%N)
 expect_ok "A sets a policy that no longer allows the echo server" \
   "${ADMIN_A[@]}" policy set -f "$WORK/policy-other.yaml"
-_both_closed() { [[ $(count_matches "$WORK/conns2/closed" .) -ge 2 ]]; }
-poll_until 10 "" _both_closed || true
-worst=$(python3 - "$t0" "$WORK/conns2/closed" <<'PY'
-import sys
-t0 = float(sys.argv[1])
-try:
-    times = [float(l.split()[1]) for l in open(sys.argv[2]) if l.strip()]
-except FileNotFoundError:
-    times = []
-print(round((max(times) - t0) * 1000) if len(times) == 2 else 999999)
-PY
-)
+worst=$(last_close_ms "$t0" "$WORK/conns2" 2)
 echo "       the last of the 2 connections on B ended ${worst} ms after A's policy set began"
 if [[ $worst -le 1000 ]]; then pass "both connections on B ended within 1 s"; else
   fail "both connections on B ended within 1 s" "took ${worst} ms"
