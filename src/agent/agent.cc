@@ -2,6 +2,7 @@
 
 #include <deque>
 
+#include "absl/strings/match.h"
 #include "common/backoff.h"
 #include "common/encoding.h"
 #include "common/log.h"
@@ -29,14 +30,28 @@ v1::DialCode CodeForError(const asio::error_code& ec) {
 
 }  // namespace
 
+// One server the agent holds a Control stream to.
+struct Agent::Link {
+  // A replica's own address; for the seed, empty (the credential's address).
+  std::string address;
+  std::string name;                         // for logs: the address dialled
+  std::unique_ptr<lane::LaneDialer> lanes;  // null without lanes
+  std::thread thread;
+  // Guarded by Agent::mu_.
+  bool connected = false;
+  std::shared_ptr<ControlStream> control;
+
+  bool seed() const { return address.empty(); }
+};
+
 // The agent's end of Tunnel.Control. Writes come from our own threads, so they
 // are queued with one in flight and issued outside the lock; a hold keeps the
 // call open until both reading and writing have stopped.
 class Agent::ControlStream final
     : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessage> {
  public:
-  ControlStream(Agent* agent, std::shared_ptr<grpc::Channel> channel)
-      : agent_(agent), stub_(v1::Tunnel::NewStub(channel)) {}
+  ControlStream(Agent* agent, Link* link, std::shared_ptr<grpc::Channel> channel)
+      : agent_(agent), link_(link), stub_(v1::Tunnel::NewStub(channel)) {}
 
   void Start() {
     context_.AddMetadata(kInstanceHeader, agent_->instance_id());
@@ -104,12 +119,14 @@ class Agent::ControlStream final
       return;
     }
     if (in_.has_heartbeat()) {
-      agent_->SetConnected(true);  // the server acknowledges our hello
-      if (agent_->lanes_) {
-        agent_->lanes_->SetPort(in_.heartbeat().lane_port());
+      agent_->SetConnected(link_, true);  // the server acknowledges our hello
+      if (link_->lanes) {
+        link_->lanes->SetPort(in_.heartbeat().lane_port());
       }
+    } else if (in_.has_replicas()) {
+      agent_->OnReplicaSet(in_.replicas());
     } else if (in_.has_open()) {
-      agent_->HandleOpen(in_.open());
+      agent_->HandleOpen(link_, in_.open());
     } else if (in_.has_ended()) {
       // The server ended this tunnel with an error: reset the destination's
       // socket now, even if the bridge is waiting for it to read.
@@ -157,6 +174,7 @@ class Agent::ControlStream final
   }
 
   Agent* agent_;
+  Link* link_;
   std::unique_ptr<v1::Tunnel::Stub> stub_;
   grpc::ClientContext context_;
   v1::ControlMessage in_;
@@ -198,26 +216,28 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
                    enroll::CertManager::Create(
                        {.credential = agent->options_.credential, .on_renewed = [a = agent.get()] {
                           absl::MutexLock lock(&a->mu_);
-                          a->renewed_ = true;
+                          ++a->renewals_;
                         }}));
   agent->certs_->StartAutoRenew();
-  if (agent->options_.use_lanes) {
-    agent->lanes_ = std::make_unique<lane::LaneDialer>(agent->io_, agent->certs_.get(),
-                                                       agent->options_.instance_id);
-  }
   agent->work_.emplace(agent->io_.get_executor());
   for (int i = 0; i < agent->options_.io_threads; ++i) {
     agent->io_threads_.emplace_back([a = agent.get()] { a->io_.run(); });
   }
-  agent->control_thread_ = std::thread([a = agent.get()] { a->ControlLoop(); });
+  {
+    absl::MutexLock lock(&agent->mu_);
+    agent->AddLinkLocked("");
+  }
   if (!agent->options_.metrics_listen.empty()) {
     Agent* a = agent.get();
     a->metrics_registry_.AddGaugeFunction("drawbridge_agent_control_connected",
-                                          "1 while the Control stream to the server is up", {},
-                                          [a] {
+                                          "1 while a Control stream to a server is up", {}, [a] {
                                             absl::MutexLock lock(&a->mu_);
-                                            return a->connected_ ? 1.0 : 0.0;
+                                            return a->connected_ > 0 ? 1.0 : 0.0;
                                           });
+    a->metrics_registry_.AddGaugeFunction(
+        "drawbridge_agent_control_streams",
+        "Control streams up: one per server replica once the replica set is known", {},
+        [a] { return static_cast<double>(a->connected_streams()); });
     a->metrics_registry_.AddGaugeFunction(
         "drawbridge_certificate_expiry_seconds", "Seconds until a certificate expires",
         {{"certificate", "agent_tls"}},
@@ -227,8 +247,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     eo.registry = &a->metrics_registry_;
     eo.ready = {{"control", [a] {
                    absl::MutexLock lock(&a->mu_);
-                   return a->connected_ ? absl::OkStatus()
-                                        : absl::UnavailableError("no Control stream to the server");
+                   return a->connected_ > 0
+                              ? absl::OkStatus()
+                              : absl::UnavailableError("no Control stream to the server");
                  }}};
     ASSIGN_OR_RETURN(a->endpoint_, metrics::Endpoint::Start(std::move(eo)));
   }
@@ -239,6 +260,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   return agent;
 }
 
+Agent::Agent(AgentOptions options, policy::Allowlist allowlist)
+    : options_(std::move(options)), allowlist_(std::move(allowlist)) {}
+
 Agent::~Agent() { Stop(); }
 
 void Agent::Stop() {
@@ -247,10 +271,20 @@ void Agent::Stop() {
     if (stopping_) {
       return;
     }
-    stopping_ = true;
+    stopping_ = true;  // no link is added from here on
   }
-  if (control_thread_.joinable()) {
-    control_thread_.join();
+  // Each link's loop sees stopping_ within 250 ms and cancels its stream.
+  std::vector<std::thread*> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [address, link] : links_) {
+      threads.push_back(&link->thread);
+    }
+  }
+  for (std::thread* t : threads) {
+    if (t->joinable()) {
+      t->join();
+    }
   }
   bridges_.CancelAllAndWait(std::chrono::seconds(10));
   if (audit_) {
@@ -263,48 +297,135 @@ void Agent::Stop() {
   }
 }
 
-void Agent::SetConnected(bool connected) {
-  absl::MutexLock lock(&mu_);
-  if (connected && !connected_) {
-    common::LogInfo("agent.control_connected", {{"server", options_.credential.server_address},
-                                                {"instance", options_.instance_id}});
+Agent::Link* Agent::AddLinkLocked(const std::string& address) {
+  auto link = std::make_unique<Link>();
+  link->address = address;
+  link->name = address.empty() ? options_.credential.server_address : address;
+  if (options_.use_lanes) {
+    link->lanes =
+        std::make_unique<lane::LaneDialer>(io_, certs_.get(), options_.instance_id, address);
   }
-  connected_ = connected;
+  Link* raw = link.get();
+  links_[address] = std::move(link);
+  raw->thread = std::thread([this, raw] { ControlLoop(raw); });
+  return raw;
+}
+
+bool Agent::WantedLocked(const Link& link) const {
+  if (!link.seed()) {
+    return replica_addresses_.contains(link.address);
+  }
+  // The seed stands in until a replica's own link is up.
+  for (const auto& [address, other] : links_) {
+    if (!other->seed() && other->connected && replica_addresses_.contains(address)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int Agent::connected_streams() const {
+  absl::MutexLock lock(&mu_);
+  return connected_;
+}
+
+bool Agent::lanes_ready() const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [address, link] : links_) {
+    if (link->lanes != nullptr && link->lanes->ready() > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Agent::SetConnected(Link* link, bool connected) {
+  absl::MutexLock lock(&mu_);
+  if (connected == link->connected) {
+    return;
+  }
+  if (connected) {
+    common::LogInfo("agent.control_connected",
+                    {{"server", link->name}, {"instance", options_.instance_id}});
+  }
+  link->connected = connected;
+  connected_ += connected ? 1 : -1;
 }
 
 bool Agent::WaitConnected(std::chrono::milliseconds timeout) {
   absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithTimeout(absl::Condition(&connected_), absl::Milliseconds(timeout.count()));
+  auto up = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return connected_ > 0; };
+  return mu_.AwaitWithTimeout(absl::Condition(&up), absl::Milliseconds(timeout.count()));
 }
 
-void Agent::ControlLoop() {
+void Agent::OnReplicaSet(const v1::ReplicaSet& set) {
+  std::set<std::string> addresses;
+  for (const auto& replica : set.replicas()) {
+    const std::string& address = replica.address();
+    // A replica without an address of its own (advertising the shared one, or
+    // a port not yet known) is reached through the seed link.
+    if (address.empty() || address == options_.credential.server_address ||
+        absl::EndsWith(address, ":0") || address.size() > 300) {
+      continue;
+    }
+    addresses.insert(address);
+  }
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || addresses == replica_addresses_) {
+    return;
+  }
+  common::LogInfo(
+      "agent.replica_set",
+      {{"replicas",
+        common::Join(std::vector<std::string>(addresses.begin(), addresses.end()), ",")}});
+  replica_addresses_ = std::move(addresses);
+  for (const std::string& address : replica_addresses_) {
+    if (!links_.contains(address)) {
+      AddLinkLocked(address);
+    }
+  }
+}
+
+void Agent::ControlLoop(Link* link) {
   common::JitteredBackoff backoff(std::chrono::milliseconds(500), options_.max_backoff);
-  auto stop_or_renewed = [this]()
-                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || renewed_; };
+  auto stop_or_wanted = [this, link]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || WantedLocked(*link);
+  };
   while (true) {
-    auto stream = std::make_shared<ControlStream>(this, certs_->ChannelForNewAttempt());
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&stop_or_wanted));
+      if (stopping_) {
+        return;
+      }
+    }
+    auto channel = link->seed() ? certs_->ChannelForNewAttempt() : certs_->ChannelTo(link->address);
+    auto stream = std::make_shared<ControlStream>(this, link, std::move(channel));
+    uint64_t renewals_seen = 0;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) {
         return;
       }
-      renewed_ = false;
-      control_ = stream;
+      renewals_seen = renewals_;
+      link->control = stream;
     }
     stream->Start();
     bool was_connected = false;
-    // Heartbeats while the stream lives; Stop cancels it.
+    bool unwanted = false;
+    auto last_heartbeat = std::chrono::steady_clock::now();
+    // Heartbeats while the stream lives; Stop (or the link no longer wanted) cancels it.
     while (!stream->WaitDone(absl::Now() + absl::Milliseconds(250))) {
       {
         absl::MutexLock lock(&mu_);
-        was_connected = was_connected || connected_;
-        if (stopping_) {
+        was_connected = was_connected || link->connected;
+        unwanted = !WantedLocked(*link);
+        if (stopping_ || unwanted) {
           break;
         }
       }
-      static thread_local auto last = std::chrono::steady_clock::now();
-      if (std::chrono::steady_clock::now() - last > kHeartbeatEvery) {
-        last = std::chrono::steady_clock::now();
+      if (std::chrono::steady_clock::now() - last_heartbeat > kHeartbeatEvery) {
+        last_heartbeat = std::chrono::steady_clock::now();
         v1::AgentMessage hb;
         hb.mutable_heartbeat()->set_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 std::chrono::system_clock::now().time_since_epoch())
@@ -316,12 +437,12 @@ void Agent::ControlLoop() {
     stream->WaitDone(absl::InfiniteFuture());
     {
       absl::MutexLock lock(&mu_);
-      control_ = nullptr;
-      was_connected = was_connected || connected_;
-      connected_ = false;
+      link->control = nullptr;
+      was_connected = was_connected || link->connected;
     }
-    if (lanes_) {
-      lanes_->SetPort(0);  // a restarted server may listen elsewhere: wait for its word
+    SetConnected(link, false);
+    if (link->lanes) {
+      link->lanes->SetPort(0);  // a restarted server may listen elsewhere: wait for its word
     }
     {
       absl::MutexLock lock(&mu_);
@@ -329,17 +450,32 @@ void Agent::ControlLoop() {
         return;
       }
     }
+    if (unwanted) {
+      // Not an outage: the replica left the set, or (the seed) a replica's own
+      // link took over. Tunnels already open go on over their own streams.
+      common::LogInfo("agent.control_closed",
+                      {{"server", link->name},
+                       {"reason", link->seed() ? "replicas reached at their own addresses"
+                                               : "no longer in the replica set"}});
+      backoff.Reset();
+      continue;
+    }
     if (was_connected) {
       backoff.Reset();
     }
     const std::chrono::milliseconds sleep = backoff.Next();
     common::LogWarn("agent.control_lost",
-                    {{"server", options_.credential.server_address},
+                    {{"server", link->name},
                      {"error", stream->status().error_message()},
                      {"retry_in_ms", common::StrCat(static_cast<int64_t>(sleep.count()))}});
     stream.reset();
+    auto stop_renewed_or_unwanted = [this, link,
+                                     renewals_seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || renewals_ != renewals_seen || !WantedLocked(*link);
+    };
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stop_or_renewed), absl::Milliseconds(sleep.count()));
+    mu_.AwaitWithTimeout(absl::Condition(&stop_renewed_or_unwanted),
+                         absl::Milliseconds(sleep.count()));
     if (stopping_) {
       return;
     }
@@ -367,7 +503,7 @@ void Agent::AuditRefusal(const v1::OpenRequest& request, std::string_view activi
                            {"reason", reason}}));
 }
 
-void Agent::ReportFailure(const std::string& conn_id, v1::DialCode code,
+void Agent::ReportFailure(Link* link, const std::string& conn_id, v1::DialCode code,
                           const std::string& message) {
   metrics_.Dial(code)->Inc();
   v1::AgentMessage msg;
@@ -377,22 +513,22 @@ void Agent::ReportFailure(const std::string& conn_id, v1::DialCode code,
   std::shared_ptr<ControlStream> control;
   {
     absl::MutexLock lock(&mu_);
-    control = control_;
+    control = link->control;
   }
   if (control != nullptr) {
     control->Send(msg);
   }
 }
 
-void Agent::HandleOpen(const v1::OpenRequest& request) {
+void Agent::HandleOpen(Link* link, const v1::OpenRequest& request) {
   auto req = std::make_shared<v1::OpenRequest>(request);
-  asio::post(io_, [this, req] {
+  asio::post(io_, [this, link, req] {
     auto refuse = [&](v1::DialCode code, const std::string& why) {
       common::LogWarn("agent.refused", {{"client", req->client()},
                                         {"destination", req->destination().substr(0, 300)},
                                         {"reason", why}});
       AuditRefusal(*req, "deny", code, why);
-      ReportFailure(req->conn_id(), code, why);
+      ReportFailure(link, req->conn_id(), code, why);
     };
     auto destination = policy::ParseDestination(req->destination());
     if (!destination.ok()) {
@@ -411,20 +547,20 @@ void Agent::HandleOpen(const v1::OpenRequest& request) {
       }
       asio::ip::tcp::endpoint ep(asio::ip::make_address(destination->ip->ToString()),
                                  destination->port);
-      Connect(req, *destination, {ep});
+      Connect(link, req, *destination, {ep});
       return;
     }
     // Resolve once; every address must pass, and only checked addresses are dialled.
     auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
     resolver->async_resolve(
         destination->host, std::to_string(destination->port),
-        [this, req, resolver, dest = *destination](const asio::error_code& ec,
-                                                   asio::ip::tcp::resolver::results_type results) {
+        [this, link, req, resolver, dest = *destination](
+            const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
           if (ec || results.empty()) {
             common::LogWarn("agent.dial_failed", {{"destination", dest.ToString()},
                                                   {"reason", "name does not resolve"}});
             AuditRefusal(*req, "open_failed", v1::DIAL_UNREACHABLE, "name does not resolve");
-            ReportFailure(req->conn_id(), v1::DIAL_UNREACHABLE,
+            ReportFailure(link, req->conn_id(), v1::DIAL_UNREACHABLE,
                           common::StrCat(dest.host, " does not resolve"));
             return;
           }
@@ -438,17 +574,18 @@ void Agent::HandleOpen(const v1::OpenRequest& request) {
                                                 {"destination", dest.ToString()},
                                                 {"reason", std::string(s.message())}});
               AuditRefusal(*req, "deny", v1::DIAL_DENIED_AGENT, std::string(s.message()));
-              ReportFailure(req->conn_id(), v1::DIAL_DENIED_AGENT, std::string(s.message()));
+              ReportFailure(link, req->conn_id(), v1::DIAL_DENIED_AGENT, std::string(s.message()));
               return;
             }
             endpoints.push_back(entry.endpoint());
           }
-          Connect(req, dest, std::move(endpoints));
+          Connect(link, req, dest, std::move(endpoints));
         });
   });
 }
 
-void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destination destination,
+void Agent::Connect(Link* link, std::shared_ptr<v1::OpenRequest> request,
+                    policy::Destination destination,
                     std::vector<asio::ip::tcp::endpoint> endpoints) {
   auto socket = std::make_shared<asio::ip::tcp::socket>(asio::make_strand(io_));
   auto timer = std::make_shared<asio::steady_timer>(socket->get_executor());
@@ -463,8 +600,8 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
   });
   asio::async_connect(
       *socket, endpoints,
-      [this, request, destination, socket, timer, timed_out](const asio::error_code& ec,
-                                                             const asio::ip::tcp::endpoint& ep) {
+      [this, link, request, destination, socket, timer, timed_out](
+          const asio::error_code& ec, const asio::ip::tcp::endpoint& ep) {
         timer->cancel();
         if (ec) {
           v1::DialCode code = *timed_out ? v1::DIAL_TIMEOUT : CodeForError(ec);
@@ -472,7 +609,7 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
           common::LogWarn("agent.dial_failed",
                           {{"destination", destination.ToString()}, {"reason", why}});
           AuditRefusal(*request, "open_failed", code, why);
-          ReportFailure(request->conn_id(), code,
+          ReportFailure(link, request->conn_id(), code,
                         common::StrCat("connect to ", destination.ToString(), ": ", why));
           return;
         }
@@ -481,8 +618,8 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
         // this fsync overlaps the stream's setup and the server's own record.
         std::string address = ep.address().to_string();
         std::shared_ptr<tunnel::SocketBridge> bridge =
-            StartAccept(request->conn_id(), std::move(*socket), destination.ToString(), address,
-                        request->client().substr(0, 128));
+            StartAccept(link, request->conn_id(), std::move(*socket), destination.ToString(),
+                        address, request->client().substr(0, 128));
         if (bridge == nullptr) {
           return;  // shutting down: Stop() cancels the bridges, start no new one
         }
@@ -492,7 +629,7 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
                                  {"destination", destination.ToString()},
                                  {"resolved_address", address},
                                  {"conn_id", common::HexEncode(request->conn_id())}}),
-              [this, request, bridge](absl::Status s) {
+              [this, link, request, bridge](absl::Status s) {
                 if (s.ok()) {
                   metrics_.Dial(v1::DIAL_OK)->Inc();
                   bridge->OpenGate(s);
@@ -501,14 +638,14 @@ void Agent::Connect(std::shared_ptr<v1::OpenRequest> request, policy::Destinatio
                 common::LogError("agent.audit_failed", {{"error", std::string(s.message())}});
                 // Before the server attached the stream this gives the client the
                 // reason; after, the cancelled stream ends the connection.
-                ReportFailure(request->conn_id(), v1::DIAL_INTERNAL,
+                ReportFailure(link, request->conn_id(), v1::DIAL_INTERNAL,
                               "the agent's audit log is unavailable");
                 bridge->OpenGate(absl::UnavailableError("the agent's audit log is unavailable"));
               });
       });
 }
 
-std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(const std::string& conn_id,
+std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(Link* link, const std::string& conn_id,
                                                          asio::ip::tcp::socket socket,
                                                          const std::string& destination,
                                                          const std::string& address,
@@ -545,7 +682,7 @@ std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(const std::string& conn
   };
   opts.set = &bridges_;
   std::shared_ptr<tunnel::SocketBridge> bridge;
-  if (auto lane = lanes_ ? lanes_->NewCall("Accept") : nullptr) {
+  if (auto lane = link->lanes ? link->lanes->NewCall("Accept") : nullptr) {
     opts.cancel_call = [lane] { lane->Cancel(); };
     bridge = tunnel::SocketBridge::Start(
         std::move(socket), std::move(opts),
@@ -557,7 +694,8 @@ std::shared_ptr<tunnel::SocketBridge> Agent::StartAccept(const std::string& conn
     }
     return bridge;
   }
-  auto channel = certs_->Channel();
+  // To the server that asked: a replica's own address, or the seed's.
+  auto channel = link->seed() ? certs_->Channel() : certs_->ChannelTo(link->address);
   auto stub = std::shared_ptr<v1::Tunnel::Stub>(v1::Tunnel::NewStub(channel));
   std::string instance = options_.instance_id;
   bridge = tunnel::SocketBridge::Start(

@@ -221,6 +221,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
               self->lanes_->SetPort(lane_port);
             }
           },
+      .on_goaway =
+          [self] {
+            self->certs_->Reconnect();
+            if (self->lanes_) {
+              self->lanes_->SetPort(0);  // pre-opened lanes go to the draining server
+            }
+          },
   });
   if (!client->options_.listen.empty()) {
     RETURN_IF_ERROR(client->Listen(client->options_.listen, std::nullopt, &client->proxy_port_));

@@ -1,6 +1,7 @@
 #include "client/tunnel_watch.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "common/backoff.h"
 #include "common/log.h"
@@ -36,6 +37,17 @@ class TunnelWatch::Stream final : public grpc::ClientReadReactor<v1::WatchEvent>
       watch_->SetReady(true);
     } else if (event_.has_ended() && watch_->options_.on_ended) {
       watch_->options_.on_ended(event_.ended().conn_id(), event_.ended().reason().substr(0, 200));
+    } else if (event_.has_goaway()) {
+      common::LogInfo("client.goaway", {{"reason", event_.goaway().reason().substr(0, 200)}});
+      {
+        absl::MutexLock lock(&watch_->mu_);
+        watch_->goaway_ = true;
+      }
+      if (watch_->options_.on_goaway) {
+        watch_->options_.on_goaway();
+      }
+      context_.TryCancel();  // OnDone follows; the loop reconnects at once
+      return;
     }
     StartRead(&event_);
   }
@@ -118,11 +130,13 @@ void TunnelWatch::Loop() {
     stream->Cancel();
     stream->WaitDone(absl::InfiniteDuration());
     bool was_ready = false;
+    bool goaway = false;
     {
       absl::MutexLock lock(&mu_);
       stream_ = nullptr;
       was_ready = ready_;
       ready_ = false;
+      goaway = std::exchange(goaway_, false);
       if (stopping_) {
         return;
       }
@@ -134,10 +148,15 @@ void TunnelWatch::Loop() {
     if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED && options_.on_refused) {
       options_.on_refused(status);
     }
-    common::LogInfo("client.watch_lost", {{"code", std::to_string(status.error_code())},
-                                          {"reason", status.error_message().substr(0, 200)}});
+    if (!goaway) {
+      common::LogInfo("client.watch_lost", {{"code", std::to_string(status.error_code())},
+                                            {"reason", status.error_message().substr(0, 200)}});
+    }
     if (was_ready) {
       backoff.Reset();
+    }
+    if (goaway) {
+      continue;  // not an outage: the server asked us to move, on a new connection
     }
     const std::chrono::milliseconds wait = backoff.Next();
     absl::MutexLock lock(&mu_);

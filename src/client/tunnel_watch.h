@@ -34,6 +34,10 @@ class TunnelWatch {
     // the server registered the stream, 0 when it has none or the stream is
     // down (a restarted server may listen elsewhere: lanes wait for its word).
     std::function<void(int lane_port)> on_lane_port;
+    // The server is draining (a replica about to stop): the owner opens a new
+    // connection for its next dials (CertManager::Reconnect); this stream
+    // reconnects at once, on the channel `channel` then returns.
+    std::function<void()> on_goaway;
     std::chrono::milliseconds max_backoff{3000};  // as the agent's Control stream
   };
 
@@ -53,6 +57,7 @@ class TunnelWatch {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool goaway_ ABSL_GUARDED_BY(mu_) = false;  // the live stream said goaway
   std::shared_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

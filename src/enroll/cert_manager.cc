@@ -36,15 +36,16 @@ grpc::ChannelArguments ArgsFor(const pki::Credential& credential) {
   return args;
 }
 
+// `address` empty: the credential's server address.
 std::shared_ptr<grpc::Channel> MakeChannel(const pki::Credential& credential,
-                                           const std::string& key_pem,
-                                           const std::string& chain_pem) {
+                                           const std::string& key_pem, const std::string& chain_pem,
+                                           const std::string& address = "") {
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = credential.ca_bundle_pem;
   tls.pem_private_key = key_pem;
   tls.pem_cert_chain = chain_pem;
-  return grpc::CreateCustomChannel(credential.server_address, grpc::SslCredentials(tls),
-                                   ArgsFor(credential));
+  return grpc::CreateCustomChannel(address.empty() ? credential.server_address : address,
+                                   grpc::SslCredentials(tls), ArgsFor(credential));
 }
 
 absl::Status FromGrpc(const grpc::Status& s) {
@@ -87,6 +88,23 @@ std::shared_ptr<grpc::Channel> CertManager::ChannelForNewAttempt() const {
     grpc::experimental::ChannelResetConnectionBackoff(channel.get());
   }
   return channel;
+}
+
+std::shared_ptr<grpc::Channel> CertManager::ChannelTo(const std::string& address) const {
+  absl::MutexLock lock(&mu_);
+  auto [it, added] = channels_to_.try_emplace(address);
+  if (added) {
+    it->second = MakeChannel(options_.credential, key_pem_, current_.chain_pem, address);
+  } else if (it->second->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    grpc::experimental::ChannelResetConnectionBackoff(it->second.get());
+  }
+  return it->second;
+}
+
+void CertManager::Reconnect() {
+  absl::MutexLock lock(&mu_);
+  channel_ = MakeChannel(options_.credential, key_pem_, current_.chain_pem);
+  channels_to_.clear();
 }
 
 CertManager::Snapshot CertManager::Current() const {
@@ -152,6 +170,7 @@ absl::Status CertManager::RenewNow() {
   OPENSSL_cleanse(key_pem_.data(), key_pem_.size());
   key_pem_ = std::move(key_pem);
   channel_ = std::move(channel);
+  channels_to_.clear();  // made again, with the new certificate, on next use
   current_.chain_pem = response.certificate_chain_pem();
   current_.spiffe_id = response.spiffe_id();
   current_.serial = info.serial;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -71,7 +72,16 @@ class CertManager {
   // though the server is back, which would add a second wait to ours. If the
   // channel is in that state, its backoff is reset so the call connects.
   std::shared_ptr<grpc::Channel> ChannelForNewAttempt() const;
+  // A channel like Channel()'s to another address of the same service (a
+  // replica's own address: the server name checked stays the credential's),
+  // made on first use and again after each renewal; its reconnect backoff is
+  // reset as ChannelForNewAttempt does.
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address) const;
   Snapshot Current() const;
+  // Replaces the channel with a new one for the same certificate: new calls
+  // open a new connection (through a load balancer, to a server that is
+  // ready), while streams already open keep theirs. For a server's goaway.
+  void Reconnect();
 
   // The current certificate chain and its in-memory private key, for TLS
   // connections made outside gRPC (lanes). The key must stay in memory.
@@ -103,6 +113,7 @@ class CertManager {
   Snapshot current_ ABSL_GUARDED_BY(mu_);
   std::string key_pem_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
+  mutable std::map<std::string, std::shared_ptr<grpc::Channel>> channels_to_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<std::thread> renew_thread_;
 };

@@ -56,9 +56,9 @@ int LaneDialer::LaneBudget() {
 }
 
 LaneDialer::LaneDialer(asio::io_context& io, const enroll::CertManager* certs,
-                       std::string instance_id)
+                       std::string instance_id, const std::string& address)
     : io_(io), certs_(certs), instance_id_(std::move(instance_id)), maintenance_timer_(io) {
-  host_ = HostOf(certs_->credential().server_address);
+  host_ = HostOf(address.empty() ? certs_->credential().server_address : address);
   server_name_ =
       certs_->credential().server_name.empty() ? host_ : certs_->credential().server_name;
   Maintain();

@@ -31,8 +31,10 @@ namespace drawbridge::lane {
 // Thread-safe.
 class LaneDialer {
  public:
-  // `io` runs the lanes; `certs` must outlive the dialer.
-  LaneDialer(asio::io_context& io, const enroll::CertManager* certs, std::string instance_id);
+  // `io` runs the lanes; `certs` must outlive the dialer. Lanes go to the host
+  // of `address` (HOST:PORT; empty: the credential's server address).
+  LaneDialer(asio::io_context& io, const enroll::CertManager* certs, std::string instance_id,
+             const std::string& address = "");
   ~LaneDialer();
 
   // The server's advertised data port (0: it has none). Any thread.

@@ -45,6 +45,13 @@ int ClientWatchers::EndIdentity(const std::string& identity, const std::string& 
   return ended;
 }
 
+void ClientWatchers::SendAll(const v1::WatchEvent& event) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [key, sink] : sinks_) {
+    sink->Send(event);
+  }
+}
+
 void ClientWatchers::EndAll(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   for (auto& [key, sink] : sinks_) {

@@ -42,6 +42,8 @@ class ClientWatchers {
   // when it is not empty); returns how many.
   int EndIdentity(const std::string& identity, const std::string& key_id,
                   const grpc::Status& status);
+  // Sends `event` on every watch stream.
+  void SendAll(const v1::WatchEvent& event);
   // Ends every watch stream (server shutdown).
   void EndAll(const grpc::Status& status);
   size_t size() const;

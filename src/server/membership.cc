@@ -1,6 +1,6 @@
 #include "server/membership.h"
 
-#include <set>
+#include <map>
 
 #include "absl/time/time.h"
 #include "common/log.h"
@@ -10,14 +10,16 @@
 namespace drawbridge::server {
 
 Membership::Membership(store::Store* store, std::string advertise, int64_t started_at)
-    : store_(store) {
-  self_.id = common::RandomHex(8);
-  self_.advertise = std::move(advertise);
-  self_.started_at = started_at;
-  if (!store_->shared()) {
+    : store_(store), id_(common::RandomHex(8)) {
+  {
     absl::MutexLock lock(&mu_);
-    live_ = {self_};
-    return;
+    self_.id = id_;
+    self_.advertise = std::move(advertise);
+    self_.started_at = started_at;
+    if (!store_->shared()) {
+      live_ = {self_};
+      return;
+    }
   }
   Beat();  // registered before the constructor returns
   thread_ = std::thread([this] { Run(); });
@@ -37,8 +39,8 @@ void Membership::Stop() {
     thread_.join();
   }
   if (store_->shared()) {
-    if (absl::Status s = store_->RemoveReplica(self_.id); s.ok()) {
-      common::LogInfo("replica.left", {{"replica", self_.id}, {"advertise", self_.advertise}});
+    if (absl::Status s = store_->RemoveReplica(id_); s.ok()) {
+      common::LogInfo("replica.left", {{"replica", id_}});
     } else {
       common::LogWarn("replica.leave_failed",
                       {{"error", std::string(s.message())},
@@ -61,29 +63,61 @@ void Membership::Run() {
   }
 }
 
+void Membership::SetOnChange(OnChange on_change) {
+  std::vector<store::ReplicaRecord> live;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!store_->shared()) {
+      return;
+    }
+    on_change_ = on_change;
+    live = live_;
+  }
+  on_change(live);
+}
+
+void Membership::SetAdvertise(std::string advertise) {
+  absl::MutexLock lock(&mu_);
+  self_.advertise = std::move(advertise);
+}
+
 void Membership::Beat() {
-  absl::Status beat = store_->HeartbeatReplica(self_);
+  store::ReplicaRecord self;
+  {
+    absl::MutexLock lock(&mu_);
+    self = self_;
+  }
+  absl::Status beat = store_->HeartbeatReplica(self);
   absl::StatusOr<std::vector<store::ReplicaRecord>> live = store_->ListReplicas(kDropAfter);
   if (!beat.ok() || !live.ok()) {
     return;  // the state watcher reports the store's health; keep the last view
   }
-  absl::MutexLock lock(&mu_);
-  std::set<std::string> before, after;
-  for (const auto& r : live_) {
-    before.insert(r.id);
-  }
-  for (const auto& r : *live) {
-    after.insert(r.id);
-    if (!before.contains(r.id) && r.id != self_.id) {
-      common::LogInfo("replica.joined", {{"replica", r.id}, {"advertise", r.advertise}});
+  OnChange notify;
+  {
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, std::string> before, after;  // id -> advertised address
+    for (const auto& r : live_) {
+      before[r.id] = r.advertise;
+    }
+    for (const auto& r : *live) {
+      after[r.id] = r.advertise;
+      if (!before.contains(r.id) && r.id != id_) {
+        common::LogInfo("replica.joined", {{"replica", r.id}, {"advertise", r.advertise}});
+      }
+    }
+    for (const auto& r : live_) {
+      if (!after.contains(r.id) && r.id != id_) {
+        common::LogInfo("replica.dropped", {{"replica", r.id}, {"advertise", r.advertise}});
+      }
+    }
+    live_ = *live;
+    if (before != after) {
+      notify = on_change_;
     }
   }
-  for (const auto& r : live_) {
-    if (!after.contains(r.id) && r.id != self_.id) {
-      common::LogInfo("replica.dropped", {{"replica", r.id}, {"advertise", r.advertise}});
-    }
+  if (notify) {
+    notify(*live);
   }
-  live_ = std::move(*live);
 }
 
 }  // namespace drawbridge::server

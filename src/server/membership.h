@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,7 +31,16 @@ class Membership {
   // anyway) and stops the heartbeat. Idempotent.
   void Stop();
 
-  const std::string& id() const { return self_.id; }
+  // `on_change` gets the live set now and after every heartbeat that finds it
+  // changed (a replica joined, left, was dropped or moved), on the heartbeat
+  // thread, with no lock held. Only on a shared store; at most once.
+  using OnChange = std::function<void(const std::vector<store::ReplicaRecord>&)>;
+  void SetOnChange(OnChange on_change) ABSL_LOCKS_EXCLUDED(mu_);
+  // The listener got its port (the configured address said port 0): written
+  // at the next heartbeat.
+  void SetAdvertise(std::string advertise) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const std::string& id() const { return id_; }
   // The live replicas as of the last heartbeat, ordered by id (this one
   // included once registered).
   std::vector<store::ReplicaRecord> Live() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -41,7 +51,9 @@ class Membership {
   void Beat();
 
   store::Store* store_;
-  store::ReplicaRecord self_;
+  const std::string id_;  // random, new at each start
+  store::ReplicaRecord self_ ABSL_GUARDED_BY(mu_);
+  OnChange on_change_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<store::ReplicaRecord> live_ ABSL_GUARDED_BY(mu_);

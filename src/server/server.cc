@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "audit/query.h"
 #include "common/encoding.h"
@@ -158,6 +159,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         common::StrCat("cannot listen on ", s->config_.listen, " (address in use or not local?)"));
   }
   RETURN_IF_ERROR(s->StartLanes(options));
+  if (s->store_->shared()) {
+    s->StartReplicaSet(options);
+  }
   s->serving_ = true;
   RETURN_IF_ERROR(s->StartMetrics(options, dir));
   s->audit_->Append(
@@ -510,10 +514,47 @@ void Server::OnAuditCommitted(const std::vector<audit::Record>& records) {
   }
 }
 
+void Server::StartReplicaSet(const ServerOptions& options) {
+  std::string advertise =
+      options.advertise_override.empty() ? config_.advertise : options.advertise_override;
+  if (options.advertise_override.empty()) {
+    common::LogWarn("replica.no_advertise",
+                    {{"advertise", advertise},
+                     {"effect",
+                      "agents reach this replica only through the shared address in "
+                      "their credentials, not with a stream of their own"},
+                     {"fix", "give each replica --advertise HOST:PORT of its own listener"}});
+  }
+  if (absl::EndsWith(advertise, ":0")) {
+    advertise = common::StrCat(advertise.substr(0, advertise.size() - 1), port_);
+    membership_->SetAdvertise(advertise);
+  }
+  TunnelService* tunnel = tunnel_.get();
+  membership_->SetOnChange([tunnel](const std::vector<store::ReplicaRecord>& live) {
+    v1::ReplicaSet set;
+    for (const auto& r : live) {
+      v1::Replica* replica = set.add_replicas();
+      replica->set_id(r.id);
+      replica->set_address(r.advertise);
+    }
+    tunnel->SetReplicaSet(std::move(set));
+  });
+}
+
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   serving_ = false;  // /readyz says so at once
+  if (store_ && store_->shared() && tunnel_ && grpc_ && grace.count() > 0) {
+    // A replica: first the clients move their next dials elsewhere (a balancer
+    // that watches /readyz sends their new connections to the others) while
+    // this one still serves what arrives with its agents connected; only then
+    // do the agents go, which leaves this replica unable to serve a dial.
+    tunnel_->SendClientGoaway();
+    common::LogInfo("server.draining",
+                    {{"clients_move_within_ms", common::StrCat(kClientMoveTime.count())}});
+    std::this_thread::sleep_for(std::min(grace, kClientMoveTime));
+  }
   if (membership_) {
     membership_->Stop();  // the others (and their agents) stop counting on us
   }

@@ -93,7 +93,10 @@ class Server final : public AdminBackend {
   AgentRegistry* registry() { return registry_.get(); }
 
   // Stops accepting, lets in-flight calls finish up to `grace`, then cancels them.
+  // A replica (shared store) first spends up to kClientMoveTime of the grace
+  // moving clients' new dials elsewhere (TunnelService::SendClientGoaway).
   void Shutdown(std::chrono::milliseconds grace);
+  static constexpr std::chrono::milliseconds kClientMoveTime{1000};
   void Wait();
   // The data port for lanes (0: none).
   int lane_port() const { return lanes_ ? lanes_->port() : 0; }
@@ -155,6 +158,9 @@ class Server final : public AdminBackend {
   std::unique_ptr<metrics::Endpoint> endpoint_;
 
   absl::Status StartLanes(const ServerOptions& options);
+  // Shared store: this replica's address in the membership and the live set
+  // told to agents (TunnelService::SetReplicaSet) as it changes.
+  void StartReplicaSet(const ServerOptions& options);
 };
 
 }  // namespace drawbridge::server

@@ -16,6 +16,12 @@
 namespace drawbridge::server {
 namespace {
 
+v1::WatchEvent ClientGoaway() {
+  v1::WatchEvent goaway;
+  goaway.mutable_goaway()->set_reason("server draining: connect again for new dials");
+  return goaway;
+}
+
 constexpr size_t kMaxFrameBytes = 64 * 1024;
 
 int64_t NowMs() {
@@ -868,6 +874,10 @@ class ControlReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
       ack.mutable_heartbeat()->set_unix_ms(service_->ctx().clock->NowUnix() * 1000);
       ack.mutable_heartbeat()->set_lane_port(service_->lane_port());
       Send(ack);
+      if (v1::ControlMessage replicas = service_->ReplicaSetMessage();
+          replicas.replicas().replicas_size() > 0) {
+        Send(replicas);
+      }
       common::LogInfo("agent.connected", {{"identity", instance_->identity()},
                                           {"instance", instance_id_},
                                           {"peer", peer_},
@@ -972,6 +982,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
     Send(ready);
     watchers_->Add(identity_, instance_id_, this);
     registered_ = true;
+    if (service->draining()) {
+      Send(ClientGoaway());  // came back through a balancer that had not noticed yet
+    }
   }
 
   bool Send(const v1::WatchEvent& event) override {
@@ -1217,6 +1230,43 @@ void TunnelService::SendGoaway() {
       instance->SendOpen(goaway);
     }
   });
+}
+
+void TunnelService::SendClientGoaway() {
+  draining_.store(true);
+  watchers_->SendAll(ClientGoaway());
+}
+
+void TunnelService::SetReplicaSet(v1::ReplicaSet set) {
+  {
+    absl::MutexLock lock(&replicas_->mu);
+    replicas_->set = std::move(set);
+  }
+  // As for the goaway: written from an alarm's callback. A newer change
+  // replaces a pending alarm; the one that fires sends the latest set.
+  absl::MutexLock lock(&replicas_alarm_mu_);
+  replicas_alarm_ = std::make_unique<grpc::Alarm>();
+  replicas_alarm_->Set(std::chrono::system_clock::now(),
+                       [registry = registry_, holder = replicas_](bool fired) {
+                         if (!fired) {
+                           return;
+                         }
+                         v1::ControlMessage message;
+                         {
+                           absl::MutexLock lock(&holder->mu);
+                           *message.mutable_replicas() = holder->set;
+                         }
+                         for (const auto& instance : registry->Snapshot()) {
+                           instance->SendOpen(message);
+                         }
+                       });
+}
+
+v1::ControlMessage TunnelService::ReplicaSetMessage() const {
+  v1::ControlMessage message;
+  absl::MutexLock lock(&replicas_->mu);
+  *message.mutable_replicas() = replicas_->set;
+  return message;
 }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* TunnelService::Control(

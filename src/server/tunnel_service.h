@@ -91,6 +91,20 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   // Asks every connected agent to close its Control stream (server shutdown), so
   // that only tunneled connections hold up a graceful stop. Any thread.
   void SendGoaway();
+  // A replica about to stop: tells every client's Watch stream (and each that
+  // starts from now on) to move its next dials to a new connection, which the
+  // load balancer sends to a ready replica. Dials still arriving are served as
+  // usual. Any thread.
+  void SendClientGoaway();
+  bool draining() const { return draining_.load(); }
+
+  // The live replicas (servers sharing a PostgreSQL store), told to every
+  // connected agent now and to each agent that says hello from here on, so
+  // that agents hold a Control stream to each (ReplicaSet). Never called on a
+  // single server. Any thread.
+  void SetReplicaSet(v1::ReplicaSet set);
+  // The current set as a ControlMessage (no replicas: a single server).
+  v1::ControlMessage ReplicaSetMessage() const;
 
   // Ends every live tunnel, Control and Watch stream of `identity` (only those
   // opened with `key_id` when it is not empty). Any thread; runs within
@@ -134,6 +148,7 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   std::shared_ptr<ClientWatchers> watchers_ = std::make_shared<ClientWatchers>();
   TunnelOptions options_;
   std::atomic<int> lane_port_{0};
+  std::atomic<bool> draining_{false};
   DialRateLimiter dial_limiter_;
   // Once a second, records how many dials the limiter refused without a record
   // of their own (DialRateLimiter::TakeUnrecorded).
@@ -142,6 +157,14 @@ class TunnelService final : public v1::Tunnel::CallbackService {
   bool reporter_stop_ ABSL_GUARDED_BY(reporter_mu_) = false;
   std::thread reporter_;
   std::unique_ptr<grpc::Alarm> goaway_alarm_;
+  // Shared with the alarm that broadcasts it, which may outlive a call.
+  struct ReplicaSetHolder {
+    absl::Mutex mu;
+    v1::ReplicaSet set ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<ReplicaSetHolder> replicas_ = std::make_shared<ReplicaSetHolder>();
+  absl::Mutex replicas_alarm_mu_;
+  std::unique_ptr<grpc::Alarm> replicas_alarm_ ABSL_GUARDED_BY(replicas_alarm_mu_);
   absl::Mutex mu_;
   struct Pending {
     std::weak_ptr<TunnelSession> session;

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # the _helpers below run through poll_until
+# Three replicas on one PostgreSQL (started here: initdb, pg_ctl, a Unix
+# socket) behind a round-robin TCP balancer written for the test
+# (helpers/balancer.py, which skips replicas whose /readyz is not 200), two
+# agent processes holding a Control stream to every replica (connect-all), and
+# three client processes whose connections the balancer spreads over the
+# replicas. Shows: 100 concurrent transfers byte-exact through all three;
+# kill -9 of one replica during transfers fails only its tunnels, visibly, new
+# dials go on through the others and the agents come back to it; a rolling
+# restart of all three under load fails no new dial; an identity disabled on
+# one replica loses its connections on the others within 1 s; PostgreSQL
+# stopped for 10 s fails new dials closed and service returns on its own.
+#
+# Usage: cluster_test.sh PATH/TO/drawbridge
+#
+# Hermetic: one `mktemp -d` directory (KEEP_WORK=1 keeps it) plus the cluster's
+# directory under /tmp, free loopback ports, every process stopped on exit.
+# Ends with "N passed, M failed"; exits 1 if M > 0.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=pg_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pg_lib.sh"
+
+parse_bin_arg "$@"
+require_tools python3 timeout realpath runuser curl
+HELPERS="$(dirname "$(realpath "${BASH_SOURCE[0]}")")/helpers"
+unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE PGPASSWORD PGHOST PGDATABASE PGUSER
+
+use_work_dir cluster-test
+# shellcheck disable=SC2317  # invoked by the EXIT trap (lib.sh)
+extra_cleanup() { cleanup_postgres; }
+
+REPLICAS=(a b c)
+declare -A PORT METRICS PID ADMIN_CRED
+for r in "${REPLICAS[@]}"; do
+  PORT[$r]=$(free_port)
+  METRICS[$r]=$(free_port)
+  PID[$r]=""
+done
+LB=$(free_port)
+ECHO=$(free_port)
+PROXIES=()
+
+abort() {
+  fail "$1" "${2:-aborting: later checks depend on this one}"
+  for r in "${REPLICAS[@]}"; do show_log "server $r log" "$WORK/$r.log" 12; done
+  show_log "agent 1 log" "$WORK/agent1.log" 10
+  show_log "client 1 log" "$WORK/client1.log" 10
+  [[ -n $PG_DIR ]] && show_log "PostgreSQL log" "$PG_DIR/server.log" 10
+  summary_and_exit
+}
+
+# retarget CREDENTIAL OUT PORT: a copy of CREDENTIAL that dials 127.0.0.1:PORT.
+retarget() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+c["server_address"] = "127.0.0.1:" + sys.argv[3]
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, json.dumps(c).encode())
+os.close(fd)
+PY
+}
+
+start_server() {  # start_server NAME
+  local r=$1
+  [[ -f $WORK/$r.log ]] && mv "$WORK/$r.log" "$WORK/$r.log.$SECONDS"
+  start_bg "$WORK/$r.log" "$BIN" --log-level debug server --data-dir "$WORK/$r" \
+    --listen "127.0.0.1:${PORT[$r]}" --advertise "127.0.0.1:${PORT[$r]}" \
+    --policy "$WORK/policy.yaml" --metrics-listen "127.0.0.1:${METRICS[$r]}" \
+    --shutdown-grace-ms 5000
+  PID[$r]=$BG_PID
+  wait_for_port "${PORT[$r]}" 20 "$BG_PID"
+}
+
+admin() {  # admin REPLICA ARGS...: an admin call straight to that replica
+  local r=$1
+  shift
+  "$BIN" admin --credentials "${ADMIN_CRED[$r]}" "$@"
+}
+
+# agents_on REPLICA: how many agent instances have a Control stream to it.
+agents_on() {
+  admin "$1" agents list --json 2>/dev/null |
+    python3 -c "import json,sys; print(len(json.load(sys.stdin).get('agents', [])))" 2>/dev/null || echo 0
+}
+# sessions_on REPLICA: live tunnels on it.
+sessions_on() {
+  admin "$1" sessions list --json 2>/dev/null |
+    python3 -c "import json,sys; print(len(json.load(sys.stdin).get('sessions', [])))" 2>/dev/null || echo -1
+}
+_all_agents_on() { [[ $(agents_on "$1") -eq 2 ]]; }
+readyz() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1/readyz"; }
+
+# report_field FILE EXPR: a Python expression over the JSON report `r`.
+report_field() {
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+# dial_ok PROXY: one new tunnel through PROXY echoes.
+dial_ok() {
+  [[ $(timeout 5 curl -s -o /dev/null -w '%{http_connect}' -p -x "http://127.0.0.1:$1" \
+    "http://127.0.0.1:$ECHO/" 2>/dev/null) == 200 ]]
+}
+
+# ---------------------------------------------------------------------------
+section "setup: PostgreSQL, three replicas, a balancer, two agents, three clients"
+# ---------------------------------------------------------------------------
+start_postgres || abort "PostgreSQL starts (initdb, pg_ctl)"
+pg_createdb drawbridge || abort "createdb"
+run "$BIN" server init --data-dir "$WORK/a" --trust-domain example.com \
+  --listen "127.0.0.1:${PORT[a]}" --store "$(pg_uri drawbridge)"
+[[ $LAST_RC -eq 0 ]] || { show_last; abort "server init --store"; }
+cp -a "$WORK/a" "$WORK/b"
+cp -a "$WORK/a" "$WORK/c"
+cat >"$WORK/policy.yaml" <<EOF
+rules:
+  - name: c
+    clients: ["client/c"]
+    agents: ["agent/a"]
+    destinations: ["127.0.0.1:$ECHO"]
+EOF
+for r in "${REPLICAS[@]}"; do
+  start_server "$r" || abort "replica $r starts"
+  ADMIN_CRED[$r]="$WORK/admin-$r.json"
+  retarget "$WORK/a/admin.json" "${ADMIN_CRED[$r]}" "${PORT[$r]}"
+done
+pass "three replicas are up on one PostgreSQL"
+start_bg "$WORK/lb.log" python3 "$HELPERS/balancer.py" "$LB" "$WORK/lb.json" \
+  "${PORT[a]}:${METRICS[a]}" "${PORT[b]}:${METRICS[b]}" "${PORT[c]}:${METRICS[c]}"
+wait_for_port "$LB" 10 "$BG_PID" || abort "the balancer listens"
+start_bg "$WORK/echo.log" python3 "$HELPERS/scale_load.py" echo "$ECHO"
+wait_for_port "$ECHO" 10 "$BG_PID" || abort "the echo server listens"
+
+expect_ok "agent/a created" "$BIN" admin --credentials "${ADMIN_CRED[a]}" identity create agent/a --out "$WORK/agent-direct.json"
+expect_ok "client/c created" "$BIN" admin --credentials "${ADMIN_CRED[a]}" identity create client/c --out "$WORK/client-direct.json"
+retarget "$WORK/agent-direct.json" "$WORK/agent.json" "$LB"
+retarget "$WORK/client-direct.json" "$WORK/client.json" "$LB"
+
+AGENT_METRICS=()
+for i in 1 2; do
+  AGENT_METRICS[i]=$(free_port)
+  start_bg "$WORK/agent$i.log" "$BIN" --log-level debug agent --credentials "$WORK/agent.json" \
+    --data-dir "$WORK/agent$i" --allow "127.0.0.1:$ECHO" \
+    --metrics-listen "127.0.0.1:${AGENT_METRICS[i]}"
+done
+for r in "${REPLICAS[@]}"; do
+  if poll_until 15 "" _all_agents_on "$r"; then
+    pass "both agents hold a Control stream to replica $r (connect-all)"
+  else
+    fail "both agents hold a Control stream to replica $r (connect-all)" "got $(agents_on "$r")"
+  fi
+done
+run curl -s "http://127.0.0.1:${AGENT_METRICS[1]}/metrics"
+expect_contains "agent 1 reports 3 Control streams" "$LAST" "^drawbridge_agent_control_streams 3"
+expect_contains "agent 1's log: the replica set it was told" "$WORK/agent1.log" "agent.replica_set"
+
+# Started one after another, the clients' connections go round the balancer
+# and land on different replicas.
+for i in 1 2 3; do
+  port=$(free_port)
+  start_bg "$WORK/client$i.log" "$BIN" --log-level debug client --credentials "$WORK/client.json" \
+    --listen "127.0.0.1:$port"
+  wait_for_port "$port" 20 "$BG_PID" || abort "client $i listens"
+  PROXIES+=("$port")
+  poll_until 10 "" dial_ok "$port" || abort "a first dial through client $i"
+done
+PROXY_LIST=$(
+  IFS=,
+  echo "${PROXIES[*]}"
+)
+pass "three clients, each reaching a replica through the balancer"
+
+# ---------------------------------------------------------------------------
+section "1. 100 concurrent transfers, byte-exact, across all replicas"
+# ---------------------------------------------------------------------------
+declare -A DIALS_BEFORE
+for r in "${REPLICAS[@]}"; do DIALS_BEFORE[$r]=$(count_matches "$WORK/$r.log" "dial.allowed"); done
+run timeout 120 python3 "$HELPERS/transfers.py" burst "$PROXY_LIST" "127.0.0.1:$ECHO" 100 262144 \
+  "$WORK/burst.json"
+[[ -f $WORK/burst.json ]] || abort "the transfers ran" "$(tail -5 "$LAST")"
+ok=$(report_field "$WORK/burst.json" 'r["ok"]')
+echo "       $(cat "$WORK/burst.json")"
+expect_eq "100 of 100 transfers of 256 KiB echoed byte-exact" "$ok" 100
+served=""
+for r in "${REPLICAS[@]}"; do
+  n=$(($(count_matches "$WORK/$r.log" "dial.allowed") - DIALS_BEFORE[$r]))
+  served+="$r=$n "
+  if [[ $n -gt 0 ]]; then pass "replica $r served some of them ($n)"; else
+    fail "replica $r served some of them" "$served"
+  fi
+done
+
+# ---------------------------------------------------------------------------
+section "2. identity disabled on replica a: its connections on b and c end within 1 s"
+# ---------------------------------------------------------------------------
+for i in 1 2 3; do
+  mkdir -p "$WORK/conns$i"
+  start_bg "$WORK/conns$i.log" python3 "$HELPERS/conns.py" "${PROXIES[i - 1]}" \
+    "127.0.0.1:$ECHO" 2 "$WORK/conns$i"
+  poll_until 30 "$BG_PID" test -f "$WORK/conns$i/ready" || abort "2 connections through client $i"
+done
+on_b=$(sessions_on b)
+on_c=$(sessions_on c)
+echo "       sessions: a=$(sessions_on a) b=$on_b c=$on_c"
+[[ $on_b -gt 0 && $on_c -gt 0 ]] || abort "the clients' connections are on b and c too"
+t0=$(date +%s.%N)
+expect_ok "replica a disables client/c" "$BIN" admin --credentials "${ADMIN_CRED[a]}" identity disable client/c
+_closed_all() {
+  [[ $(cat "$WORK"/conns{1,2,3}/closed 2>/dev/null | wc -l) -ge 6 ]]
+}
+poll_until 10 "" _closed_all || true
+worst=$(cat "$WORK"/conns{1,2,3}/closed 2>/dev/null | python3 -c "
+import sys
+t0 = float(sys.argv[1])
+times = [float(l.split()[1]) for l in sys.stdin if l.strip()]
+print(round((max(times) - t0) * 1000) if len(times) == 6 else 999999)" "$t0")
+echo "       the last of the 6 connections ended ${worst} ms after the disable began on a"
+if [[ $worst -le 1000 ]]; then
+  pass "all 6 (of which $on_b on b, $on_c on c) ended within 1 s"
+else
+  fail "all 6 (of which $on_b on b, $on_c on c) ended within 1 s" "took ${worst} ms"
+fi
+expect_ok "client/c enabled again" "$BIN" admin --credentials "${ADMIN_CRED[a]}" identity enable client/c
+
+_all_dial() { for p in "${PROXIES[@]}"; do dial_ok "$p" || return 1; done; }
+poll_until 20 "" _all_dial || abort "dials through every client work again after the enable"
+
+# ---------------------------------------------------------------------------
+section "3. kill -9 of one replica during transfers"
+# ---------------------------------------------------------------------------
+rm -f "$WORK/slow.json" "$WORK/slow.json.open"
+start_bg "$WORK/slow.log" timeout 120 python3 "$HELPERS/transfers.py" burst "$PROXY_LIST" \
+  "127.0.0.1:$ECHO" 60 2097152 "$WORK/slow.json" 6
+SLOW_PID=$BG_PID
+poll_until 30 "$SLOW_PID" test -f "$WORK/slow.json.open" || abort "60 transfers open"
+on_c=$(sessions_on c)
+echo "       replica c carries $on_c of the 60 tunnels"
+kill -KILL "${PID[c]}"
+t_kill=$(date +%s.%N)
+worst=$(python3 "$HELPERS/transfers.py" probe "$PROXY_LIST" "127.0.0.1:$ECHO" "$t_kill")
+echo "       a new dial succeeded through every client ${worst} ms after the kill at the latest"
+if [[ $worst -le 1000 ]]; then pass "new dials succeed through the other replicas within 1 s"; else
+  fail "new dials succeed through the other replicas within 1 s" "${worst} ms"
+fi
+wait_for_exit "$SLOW_PID" 120 || true
+[[ -f $WORK/slow.json ]] || abort "the transfers finished" "$(tail -5 "$WORK/slow.log")"
+echo "       $(cat "$WORK/slow.json")"
+expect_eq "no transfer delivered wrong bytes" "$(report_field "$WORK/slow.json" 'r["corrupt"]')" 0
+expect_eq "the transfers that failed are exactly replica c's" \
+  "$(report_field "$WORK/slow.json" 'r["failed"]')" "$on_c"
+expect_eq "  ... the $((60 - on_c)) others completed byte-exact" \
+  "$(report_field "$WORK/slow.json" 'r["ok"]')" "$((60 - on_c))"
+start_server c || abort "replica c restarts"
+if poll_until 10 "" _all_agents_on c; then
+  pass "both agents reconnect to replica c when it is back"
+else
+  fail "both agents reconnect to replica c when it is back" "got $(agents_on c)"
+fi
+
+# ---------------------------------------------------------------------------
+section "4. rolling restart of all three replicas under load: no failed new dial"
+# ---------------------------------------------------------------------------
+rm -f "$WORK/stop-steady" "$WORK/steady.json"
+start_bg "$WORK/steady.log" python3 "$HELPERS/transfers.py" steady "$PROXY_LIST" \
+  "127.0.0.1:$ECHO" 20 "$WORK/stop-steady" "$WORK/steady.json"
+STEADY_PID=$BG_PID
+for r in "${REPLICAS[@]}"; do
+  t0=$SECONDS
+  kill -TERM "${PID[$r]}"
+  wait_for_exit "${PID[$r]}" 30 || abort "replica $r stops on SIGTERM"
+  start_server "$r" || abort "replica $r restarts"
+  poll_until 15 "" _all_agents_on "$r" || abort "both agents are back on replica $r"
+  _ready() { [[ $(readyz "${METRICS[$1]}") == 200 ]]; }
+  poll_until 10 "" _ready "$r" || abort "replica $r is ready again"
+  pass "replica $r restarted and has both agents back ($((SECONDS - t0)) s)"
+done
+sleep 1 # dials already under way when the last replica came back finish
+touch "$WORK/stop-steady"
+wait_for_exit "$STEADY_PID" 60 || true
+[[ -f $WORK/steady.json ]] || abort "the load ran" "$(tail -5 "$WORK/steady.log")"
+dials=$(report_field "$WORK/steady.json" 'r["dials"]')
+failed=$(report_field "$WORK/steady.json" 'r["failed"]')
+echo "       $dials new dials during the rolling restart, $failed failed"
+[[ $failed -eq 0 ]] || echo "       failures: $(report_field "$WORK/steady.json" 'r["failures"][:10]')"
+expect_eq "zero failed new dials during the rolling restart" "$failed" 0
+expect_contains "clients were told to move (client.goaway)" "$WORK/client1.log" "client.goaway"
+
+# ---------------------------------------------------------------------------
+section "5. PostgreSQL stopped for 10 s: new dials fail closed, then full service"
+# ---------------------------------------------------------------------------
+pg_stop || abort "PostgreSQL stops"
+t_stop=$SECONDS
+_all_unready() {
+  for r in "${REPLICAS[@]}"; do [[ $(readyz "${METRICS[$r]}") == 503 ]] || return 1; done
+}
+if poll_until 5 "" _all_unready; then pass "every replica's /readyz turns 503"; else
+  fail "every replica's /readyz turns 503"
+fi
+if ! dial_ok "${PROXIES[0]}"; then pass "a new dial is refused (fail closed)"; else
+  fail "a new dial is refused (fail closed)"
+fi
+while ((SECONDS - t_stop < 10)); do sleep 0.5; done
+pg_start || abort "PostgreSQL starts again"
+t_back=$(date +%s.%N)
+if poll_until 15 "" _all_dial; then
+  ms=$(python3 -c "import time,sys; print(round((time.time()-float(sys.argv[1]))*1000))" "$t_back")
+  pass "after 10 s down, dials through every client succeed again (${ms} ms after the start)"
+else
+  fail "after 10 s down, dials through every client succeed again"
+fi
+_all_ready() {
+  for r in "${REPLICAS[@]}"; do [[ $(readyz "${METRICS[$r]}") == 200 ]] || return 1; done
+}
+if poll_until 5 "" _all_ready; then pass "every replica is ready again, no restart"; else
+  fail "every replica is ready again, no restart"
+fi
+
+summary_and_exit
