@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "common/tls_policy.h"
+#include "nlohmann/json.hpp"
 #include "pki/keys.h"
 
 namespace drawbridge::server {
@@ -136,7 +137,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         tunnel->Revoke(identity, key_id);
       });
   s->state_watcher_ = std::make_unique<StateWatcher>(s->store_.get(), s->directory_.get(),
-                                                     [raw] { return raw->RefreshSharedPolicy(); });
+                                                     [raw] {
+                                                       RETURN_IF_ERROR(raw->RefreshSharedPolicy());
+                                                       return raw->ProcessSessionKills();
+                                                     });
   // Agents keep their control stream alive with pings; allow them every 10 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -346,9 +350,115 @@ std::vector<std::shared_ptr<AgentInstance>> Server::Agents() { return registry_-
 
 std::vector<SessionInfo> Server::Sessions() { return tunnel_->ListSessions(); }
 
+namespace {
+
+// A session as a kill request's answer carries it between replicas.
+std::string SessionToJson(const SessionInfo& s) {
+  return nlohmann::json{{"id", s.id},
+                        {"client", s.client},
+                        {"client_peer", s.client_peer},
+                        {"agent", s.agent},
+                        {"agent_instance", s.agent_instance},
+                        {"destination", s.destination},
+                        {"resolved_address", s.resolved_address},
+                        {"bytes_up", s.bytes_up},
+                        {"bytes_down", s.bytes_down},
+                        {"started_unix_ms", s.started_unix_ms}}
+      .dump();
+}
+
+SessionInfo SessionFromJson(const std::string& text) {
+  SessionInfo s;
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return s;
+  }
+  auto str = [&](const char* key) { return j.value(key, std::string()); };
+  s.id = str("id");
+  s.client = str("client");
+  s.client_peer = str("client_peer");
+  s.agent = str("agent");
+  s.agent_instance = str("agent_instance");
+  s.destination = str("destination");
+  s.resolved_address = str("resolved_address");
+  s.bytes_up = j.value("bytes_up", uint64_t{0});
+  s.bytes_down = j.value("bytes_down", uint64_t{0});
+  s.started_unix_ms = j.value("started_unix_ms", int64_t{0});
+  return s;
+}
+
+// Ends session `id` on this server; blocks until it is done (never call from
+// a gRPC reaction).
+std::optional<SessionInfo> KillLocalSession(TunnelService* tunnel, const std::string& id,
+                                            const std::string& reason) {
+  absl::Notification done;
+  std::optional<SessionInfo> killed;
+  tunnel->KillSession(id, reason, [&](std::optional<SessionInfo> s) {
+    killed = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return killed;
+}
+
+}  // namespace
+
 void Server::KillSession(const std::string& id, const std::string& reason,
                          std::function<void(std::optional<SessionInfo>)> done) {
-  tunnel_->KillSession(id, reason, std::move(done));
+  if (!store_->shared()) {
+    tunnel_->KillSession(id, reason, std::move(done));
+    return;
+  }
+  // A replica: the session may live on another one. We run on an admin
+  // worker, where blocking is fine.
+  if (std::optional<SessionInfo> local = KillLocalSession(tunnel_.get(), id, reason)) {
+    done(std::move(local));
+    return;
+  }
+  done(KillOnOtherReplica(id, reason));
+}
+
+std::optional<SessionInfo> Server::KillOnOtherReplica(const std::string& id,
+                                                      const std::string& reason) {
+  const int64_t now = clock_->NowUnix();
+  if (absl::Status s = store_->RequestSessionKill({id, reason, now, "", ""}); !s.ok()) {
+    common::LogWarn("session.kill_request_failed", {{"id", id}, {"error", std::string(s.message())}});
+    return std::nullopt;
+  }
+  // Every replica looks at once (the state version moved); the one holding the
+  // session answers within one round trip of its watcher.
+  const auto deadline = std::chrono::steady_clock::now() + kRemoteKillWait;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto request = store_->GetSessionKill(id);
+    if (request.ok() && !request->done_by.empty()) {
+      SessionInfo killed = SessionFromJson(request->session_json);
+      common::LogInfo("session.killed_elsewhere", {{"id", id}, {"replica", request->done_by}});
+      return killed;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::nullopt;
+}
+
+absl::Status Server::ProcessSessionKills() {
+  const int64_t now = clock_->NowUnix();
+  ASSIGN_OR_RETURN(std::vector<store::SessionKillRecord> pending,
+                   store_->PendingSessionKills(now - kRemoteKillWait.count() / 1000 - 5));
+  for (const auto& request : pending) {
+    std::optional<SessionInfo> killed = KillLocalSession(tunnel_.get(), request.conn_id,
+                                                         request.reason);
+    if (!killed) {
+      continue;  // not ours
+    }
+    absl::Status s =
+        store_->CompleteSessionKill(request.conn_id, ReplicaId(), SessionToJson(*killed));
+    common::LogInfo("session.killed", {{"id", request.conn_id},
+                                       {"origin", "replica"},
+                                       {"client", killed->client},
+                                       {"destination", killed->destination},
+                                       {"answered", s.ok() ? "yes" : std::string(s.message())}});
+  }
+  return absl::OkStatus();
 }
 
 PolicySnapshot Server::Policy() {

@@ -158,6 +158,13 @@ class Server final : public AdminBackend {
   std::unique_ptr<metrics::Endpoint> endpoint_;
 
   absl::Status StartLanes(const ServerOptions& options);
+  // A kill for a session not on this replica: asks the others through the
+  // store and waits up to kRemoteKillWait for the one holding it to answer.
+  std::optional<SessionInfo> KillOnOtherReplica(const std::string& id, const std::string& reason);
+  static constexpr std::chrono::milliseconds kRemoteKillWait{2000};
+  // On every change of the shared state: ends the sessions here that a kill
+  // request (from any replica) names, and answers the request.
+  absl::Status ProcessSessionKills();
   // Shared store: this replica's address in the membership and the live set
   // told to agents (TunnelService::SetReplicaSet) as it changes.
   void StartReplicaSet(const ServerOptions& options);

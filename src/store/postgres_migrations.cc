@@ -56,6 +56,15 @@ CREATE TABLE replicas(
   started_at BIGINT NOT NULL,
   heartbeat_at TIMESTAMPTZ NOT NULL);
 )sql",
+      // 5: `admin sessions kill` across replicas (requests every replica sees).
+      R"sql(
+CREATE TABLE session_kills(
+  conn_id TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  requested_at BIGINT NOT NULL,
+  done_by TEXT NOT NULL DEFAULT '',
+  session_json TEXT NOT NULL DEFAULT '');
+)sql",
   };
   return migrations;
 }

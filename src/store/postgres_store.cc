@@ -299,6 +299,62 @@ class PostgresStore : public Store {
     return out;
   }
 
+  absl::Status RequestSessionKill(const SessionKillRecord& r) override {
+    absl::MutexLock lock(&mu_);
+    return TransactionLocked([&]() -> absl::Status {
+      // Requests are history after an hour (a pending one matters for seconds).
+      RETURN_IF_ERROR(ExecLocked("DELETE FROM session_kills WHERE requested_at < $1",
+                                 {std::to_string(r.requested_at - 3600)}, "session kill purge")
+                          .status());
+      RETURN_IF_ERROR(ExecLocked("INSERT INTO session_kills(conn_id, reason, requested_at) "
+                                 "VALUES($1,$2,$3) ON CONFLICT(conn_id) DO UPDATE SET "
+                                 "reason=EXCLUDED.reason, requested_at=EXCLUDED.requested_at, "
+                                 "done_by='', session_json=''",
+                                 {r.conn_id, r.reason, std::to_string(r.requested_at)},
+                                 "session kill request")
+                          .status());
+      return BumpStateVersionLocked();
+    });
+  }
+
+  absl::StatusOr<std::vector<SessionKillRecord>> PendingSessionKills(int64_t since) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Result r, ExecLocked("SELECT conn_id, reason, requested_at, done_by, "
+                                          "session_json FROM session_kills WHERE done_by='' "
+                                          "AND requested_at >= $1 ORDER BY requested_at, conn_id",
+                                          {std::to_string(since)}, "session kill list"));
+    std::vector<SessionKillRecord> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      out.push_back({r.Text(i, 0), r.Text(i, 1), r.Int(i, 2), r.Text(i, 3), r.Text(i, 4)});
+    }
+    return out;
+  }
+
+  absl::Status CompleteSessionKill(const std::string& conn_id, const std::string& replica,
+                                   const std::string& session_json) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Result r,
+                     ExecLocked("UPDATE session_kills SET done_by=$1, session_json=$2 "
+                                "WHERE conn_id=$3 AND done_by='' RETURNING conn_id",
+                                {replica, session_json, conn_id}, "session kill completion"));
+    if (r.rows() == 0) {
+      return absl::FailedPreconditionError(
+          common::StrCat("session kill ", conn_id, " is done already or was never requested"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<SessionKillRecord> GetSessionKill(const std::string& conn_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Result r, ExecLocked("SELECT conn_id, reason, requested_at, done_by, "
+                                          "session_json FROM session_kills WHERE conn_id=$1",
+                                          {conn_id}, "session kill lookup"));
+    if (r.rows() == 0) {
+      return absl::NotFoundError(common::StrCat("no kill request for session ", conn_id));
+    }
+    return SessionKillRecord{r.Text(0, 0), r.Text(0, 1), r.Int(0, 2), r.Text(0, 3), r.Text(0, 4)};
+  }
+
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Result r,

@@ -14,6 +14,8 @@ namespace drawbridge::store {
 namespace {
 
 constexpr int kSchemaVersion = 1;
+// Kill requests are history after an hour (a pending one matters for seconds).
+constexpr int64_t kSessionKillKeepSeconds = 3600;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +46,12 @@ CREATE TABLE IF NOT EXISTS replicas(
   advertise TEXT NOT NULL,
   started_at INTEGER NOT NULL,
   heartbeat_at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS session_kills(
+  conn_id TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  requested_at INTEGER NOT NULL,
+  done_by TEXT NOT NULL DEFAULT '',
+  session_json TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS certificates(
   serial TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
@@ -372,6 +380,68 @@ class SqliteStore : public Store {
       out.push_back(ReplicaRecord{s.Text(0), s.Text(1), s.Int(2), now - s.Int(3)});
     }
     return out;
+  }
+
+  absl::Status RequestSessionKill(const SessionKillRecord& r) override {
+    absl::MutexLock lock(&mu_);
+    Stmt purge(db_, "DELETE FROM session_kills WHERE requested_at < ?");
+    RETURN_IF_ERROR(purge.Prepared());
+    purge.Bind(1, r.requested_at - kSessionKillKeepSeconds);
+    if (int rc = purge.Step(); rc != SQLITE_DONE) {
+      return StepError(db_, rc, "session kill purge");
+    }
+    Stmt s(db_,
+           "INSERT INTO session_kills(conn_id, reason, requested_at) VALUES(?,?,?) "
+           "ON CONFLICT(conn_id) DO UPDATE SET reason=excluded.reason, "
+           "requested_at=excluded.requested_at, done_by='', session_json=''");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, r.conn_id).Bind(2, r.reason).Bind(3, r.requested_at);
+    int rc = s.Step();
+    return rc == SQLITE_DONE ? absl::OkStatus() : StepError(db_, rc, "session kill request");
+  }
+
+  absl::StatusOr<std::vector<SessionKillRecord>> PendingSessionKills(int64_t since) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "SELECT conn_id, reason, requested_at, done_by, session_json FROM session_kills "
+           "WHERE done_by='' AND requested_at >= ? ORDER BY requested_at, conn_id");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, since);
+    std::vector<SessionKillRecord> out;
+    while (s.Step() == SQLITE_ROW) {
+      out.push_back({s.Text(0), s.Text(1), s.Int(2), s.Text(3), s.Text(4)});
+    }
+    return out;
+  }
+
+  absl::Status CompleteSessionKill(const std::string& conn_id, const std::string& replica,
+                                   const std::string& session_json) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "UPDATE session_kills SET done_by=?, session_json=? WHERE conn_id=? AND done_by=''");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, replica).Bind(2, session_json).Bind(3, conn_id);
+    if (int rc = s.Step(); rc != SQLITE_DONE) {
+      return StepError(db_, rc, "session kill completion");
+    }
+    if (sqlite3_changes(db_) == 0) {
+      return absl::FailedPreconditionError(
+          common::StrCat("session kill ", conn_id, " is done already or was never requested"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<SessionKillRecord> GetSessionKill(const std::string& conn_id) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "SELECT conn_id, reason, requested_at, done_by, session_json FROM session_kills "
+           "WHERE conn_id=?");
+    RETURN_IF_ERROR(s.Prepared());
+    s.Bind(1, conn_id);
+    if (s.Step() != SQLITE_ROW) {
+      return absl::NotFoundError(common::StrCat("no kill request for session ", conn_id));
+    }
+    return SessionKillRecord{s.Text(0), s.Text(1), s.Int(2), s.Text(3), s.Text(4)};
   }
 
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {

@@ -53,6 +53,17 @@ struct ReplicaRecord {
   int64_t heartbeat_age_ms = 0;  // set by ListReplicas: since its last heartbeat
 };
 
+// `admin sessions kill` for a session that may live on another replica: a
+// request every replica sees; the one holding the session ends it and records
+// what it was.
+struct SessionKillRecord {
+  std::string conn_id;  // 32 hex digits
+  std::string reason;
+  int64_t requested_at = 0;  // unix seconds
+  std::string done_by;       // the replica that ended it; empty while pending
+  std::string session_json;  // the session as it was when ended
+};
+
 // The server's durable state. Implementations are thread-safe. Every write is
 // durable when the call returns (a crash after OK loses nothing).
 class Store {
@@ -96,6 +107,17 @@ class Store {
   virtual absl::Status RemoveReplica(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<ReplicaRecord>> ListReplicas(
       std::chrono::milliseconds max_age) = 0;
+
+  // Session kill requests (see SessionKillRecord). Requesting moves the state
+  // version, so every replica looks at once; a newer request for the same
+  // conn_id replaces an older one. Pending lists those not done, requested at
+  // or after `since`. Completing is first-wins: FailedPrecondition if the
+  // request is done already (or gone). Get: NotFound if there is none.
+  virtual absl::Status RequestSessionKill(const SessionKillRecord& request) = 0;
+  virtual absl::StatusOr<std::vector<SessionKillRecord>> PendingSessionKills(int64_t since) = 0;
+  virtual absl::Status CompleteSessionKill(const std::string& conn_id, const std::string& replica,
+                                           const std::string& session_json) = 0;
+  virtual absl::StatusOr<SessionKillRecord> GetSessionKill(const std::string& conn_id) = 0;
 
   // Every key of every identity (to refresh a cache in one query).
   virtual absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() = 0;

@@ -194,7 +194,7 @@ for r in "${REPLICAS[@]}"; do
 done
 
 # ---------------------------------------------------------------------------
-section "2. identity disabled on replica a: its connections on b and c end within 1 s"
+section "2. a session killed and an identity disabled on replica a: done on b and c within 1 s"
 # ---------------------------------------------------------------------------
 for i in 1 2 3; do
   mkdir -p "$WORK/conns$i"
@@ -206,13 +206,32 @@ on_b=$(sessions_on b)
 on_c=$(sessions_on c)
 echo "       sessions: a=$(sessions_on a) b=$on_b c=$on_c"
 [[ $on_b -gt 0 && $on_c -gt 0 ]] || abort "the clients' connections are on b and c too"
+# A session on c, killed through a.
+victim=$(admin c sessions list --json | python3 -c "import json,sys; print(json.load(sys.stdin)['sessions'][0]['id'])")
+# closed_count: connections conns.py saw end, over the three clients.
+closed_count() { cat "$WORK"/conns{1,2,3}/closed 2>/dev/null | wc -l || true; }
+closed_before=$(closed_count)
+t0=$(date +%s.%N)
+run "$BIN" admin --credentials "${ADMIN_CRED[a]}" sessions kill "$victim"
+expect_eq "replica a kills a session that lives on c" "$LAST_RC" 0
+expect_contains "  ... and shows what it was" "$LAST" "client/c"
+_one_more_closed() { [[ $(closed_count) -gt $closed_before ]]; }
+poll_until 5 "" _one_more_closed || true
+ms=$(python3 -c "import time,sys; print(round((time.time()-float(sys.argv[1]))*1000))" "$t0")
+if [[ $ms -le 1000 ]]; then pass "  ... the application's connection ended within 1 s (${ms} ms)"; else
+  fail "  ... the application's connection ended within 1 s" "${ms} ms"
+fi
+expect_contains "c's log: it ended the session at a's request" "$WORK/c.log" "session.killed.*origin=replica"
+run "$BIN" admin --credentials "${ADMIN_CRED[a]}" sessions kill "$victim"
+expect_eq "killing it again through a: not found" "$LAST_RC" 1
+
 t0=$(date +%s.%N)
 expect_ok "replica a disables client/c" "$BIN" admin --credentials "${ADMIN_CRED[a]}" identity disable client/c
 _closed_all() {
-  [[ $(cat "$WORK"/conns{1,2,3}/closed 2>/dev/null | wc -l) -ge 6 ]]
+  [[ $(closed_count) -ge 6 ]]  # with the one killed
 }
 poll_until 10 "" _closed_all || true
-worst=$(cat "$WORK"/conns{1,2,3}/closed 2>/dev/null | python3 -c "
+worst=$({ cat "$WORK"/conns{1,2,3}/closed 2>/dev/null || true; } | python3 -c "
 import sys
 t0 = float(sys.argv[1])
 times = [float(l.split()[1]) for l in sys.stdin if l.strip()]
@@ -233,7 +252,7 @@ section "3. kill -9 of one replica during transfers"
 # ---------------------------------------------------------------------------
 rm -f "$WORK/slow.json" "$WORK/slow.json.open"
 start_bg "$WORK/slow.log" timeout 120 python3 "$HELPERS/transfers.py" burst "$PROXY_LIST" \
-  "127.0.0.1:$ECHO" 60 2097152 "$WORK/slow.json" 6
+  "127.0.0.1:$ECHO" 60 1048576 "$WORK/slow.json" 6
 SLOW_PID=$BG_PID
 poll_until 30 "$SLOW_PID" test -f "$WORK/slow.json.open" || abort "60 transfers open"
 on_c=$(sessions_on c)

@@ -199,6 +199,34 @@ TEST_P(StoreTest, ReplicasHeartbeatLeaveAndAgeOut) {
   EXPECT_TRUE(store_->ListReplicas(std::chrono::milliseconds(200))->empty());
 }
 
+TEST_P(StoreTest, SessionKillRequestsAreFirstWinsAndAgeOut) {
+  const std::string id(32, 'a');
+  EXPECT_TRUE(absl::IsNotFound(store_->GetSessionKill(id).status()));
+  ASSERT_TRUE(store_->RequestSessionKill({id, "ended by an administrator", 1000, "", ""}).ok());
+  auto other = OpenStore(location_);
+  ASSERT_TRUE(other.ok());
+  auto pending = (*other)->PendingSessionKills(990);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].conn_id, id);
+  EXPECT_EQ((*pending)[0].reason, "ended by an administrator");
+  EXPECT_TRUE(store_->PendingSessionKills(1001)->empty());  // older than asked
+  // The replica holding the session completes it; a second completion loses.
+  ASSERT_TRUE((*other)->CompleteSessionKill(id, "r2", R"({"client":"client/c"})").ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CompleteSessionKill(id, "r1", "{}")));
+  auto done = store_->GetSessionKill(id);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->done_by, "r2");
+  EXPECT_EQ(done->session_json, R"({"client":"client/c"})");
+  EXPECT_TRUE(store_->PendingSessionKills(0)->empty());
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CompleteSessionKill(std::string(32, 'b'), "r1", "{}")));
+  // A new request for the same id is pending again; an hour later the old one is gone.
+  ASSERT_TRUE(store_->RequestSessionKill({id, "again", 2000, "", ""}).ok());
+  EXPECT_EQ(store_->GetSessionKill(id)->done_by, "");
+  ASSERT_TRUE(store_->RequestSessionKill({std::string(32, 'c'), "later", 2000 + 3601, "", ""}).ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->GetSessionKill(id).status()));
+}
+
 // Values the store must keep exactly: quotes, separators and non-ASCII text
 // travel as parameters, never as SQL.
 TEST_P(StoreTest, ValuesAreParametersNotSql) {
