@@ -136,11 +136,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       [tunnel](const std::string& identity, const std::string& key_id) {
         tunnel->Revoke(identity, key_id);
       });
-  s->state_watcher_ = std::make_unique<StateWatcher>(s->store_.get(), s->directory_.get(),
-                                                     [raw] {
-                                                       RETURN_IF_ERROR(raw->RefreshSharedPolicy());
-                                                       return raw->ProcessSessionKills();
-                                                     });
+  s->state_watcher_ = std::make_unique<StateWatcher>(s->store_.get(), s->directory_.get(), [raw] {
+    RETURN_IF_ERROR(raw->RefreshSharedPolicy());
+    return raw->ProcessSessionKills();
+  });
   // Agents keep their control stream alive with pings; allow them every 10 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -422,7 +421,8 @@ std::optional<SessionInfo> Server::KillOnOtherReplica(const std::string& id,
                                                       const std::string& reason) {
   const int64_t now = clock_->NowUnix();
   if (absl::Status s = store_->RequestSessionKill({id, reason, now, "", ""}); !s.ok()) {
-    common::LogWarn("session.kill_request_failed", {{"id", id}, {"error", std::string(s.message())}});
+    common::LogWarn("session.kill_request_failed",
+                    {{"id", id}, {"error", std::string(s.message())}});
     return std::nullopt;
   }
   // Every replica looks at once (the state version moved); the one holding the
@@ -445,8 +445,8 @@ absl::Status Server::ProcessSessionKills() {
   ASSIGN_OR_RETURN(std::vector<store::SessionKillRecord> pending,
                    store_->PendingSessionKills(now - kRemoteKillWait.count() / 1000 - 5));
   for (const auto& request : pending) {
-    std::optional<SessionInfo> killed = KillLocalSession(tunnel_.get(), request.conn_id,
-                                                         request.reason);
+    std::optional<SessionInfo> killed =
+        KillLocalSession(tunnel_.get(), request.conn_id, request.reason);
     if (!killed) {
       continue;  // not ours
     }

@@ -20,6 +20,7 @@
 #include "pki/credential.h"
 #include "pki/keys.h"
 #include "testing/temp_dir.h"
+#include "testing/test_store.h"
 
 namespace drawbridge::server {
 namespace {
@@ -33,6 +34,7 @@ class ServerTest : public ::testing::Test {
     init.data_dir = dir_.File("data");
     init.trust_domain = "example.com";
     init.listen = "127.0.0.1:1";  // the real port is chosen at start
+    init.store = drawbridge::testing::TestStoreLocation();
     ASSERT_TRUE(InitDataDir(init).ok());
     ServerOptions opts;
     opts.data_dir = init.data_dir;

@@ -219,11 +219,13 @@ TEST_P(StoreTest, SessionKillRequestsAreFirstWinsAndAgeOut) {
   EXPECT_EQ(done->done_by, "r2");
   EXPECT_EQ(done->session_json, R"({"client":"client/c"})");
   EXPECT_TRUE(store_->PendingSessionKills(0)->empty());
-  EXPECT_TRUE(absl::IsFailedPrecondition(store_->CompleteSessionKill(std::string(32, 'b'), "r1", "{}")));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(store_->CompleteSessionKill(std::string(32, 'b'), "r1", "{}")));
   // A new request for the same id is pending again; an hour later the old one is gone.
   ASSERT_TRUE(store_->RequestSessionKill({id, "again", 2000, "", ""}).ok());
   EXPECT_EQ(store_->GetSessionKill(id)->done_by, "");
-  ASSERT_TRUE(store_->RequestSessionKill({std::string(32, 'c'), "later", 2000 + 3601, "", ""}).ok());
+  ASSERT_TRUE(
+      store_->RequestSessionKill({std::string(32, 'c'), "later", 2000 + 3601, "", ""}).ok());
   EXPECT_TRUE(absl::IsNotFound(store_->GetSessionKill(id).status()));
 }
 

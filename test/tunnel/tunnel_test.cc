@@ -26,6 +26,7 @@
 #include "server/server.h"
 #include "testing/loopback.h"
 #include "testing/temp_dir.h"
+#include "testing/test_store.h"
 
 namespace drawbridge {
 namespace {
@@ -173,6 +174,7 @@ class TunnelTest : public ::testing::TestWithParam<Transport> {
     init.data_dir = dir_.File("data");
     init.trust_domain = "example.com";
     init.listen = common::StrCat("127.0.0.1:", port_);
+    init.store = testing::TestStoreLocation();
     ASSERT_TRUE(server::InitDataDir(init).ok());
   }
 
