@@ -40,6 +40,9 @@ struct Agent::Link {
   // Guarded by Agent::mu_.
   bool connected = false;
   std::shared_ptr<ControlStream> control;
+  // Seed only: the own address of the replica its live stream reached (from
+  // the ReplicaSet's `self`); empty until told, and once the stream ends.
+  std::string replica_address;
 
   bool seed() const { return address.empty(); }
 };
@@ -124,7 +127,7 @@ class Agent::ControlStream final
         link_->lanes->SetPort(in_.heartbeat().lane_port());
       }
     } else if (in_.has_replicas()) {
-      agent_->OnReplicaSet(in_.replicas());
+      agent_->OnReplicaSet(link_, in_.replicas());
     } else if (in_.has_open()) {
       agent_->HandleOpen(link_, in_.open());
     } else if (in_.has_ended()) {
@@ -315,13 +318,23 @@ bool Agent::WantedLocked(const Link& link) const {
   if (!link.seed()) {
     return replica_addresses_.contains(link.address);
   }
-  // The seed stands in until a replica's own link is up.
-  for (const auto& [address, other] : links_) {
-    if (!other->seed() && other->connected && replica_addresses_.contains(address)) {
-      return false;
+  auto direct_up = [&](const std::string& address) {
+    auto it = links_.find(address);
+    return !address.empty() && it != links_.end() && it->second->connected &&
+           replica_addresses_.contains(address);
+  };
+  if (!link.connected) {
+    // Needed only while no replica is reached at its own address.
+    for (const auto& [address, other] : links_) {
+      if (direct_up(address)) {
+        return false;
+      }
     }
+    return true;
   }
-  return true;
+  // Up: it stands in for the replica it reached until that replica's own link
+  // is up (so that replica never lacks this agent meanwhile).
+  return link.replica_address.empty() || !direct_up(link.replica_address);
 }
 
 int Agent::connected_streams() const {
@@ -358,10 +371,14 @@ bool Agent::WaitConnected(std::chrono::milliseconds timeout) {
   return mu_.AwaitWithTimeout(absl::Condition(&up), absl::Milliseconds(timeout.count()));
 }
 
-void Agent::OnReplicaSet(const v1::ReplicaSet& set) {
+void Agent::OnReplicaSet(Link* from, const v1::ReplicaSet& set) {
   std::set<std::string> addresses;
+  std::string from_address;  // the sender's own address
   for (const auto& replica : set.replicas()) {
     const std::string& address = replica.address();
+    if (replica.id() == set.self() && !set.self().empty()) {
+      from_address = address;
+    }
     // A replica without an address of its own (advertising the shared one, or
     // a port not yet known) is reached through the seed link.
     if (address.empty() || address == options_.credential.server_address ||
@@ -371,6 +388,9 @@ void Agent::OnReplicaSet(const v1::ReplicaSet& set) {
     addresses.insert(address);
   }
   absl::MutexLock lock(&mu_);
+  if (from->seed() && addresses.contains(from_address)) {
+    from->replica_address = from_address;
+  }
   if (stopping_ || addresses == replica_addresses_) {
     return;
   }
@@ -438,6 +458,7 @@ void Agent::ControlLoop(Link* link) {
     {
       absl::MutexLock lock(&mu_);
       link->control = nullptr;
+      link->replica_address.clear();  // a new stream may reach another replica
       was_connected = was_connected || link->connected;
     }
     SetConnected(link, false);

@@ -86,7 +86,7 @@ class Agent {
   bool WantedLocked(const Link& link) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ControlLoop(Link* link);
   // From a Control stream's reaction: never blocks.
-  void OnReplicaSet(const v1::ReplicaSet& set);
+  void OnReplicaSet(Link* from, const v1::ReplicaSet& set);
   void HandleOpen(Link* link, const v1::OpenRequest& request);
   void Connect(Link* link, std::shared_ptr<v1::OpenRequest> request,
                policy::Destination destination, std::vector<asio::ip::tcp::endpoint> endpoints);

@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/process.h"
 #include "common/strings.h"
@@ -84,7 +85,8 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
                    "HOST:PORT agents and clients dial (default: --listen)");
   init->add_option("--store", opts->store,
                    "postgres:// URI for identities, keys and certificates (default: state.db in "
-                   "the data directory)");
+                   "the data directory). If the store holds a CA already, this server joins it "
+                   "as a replica: give it the first one's KEK (DRAWBRIDGE_KEK_FILE)");
   init->callback([opts, run] {
     *run = [opts] {
       absl::Status s = server::InitDataDir(*opts);
@@ -92,6 +94,15 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
         return Fail(s);
       }
       server::DataDir dir(opts->data_dir);
+      if (!common::PathExists(dir.admin_credential)) {
+        std::printf(
+            "Initialised %s as a replica joining the deployment in the shared store.\n"
+            "  CA:               the store's (its keys sealed under %s)\n"
+            "  admin credential: the first replica's (identities are in the store)\n"
+            "Start the server:  drawbridge server --data-dir %s --advertise HOST:PORT\n",
+            opts->data_dir.c_str(), dir.kek.c_str(), opts->data_dir.c_str());
+        return kExitOk;
+      }
       std::printf(
           "Initialised %s for trust domain %s.\n"
           "  CA keys:         sealed with AES-256-GCM under %s (keep it apart from backups)\n"

@@ -1,7 +1,13 @@
 #include "server/data_dir.h"
 
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "common/encoding.h"
 #include "common/files.h"
 #include "common/ip.h"
 #include "common/log.h"
@@ -99,6 +105,83 @@ absl::StatusOr<common::PKeyPtr> LoadOrCreateAuditKey(const pki::KeyEncryptionKey
   return key;
 }
 
+// The CA as a shared store keeps it, by name: certificates, and the keys
+// exactly as sealed on disk (sealed under the KEK, which is never stored).
+constexpr char kSharedTrustDomain[] = "trust_domain";
+std::vector<std::pair<std::string, std::string>> SharedCaFiles(const DataDir& dir) {
+  return {{"root.crt", dir.root_cert},
+          {"intermediate.crt", dir.intermediate_cert},
+          {"root.key.sealed", dir.root_key},
+          {"intermediate.key.sealed", dir.intermediate_key}};
+}
+
+// `server init` of a replica whose store already holds a CA: takes that CA
+// (checking that this replica's KEK opens it) and makes this replica's own
+// listener certificate and audit key. Identities, the first admin and the
+// policy are in the store already.
+absl::Status JoinSharedStore(const InitOptions& options, const ServerConfig& config,
+                             const std::map<std::string, std::string>& material) {
+  auto item = [&](const std::string& name) -> absl::StatusOr<std::string> {
+    auto it = material.find(name);
+    std::optional<std::string> bytes;
+    if (it != material.end()) {
+      bytes = common::Base64UrlDecode(it->second);
+    }
+    if (!bytes) {
+      return absl::DataLossError(common::StrCat("the shared store's CA lacks a readable ", name));
+    }
+    return *bytes;
+  };
+  auto domain = material.find(kSharedTrustDomain);
+  if (domain == material.end()) {
+    return absl::DataLossError("the shared store's CA names no trust domain");
+  }
+  const std::string& trust_domain = domain->second;
+  if (trust_domain != config.trust_domain) {
+    return absl::InvalidArgumentError(common::StrCat("the shared store belongs to trust domain ",
+                                                     trust_domain, ", not ", config.trust_domain,
+                                                     "; give --trust-domain ", trust_domain));
+  }
+  const std::string kek_path = pki::KekPath(options.data_dir);
+  if (!common::PathExists(kek_path)) {
+    return absl::FailedPreconditionError(common::StrCat(
+        "the shared store already holds this deployment's CA, sealed under the first replica's "
+        "key-encryption key: give this replica that KEK (DRAWBRIDGE_KEK_FILE=PATH, or copy it to ",
+        kek_path, " with mode 0600); it is never kept in the database"));
+  }
+  ASSIGN_OR_RETURN(pki::KeyEncryptionKey kek, pki::KeyEncryptionKey::LoadFile(kek_path));
+  ASSIGN_OR_RETURN(std::string sealed_intermediate, item("intermediate.key.sealed"));
+  auto intermediate_pem = kek.Open(sealed_intermediate, kIntermediateKeyLabel);
+  if (!intermediate_pem.ok()) {
+    return absl::PermissionDeniedError(common::StrCat(
+        "this KEK (", kek_path, ") does not open the shared CA key: give the first replica's KEK"));
+  }
+  pki::CertificateAuthority::Material m;
+  ASSIGN_OR_RETURN(m.intermediate_key, pki::PrivateKeyFromPem(*intermediate_pem));
+  OPENSSL_cleanse(intermediate_pem->data(), intermediate_pem->size());
+  ASSIGN_OR_RETURN(std::string root_pem, item("root.crt"));
+  ASSIGN_OR_RETURN(m.root_cert, pki::CertFromPem(root_pem));
+  ASSIGN_OR_RETURN(std::string inter_pem, item("intermediate.crt"));
+  ASSIGN_OR_RETURN(m.intermediate_cert, pki::CertFromPem(inter_pem));
+  ASSIGN_OR_RETURN(auto ca, pki::CertificateAuthority::FromMaterial(std::move(m)));
+
+  RETURN_IF_ERROR(common::EnsurePrivateDir(options.data_dir));
+  DataDir dir(options.data_dir);
+  RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "ca")));
+  RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "tls")));
+  for (const auto& [name, path] : SharedCaFiles(dir)) {
+    ASSIGN_OR_RETURN(std::string value, item(name));
+    RETURN_IF_ERROR(
+        common::WriteFileAtomic(path, value, absl::EndsWith(name, ".sealed") ? 0600 : 0644));
+  }
+  RETURN_IF_ERROR(IssueServerCert(*ca, kek, dir, config, *options.clock));
+  RETURN_IF_ERROR(LoadOrCreateAuditKey(kek, dir).status());
+  RETURN_IF_ERROR(SaveConfig(dir.config, config));
+  common::LogInfo("server.joined_shared_store",
+                  {{"data_dir", dir.dir}, {"trust_domain", trust_domain}});
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 DataDir::DataDir(std::string d)
@@ -142,6 +225,20 @@ absl::Status InitDataDir(const InitOptions& options) {
         common::StrCat("data directory ", options.data_dir,
                        " is not empty; refusing to touch it (choose a new directory)"));
   }
+  // A shared store may hold the deployment's CA already: then this replica joins it.
+  std::unique_ptr<store::Store> db;
+  if (!config.store.empty()) {
+    ASSIGN_OR_RETURN(db, store::OpenStore(config.store));
+  }
+  if (db && db->shared()) {
+    auto shared_ca = db->GetPkiMaterial();
+    if (shared_ca.ok()) {
+      return JoinSharedStore(options, config, *shared_ca);
+    }
+    if (!absl::IsNotFound(shared_ca.status())) {
+      return shared_ca.status();
+    }
+  }
   RETURN_IF_ERROR(common::EnsurePrivateDir(options.data_dir));
   DataDir dir(options.data_dir);
   RETURN_IF_ERROR(common::EnsurePrivateDir(common::JoinPath(dir.dir, "ca")));
@@ -160,11 +257,29 @@ absl::Status InitDataDir(const InitOptions& options) {
   RETURN_IF_ERROR(IssueServerCert(*ca, kek, dir, config, *options.clock));
   RETURN_IF_ERROR(LoadOrCreateAuditKey(kek, dir).status());
   RETURN_IF_ERROR(SaveConfig(dir.config, config));
+  if (!db) {
+    ASSIGN_OR_RETURN(db, store::OpenStore(dir.database));
+  }
+  if (db->shared()) {
+    // Replicas initialised later join this CA (JoinSharedStore). Only sealed
+    // keys go in; the KEK stays with each replica.
+    std::map<std::string, std::string> material;
+    material[kSharedTrustDomain] = config.trust_domain;
+    for (const auto& [name, path] : SharedCaFiles(dir)) {
+      ASSIGN_OR_RETURN(std::string bytes, common::ReadFile(path));
+      material[name] = common::Base64UrlEncode(bytes);  // sealed keys are binary
+    }
+    if (absl::Status s = db->PutPkiMaterial(material); !s.ok()) {
+      return absl::IsAlreadyExists(s)
+                 ? absl::AbortedError(
+                       "another server initialised the shared store at the same moment; remove "
+                       "this data directory and run `server init` again to join it")
+                 : s;
+    }
+  }
 
   // The bootstrap admin: its signing key is generated here and only its public
   // half goes into the database.
-  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> db,
-                   store::OpenStore(config.store.empty() ? dir.database : config.store));
   ASSIGN_OR_RETURN(common::PKeyPtr admin_key, pki::GenerateKey(pki::KeyAlgorithm::kEs256));
   ASSIGN_OR_RETURN(std::string key_id, pki::KeyIdOf(admin_key.get()));
   ASSIGN_OR_RETURN(std::string public_pem, pki::PublicKeyToPem(admin_key.get()));
@@ -182,6 +297,41 @@ absl::Status InitDataDir(const InitOptions& options) {
   cred.server_name = pki::HostOf(config.advertise);
   cred.ca_bundle_pem = ca->TrustBundlePem();
   return pki::SaveCredentialFile(dir.admin_credential, cred);
+}
+
+absl::Status CheckSharedCa(const DataDir& dir, const ServerConfig& config, store::Store* store) {
+  if (!store->shared()) {
+    return absl::OkStatus();
+  }
+  auto shared = store->GetPkiMaterial();
+  if (absl::IsNotFound(shared.status())) {
+    std::map<std::string, std::string> material;
+    material[kSharedTrustDomain] = config.trust_domain;
+    for (const auto& [name, path] : SharedCaFiles(dir)) {
+      ASSIGN_OR_RETURN(std::string bytes, common::ReadFile(path));
+      material[name] = common::Base64UrlEncode(bytes);  // sealed keys are binary
+    }
+    absl::Status put = store->PutPkiMaterial(material);
+    if (put.ok()) {
+      common::LogInfo("server.ca_published", {{"effect", "replicas can join with server init"}});
+      return absl::OkStatus();
+    }
+    if (!absl::IsAlreadyExists(put)) {
+      return put;
+    }
+    shared = store->GetPkiMaterial();  // another replica published first
+  }
+  RETURN_IF_ERROR(shared.status());
+  ASSIGN_OR_RETURN(std::string local_root, common::ReadFile(dir.root_cert));
+  auto it = shared->find("root.crt");
+  if (it == shared->end() || common::Base64UrlDecode(it->second) != local_root) {
+    return absl::FailedPreconditionError(common::StrCat(
+        "the CA in ", dir.dir,
+        " is not the one in the shared store: this data directory was not made by `server "
+        "init` against this store; make a new one with `server init --store ...` (it joins the "
+        "store's CA)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ServingPki> LoadServingPki(const DataDir& dir, const ServerConfig& config,

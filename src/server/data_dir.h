@@ -8,6 +8,7 @@
 #include "pki/certs.h"
 #include "pki/key_encryption.h"
 #include "server/config.h"
+#include "store/store.h"
 
 namespace drawbridge::server {
 
@@ -55,6 +56,12 @@ struct InitOptions {
 
 // Creates everything listed above. Refuses a directory that already has content.
 absl::Status InitDataDir(const InitOptions& options);
+
+// A server on a shared store checks at start that its CA is the store's (a
+// data directory initialised apart from the deployment would issue
+// certificates nobody else trusts), and publishes it if the store has none
+// yet (a store from before replicas joined by `server init`).
+absl::Status CheckSharedCa(const DataDir& dir, const ServerConfig& config, store::Store* store);
 
 // What a running server needs from the data directory.
 struct ServingPki {

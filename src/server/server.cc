@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   ASSIGN_OR_RETURN(s->store_,
                    store::OpenStore(s->config_.store.empty() ? dir.database : s->config_.store));
+  RETURN_IF_ERROR(CheckSharedCa(dir, s->config_, s->store_.get()));
 
   // The audit trail lives in state.db, signed with the audit key; alert rules and
   // export targets follow every commit.
@@ -640,15 +641,17 @@ void Server::StartReplicaSet(const ServerOptions& options) {
     membership_->SetAdvertise(advertise);
   }
   TunnelService* tunnel = tunnel_.get();
-  membership_->SetOnChange([tunnel](const std::vector<store::ReplicaRecord>& live) {
-    v1::ReplicaSet set;
-    for (const auto& r : live) {
-      v1::Replica* replica = set.add_replicas();
-      replica->set_id(r.id);
-      replica->set_address(r.advertise);
-    }
-    tunnel->SetReplicaSet(std::move(set));
-  });
+  membership_->SetOnChange(
+      [tunnel, self = membership_->id()](const std::vector<store::ReplicaRecord>& live) {
+        v1::ReplicaSet set;
+        for (const auto& r : live) {
+          v1::Replica* replica = set.add_replicas();
+          replica->set_id(r.id);
+          replica->set_address(r.advertise);
+        }
+        set.set_self(self);
+        tunnel->SetReplicaSet(std::move(set));
+      });
 }
 
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }

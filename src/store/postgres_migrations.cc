@@ -65,6 +65,13 @@ CREATE TABLE session_kills(
   done_by TEXT NOT NULL DEFAULT '',
   session_json TEXT NOT NULL DEFAULT '');
 )sql",
+      // 6: the deployment's CA, which replicas joining later take (its keys
+      // sealed under the KEK; the KEK is never stored).
+      R"sql(
+CREATE TABLE pki_material(
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
+)sql",
   };
   return migrations;
 }

@@ -355,6 +355,36 @@ class PostgresStore : public Store {
     return SessionKillRecord{r.Text(0, 0), r.Text(0, 1), r.Int(0, 2), r.Text(0, 3), r.Text(0, 4)};
   }
 
+  absl::Status PutPkiMaterial(const std::map<std::string, std::string>& items) override {
+    absl::MutexLock lock(&mu_);
+    return TransactionLocked([&]() -> absl::Status {
+      for (const auto& [name, value] : items) {
+        absl::Status s = ExecLocked("INSERT INTO pki_material(name, value) VALUES($1,$2)",
+                                    {name, value}, "CA material")
+                             .status();
+        if (absl::IsAlreadyExists(s)) {
+          return absl::AlreadyExistsError("the store already holds a CA");
+        }
+        RETURN_IF_ERROR(s);
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::map<std::string, std::string>> GetPkiMaterial() override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Result r,
+                     ExecLocked("SELECT name, value FROM pki_material", {}, "CA material"));
+    std::map<std::string, std::string> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      out[r.Text(i, 0)] = r.Text(i, 1);
+    }
+    if (out.empty()) {
+      return absl::NotFoundError("the store holds no CA");
+    }
+    return out;
+  }
+
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Result r,

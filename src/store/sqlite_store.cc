@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS session_kills(
   requested_at INTEGER NOT NULL,
   done_by TEXT NOT NULL DEFAULT '',
   session_json TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS pki_material(
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates(
   serial TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
@@ -442,6 +445,39 @@ class SqliteStore : public Store {
       return absl::NotFoundError(common::StrCat("no kill request for session ", conn_id));
     }
     return SessionKillRecord{s.Text(0), s.Text(1), s.Int(2), s.Text(3), s.Text(4)};
+  }
+
+  absl::Status PutPkiMaterial(const std::map<std::string, std::string>& items) override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status s = [&]() -> absl::Status {
+      for (const auto& [name, value] : items) {
+        Stmt st(db_, "INSERT INTO pki_material(name, value) VALUES(?,?)");
+        RETURN_IF_ERROR(st.Prepared());
+        st.Bind(1, name).Bind(2, value);
+        if (int rc = st.Step(); rc != SQLITE_DONE) {
+          return rc == SQLITE_CONSTRAINT ? absl::AlreadyExistsError("the store already holds a CA")
+                                         : StepError(db_, rc, "CA material");
+        }
+      }
+      return absl::OkStatus();
+    }();
+    RETURN_IF_ERROR(Exec(s.ok() ? "COMMIT" : "ROLLBACK"));
+    return s;
+  }
+
+  absl::StatusOr<std::map<std::string, std::string>> GetPkiMaterial() override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "SELECT name, value FROM pki_material");
+    RETURN_IF_ERROR(s.Prepared());
+    std::map<std::string, std::string> out;
+    while (s.Step() == SQLITE_ROW) {
+      out[s.Text(0)] = s.Text(1);
+    }
+    if (out.empty()) {
+      return absl::NotFoundError("the store holds no CA");
+    }
+    return out;
   }
 
   absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() override {

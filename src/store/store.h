@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -118,6 +119,14 @@ class Store {
   virtual absl::Status CompleteSessionKill(const std::string& conn_id, const std::string& replica,
                                            const std::string& session_json) = 0;
   virtual absl::StatusOr<SessionKillRecord> GetSessionKill(const std::string& conn_id) = 0;
+
+  // The deployment's CA for servers sharing the store (`server init` of a
+  // second replica joins it): certificates and the CA keys sealed under the
+  // KEK, which itself is never stored; by name (see server/data_dir.cc).
+  // Put is first-wins and all-or-nothing: AlreadyExists if any is present.
+  // Get: NotFound while there is none.
+  virtual absl::Status PutPkiMaterial(const std::map<std::string, std::string>& items) = 0;
+  virtual absl::StatusOr<std::map<std::string, std::string>> GetPkiMaterial() = 0;
 
   // Every key of every identity (to refresh a cache in one query).
   virtual absl::StatusOr<std::vector<KeyRecord>> ListAllKeys() = 0;

@@ -113,8 +113,33 @@ pg_createdb drawbridge || abort "createdb"
 run "$BIN" server init --data-dir "$WORK/a" --trust-domain example.com \
   --listen "127.0.0.1:${PORT[a]}" --store "$(pg_uri drawbridge)"
 [[ $LAST_RC -eq 0 ]] || { show_last; abort "server init --store"; }
-cp -a "$WORK/a" "$WORK/b"
-cp -a "$WORK/a" "$WORK/c"
+# Replicas b and c join: `server init` against a store that holds a CA takes
+# it, once given the first replica's KEK (never in the database).
+run "$BIN" server init --data-dir "$WORK/b" --trust-domain example.com \
+  --listen "127.0.0.1:${PORT[b]}" --store "$(pg_uri drawbridge)"
+expect_eq "a replica without the KEK cannot join" "$LAST_RC" 1
+expect_contains "  ... and is told to give it the first replica's KEK" "$LAST" "DRAWBRIDGE_KEK_FILE"
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/wrong.kek" && echo >>"$WORK/wrong.kek")
+DRAWBRIDGE_KEK_FILE="$WORK/wrong.kek" run "$BIN" server init --data-dir "$WORK/b" \
+  --trust-domain example.com --listen "127.0.0.1:${PORT[b]}" --store "$(pg_uri drawbridge)"
+expect_eq "a replica with another KEK cannot join" "$LAST_RC" 1
+expect_contains "  ... which does not open the shared CA key" "$LAST" "does not open the shared CA key"
+DRAWBRIDGE_KEK_FILE="$WORK/a/kek" run "$BIN" server init --data-dir "$WORK/b" \
+  --trust-domain other.example --listen "127.0.0.1:${PORT[b]}" --store "$(pg_uri drawbridge)"
+expect_eq "a replica naming another trust domain cannot join" "$LAST_RC" 1
+for r in b c; do
+  DRAWBRIDGE_KEK_FILE="$WORK/a/kek" run "$BIN" server init --data-dir "$WORK/$r" \
+    --trust-domain example.com --listen "127.0.0.1:${PORT[$r]}" --store "$(pg_uri drawbridge)"
+  [[ $LAST_RC -eq 0 ]] || { show_last; abort "replica $r joins with the first replica's KEK"; }
+  expect_contains "replica $r joined the store's deployment" "$LAST" "joining the deployment"
+  cp "$WORK/a/kek" "$WORK/$r/kek" # each replica holds the KEK (a file here)
+done
+expect_eq "  ... with the same CA as a" "$(cat "$WORK/b/ca/root.crt")" "$(cat "$WORK/a/ca/root.crt")"
+run "$BIN" server init --data-dir "$WORK/lone" --trust-domain example.com \
+  --listen "127.0.0.1:$(free_port)"
+run "$BIN" server --data-dir "$WORK/lone" --store "$(pg_uri drawbridge)" --metrics-listen off
+expect_eq "a data directory with its own CA is refused on the shared store" "$LAST_RC" 1
+expect_contains "  ... naming the mismatch" "$LAST" "not the one in the shared store"
 cat >"$WORK/policy.yaml" <<EOF
 rules:
   - name: c

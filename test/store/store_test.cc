@@ -229,6 +229,20 @@ TEST_P(StoreTest, SessionKillRequestsAreFirstWinsAndAgeOut) {
   EXPECT_TRUE(absl::IsNotFound(store_->GetSessionKill(id).status()));
 }
 
+TEST_P(StoreTest, PkiMaterialIsFirstWinsAndAllOrNothing) {
+  EXPECT_TRUE(absl::IsNotFound(store_->GetPkiMaterial().status()));
+  ASSERT_TRUE(store_->PutPkiMaterial({{"root.crt", "R"}, {"intermediate.key.sealed", "S"}}).ok());
+  auto other = OpenStore(location_);
+  ASSERT_TRUE(other.ok());
+  // A second init racing the first loses as a whole.
+  EXPECT_TRUE(absl::IsAlreadyExists((*other)->PutPkiMaterial({{"a.crt", "A"}, {"root.crt", "X"}})));
+  auto got = (*other)->GetPkiMaterial();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 2u);
+  EXPECT_EQ(got->at("root.crt"), "R");
+  EXPECT_EQ(got->at("intermediate.key.sealed"), "S");
+}
+
 // Values the store must keep exactly: quotes, separators and non-ASCII text
 // travel as parameters, never as SQL.
 TEST_P(StoreTest, ValuesAreParametersNotSql) {
