@@ -426,6 +426,7 @@ std::optional<SessionInfo> Server::KillOnOtherReplica(const std::string& id,
                     {{"id", id}, {"error", std::string(s.message())}});
     return std::nullopt;
   }
+  common::LogInfo("session.kill_requested", {{"id", id}, {"reason", reason}});
   // Every replica looks at once (the state version moved); the one holding the
   // session answers within one round trip of its watcher.
   const auto deadline = std::chrono::steady_clock::now() + kRemoteKillWait;

@@ -12,7 +12,10 @@
 # one replica loses its connections on the others within 1 s; PostgreSQL
 # stopped for 10 s fails new dials closed and service returns on its own.
 #
-# Usage: cluster_test.sh PATH/TO/drawbridge
+# Usage: [CLUSTER_SANITIZED=1] cluster_test.sh PATH/TO/drawbridge
+# The latency bounds are 1 s, as the issue asks, measured on the Release build;
+# CLUSTER_SANITIZED=1 (the ASan build, several times slower) loosens them to 4 s
+# and still checks everything else.
 #
 # Hermetic: one `mktemp -d` directory (KEEP_WORK=1 keeps it) plus the cluster's
 # directory under /tmp, free loopback ports, every process stopped on exit.
@@ -42,6 +45,8 @@ done
 LB=$(free_port)
 ECHO=$(free_port)
 PROXIES=()
+BOUND_MS=1000
+[[ ${CLUSTER_SANITIZED:-0} == 1 ]] && BOUND_MS=4000
 
 abort() {
   fail "$1" "${2:-aborting: later checks depend on this one}"
@@ -50,18 +55,6 @@ abort() {
   show_log "client 1 log" "$WORK/client1.log" 10
   [[ -n $PG_DIR ]] && show_log "PostgreSQL log" "$PG_DIR/server.log" 10
   summary_and_exit
-}
-
-# retarget CREDENTIAL OUT PORT: a copy of CREDENTIAL that dials 127.0.0.1:PORT.
-retarget() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import json, os, sys
-c = json.load(open(sys.argv[1]))
-c["server_address"] = "127.0.0.1:" + sys.argv[3]
-fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-os.write(fd, json.dumps(c).encode())
-os.close(fd)
-PY
 }
 
 start_server() {  # start_server NAME
@@ -236,15 +229,23 @@ victim=$(admin c sessions list --json | python3 -c "import json,sys; print(json.
 # closed_count: connections conns.py saw end, over the three clients.
 closed_count() { cat "$WORK"/conns{1,2,3}/closed 2>/dev/null | wc -l || true; }
 closed_before=$(closed_count)
-t0=$(date +%s.%N)
 run "$BIN" admin --credentials "${ADMIN_CRED[a]}" sessions kill "$victim"
 expect_eq "replica a kills a session that lives on c" "$LAST_RC" 0
 expect_contains "  ... and shows what it was" "$LAST" "client/c"
 _one_more_closed() { [[ $(closed_count) -gt $closed_before ]]; }
 poll_until 5 "" _one_more_closed || true
-ms=$(python3 -c "import time,sys; print(round((time.time()-float(sys.argv[1]))*1000))" "$t0")
-if [[ $ms -le 1000 ]]; then pass "  ... the application's connection ended within 1 s (${ms} ms)"; else
-  fail "  ... the application's connection ended within 1 s" "${ms} ms"
+# From a's request (its log) to the application's end (conns.py's clock: the same host).
+ms=$({ cat "$WORK"/conns{1,2,3}/closed 2>/dev/null || true; } | python3 -c "
+import datetime, sys
+line = [l for l in open(sys.argv[1]) if 'session.kill_requested' in l][-1]
+t0 = datetime.datetime.strptime(line.split()[0], '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+    tzinfo=datetime.timezone.utc).timestamp()
+times = sorted(float(l.split()[1]) for l in sys.stdin if l.strip())
+print(round((times[-1] - t0) * 1000) if times else 999999)" "$WORK/a.log")
+if [[ $ms -le $BOUND_MS ]]; then
+  pass "  ... the application's connection ended within $((BOUND_MS / 1000)) s of a's request (${ms} ms)"
+else
+  fail "  ... the application's connection ended within $((BOUND_MS / 1000)) s of a's request" "${ms} ms"
 fi
 expect_contains "c's log: it ended the session at a's request" "$WORK/c.log" "session.killed.*origin=replica"
 run "$BIN" admin --credentials "${ADMIN_CRED[a]}" sessions kill "$victim"
@@ -262,10 +263,10 @@ t0 = float(sys.argv[1])
 times = [float(l.split()[1]) for l in sys.stdin if l.strip()]
 print(round((max(times) - t0) * 1000) if len(times) == 6 else 999999)" "$t0")
 echo "       the last of the 6 connections ended ${worst} ms after the disable began on a"
-if [[ $worst -le 1000 ]]; then
-  pass "all 6 (of which $on_b on b, $on_c on c) ended within 1 s"
+if [[ $worst -le $BOUND_MS ]]; then
+  pass "all 6 (of which $on_b on b, $on_c on c) ended within $((BOUND_MS / 1000)) s"
 else
-  fail "all 6 (of which $on_b on b, $on_c on c) ended within 1 s" "took ${worst} ms"
+  fail "all 6 (of which $on_b on b, $on_c on c) ended within $((BOUND_MS / 1000)) s" "took ${worst} ms"
 fi
 expect_ok "client/c enabled again" "$BIN" admin --credentials "${ADMIN_CRED[a]}" identity enable client/c
 
@@ -286,8 +287,10 @@ kill -KILL "${PID[c]}"
 t_kill=$(date +%s.%N)
 worst=$(python3 "$HELPERS/transfers.py" probe "$PROXY_LIST" "127.0.0.1:$ECHO" "$t_kill")
 echo "       a new dial succeeded through every client ${worst} ms after the kill at the latest"
-if [[ $worst -le 1000 ]]; then pass "new dials succeed through the other replicas within 1 s"; else
-  fail "new dials succeed through the other replicas within 1 s" "${worst} ms"
+if [[ $worst -le $BOUND_MS ]]; then
+  pass "new dials succeed through the other replicas within $((BOUND_MS / 1000)) s"
+else
+  fail "new dials succeed through the other replicas within $((BOUND_MS / 1000)) s" "${worst} ms"
 fi
 wait_for_exit "$SLOW_PID" 120 || true
 [[ -f $WORK/slow.json ]] || abort "the transfers finished" "$(tail -5 "$WORK/slow.log")"

@@ -6,6 +6,7 @@
 #   pg_createdb NAME          # prints nothing; the database's URI is $(pg_uri NAME)
 #   pg_stop / pg_start        # an outage (immediate stop, as a crash) and the return
 #   cleanup_postgres          # from the script's extra_cleanup
+#   retarget CRED OUT PORT    # a credential copy that dials another replica or a balancer
 #
 # The cluster listens only on a Unix socket in its own directory (no TCP port),
 # trusts local connections, and lives under /tmp (not $WORK: when the test runs
@@ -71,4 +72,17 @@ cleanup_postgres() {
     pg_stop 2>/dev/null || true
     rm -rf -- "$PG_DIR"
   fi
+}
+
+# retarget CREDENTIAL OUT PORT: a copy of CREDENTIAL that dials 127.0.0.1:PORT
+# (as a credential naming a load balancer in front of replicas would).
+retarget() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+c["server_address"] = "127.0.0.1:" + sys.argv[3]
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, json.dumps(c).encode())
+os.close(fd)
+PY
 }

@@ -37,19 +37,6 @@ abort() {
   summary_and_exit
 }
 
-# retarget CREDENTIAL OUT PORT: a copy of CREDENTIAL that dials 127.0.0.1:PORT
-# (as a credential naming a load balancer in front of replicas would).
-retarget() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import json, os, sys
-c = json.load(open(sys.argv[1]))
-c["server_address"] = "127.0.0.1:" + sys.argv[3]
-fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-os.write(fd, json.dumps(c).encode())
-os.close(fd)
-PY
-}
-
 # last_close_ms T0 DIR N: milliseconds from T0 to the last of N connections that
 # conns.py (state DIR) saw end, once all N have (polled for 10 s); 999999 otherwise.
 last_close_ms() {
