@@ -290,6 +290,18 @@ void Agent::Stop() {
     }
   }
   bridges_.CancelAllAndWait(std::chrono::seconds(10));
+  std::vector<lane::LaneDialer*> dialers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [address, link] : links_) {
+      if (link->lanes) {
+        dialers.push_back(link->lanes.get());
+      }
+    }
+  }
+  for (lane::LaneDialer* dialer : dialers) {
+    dialer->Shutdown(std::chrono::seconds(2));  // while io_ still runs
+  }
   if (audit_) {
     audit_->log()->Flush();
   }

@@ -361,6 +361,9 @@ void Client::Stop() {
   }
   watch_.reset();
   bridges_.CancelAllAndWait(std::chrono::seconds(10));
+  if (lanes_) {
+    lanes_->Shutdown(std::chrono::seconds(2));  // while io_ still runs
+  }
   work_.reset();
   io_.stop();
   for (auto& t : io_threads_) {

@@ -64,7 +64,14 @@ class Connector : public std::enable_shared_from_this<Connector> {
       return;
     }
     lane_ = TlsLane::Create(std::move(socket_), std::move(*ssl));
-    lane_->Handshake([self = shared_from_this()](absl::Status status) {
+    // Weak: the lane keeps this callback until the handshake ends, and we keep
+    // the lane; a strong reference would be a cycle that outlives an
+    // io_context torn down mid-handshake. The timer's wait keeps us alive.
+    lane_->Handshake([weak = weak_from_this()](absl::Status status) {
+      auto self = weak.lock();
+      if (!self) {
+        return;
+      }
       if (!status.ok()) {
         self->Fail(std::string(status.message()));
         return;

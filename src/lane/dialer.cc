@@ -92,6 +92,26 @@ void LaneDialer::Maintain() {
   });
 }
 
+void LaneDialer::Shutdown(std::chrono::milliseconds wait) {
+  std::shared_ptr<LaneCall> probe;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    pool_.clear();
+    maintenance_timer_.cancel();
+    if (retry_timer_) {
+      retry_timer_->cancel();
+    }
+    probe = std::move(probe_call_);
+  }
+  if (probe) {
+    probe->Cancel();
+  }
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return probes_in_flight_ == 0; };
+  mu_.AwaitWithTimeout(absl::Condition(&idle), absl::FromChrono(wait));
+}
+
 LaneDialer::~LaneDialer() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
@@ -231,6 +251,8 @@ void LaneDialer::Probe(int port, uint64_t attempt) {
       return;
     }
     call = LaneCall::Create(asio::make_strand(io_), std::move(*target), kProbeMethod, instance_id_);
+    probe_call_ = call;
+    ++probes_in_flight_;
   }
   auto* reactor = new ProbeReactor(
       [this, port, attempt](const grpc::Status& status) { OnProbeDone(port, attempt, status); });
@@ -239,6 +261,7 @@ void LaneDialer::Probe(int port, uint64_t attempt) {
 
 void LaneDialer::OnProbeDone(int port, uint64_t attempt, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
+  --probes_in_flight_;
   if (stopping_ || attempt != probe_attempt_) {
     return;
   }

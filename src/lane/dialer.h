@@ -39,6 +39,10 @@ class LaneDialer {
 
   // The server's advertised data port (0: it has none). Any thread.
   void SetPort(int port);
+  // Before the owner stops `io`: no new lanes, pooled ones closed, and a probe
+  // in flight cancelled and waited for (up to `wait`), so that nothing is left
+  // half-done holding itself when the io_context goes. Idempotent.
+  void Shutdown(std::chrono::milliseconds wait);
   // A call for `method` ("Dial" or "Accept") over a pre-opened lane, or
   // nullptr when none is ready: the caller then uses a gRPC stream.
   std::shared_ptr<LaneCall> NewCall(const std::string& method);
@@ -93,6 +97,8 @@ class LaneDialer {
   bool usable_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t probe_attempt_ ABSL_GUARDED_BY(mu_) = 0;  // a newer probe supersedes older ones
+  std::shared_ptr<LaneCall> probe_call_ ABSL_GUARDED_BY(mu_);  // the latest probe
+  int probes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t ssl_generation_ ABSL_GUARDED_BY(mu_) = 0;
   SslContext ssl_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<asio::steady_timer> retry_timer_ ABSL_GUARDED_BY(mu_);

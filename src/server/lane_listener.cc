@@ -206,7 +206,11 @@ void AnswerAndClose(const std::shared_ptr<lane::TlsLane>& lane, const grpc::Stat
   v1::Frame last;
   last.mutable_status()->set_code(status.error_code());
   last.mutable_status()->set_message(status.error_message());
-  lane->Write(last, [lane](absl::Status) { lane->Shutdown(lane::TlsLane::Close::kGraceful); });
+  lane->Write(last, [weak = std::weak_ptr<lane::TlsLane>(lane)](absl::Status) {
+    if (auto lane = weak.lock()) {
+      lane->Shutdown(lane::TlsLane::Close::kGraceful);
+    }
+  });
 }
 
 void AwaitStream(std::shared_ptr<lane::TlsLane> lane, TunnelService* service) {
@@ -221,8 +225,16 @@ void AwaitStream(std::shared_ptr<lane::TlsLane> lane, TunnelService* service) {
     }
   });
   auto first = std::make_shared<v1::Frame>();
-  lane->Read(first.get(), [lane, timer, service, first](absl::Status read) {
+  // The lane holds this callback until the read ends: capturing it weakly (its
+  // own pending read keeps it alive) leaves no cycle behind if the server's
+  // io_context is torn down while a peer's pooled lane is still silent.
+  lane->Read(first.get(), [weak = std::weak_ptr<lane::TlsLane>(lane), timer, service,
+                           first](absl::Status read) {
     timer->cancel();
+    auto lane = weak.lock();
+    if (!lane) {
+      return;
+    }
     if (!read.ok()) {
       if (!absl::IsOutOfRange(read)) {
         common::LogWarn("lane.no_hello",
@@ -328,7 +340,11 @@ void LaneListener::OnAccepted(asio::ip::tcp::socket socket) {
     }
   });
   TunnelService* service = options_.service;
-  lane->Handshake([lane, timer, service](absl::Status status) {
+  lane->Handshake([weak = std::weak_ptr<lane::TlsLane>(lane), timer, service](absl::Status status) {
+    auto lane = weak.lock();
+    if (!lane) {
+      return;
+    }
     if (!status.ok()) {
       timer->cancel();
       common::LogWarn("lane.handshake_failed",

@@ -7,7 +7,9 @@
 # admin changes closed without stopping either server, which recover on their
 # own when it returns.
 #
-# Usage: replica_test.sh PATH/TO/drawbridge
+# Usage: [CLUSTER_SANITIZED=1] replica_test.sh PATH/TO/drawbridge
+# The 1 s bounds are for the Release build; CLUSTER_SANITIZED=1 (the ASan build)
+# loosens them to 4 s, as in cluster_test.sh.
 #
 # Hermetic: one `mktemp -d` directory (KEEP_WORK=1 keeps it) plus the cluster's
 # directory under /tmp, free loopback ports, every process stopped on exit. No
@@ -54,6 +56,8 @@ print(round((max(times) - t0) * 1000) if len(times) == n else 999999)
 PY
 }
 
+BOUND_MS=1000
+[[ ${CLUSTER_SANITIZED:-0} == 1 ]] && BOUND_MS=4000
 A_PORT=$(free_port)
 B_PORT=$(free_port)
 ECHO=$(free_port)
@@ -164,8 +168,10 @@ t0=$(date +%s.%N)
 expect_ok "A disables client/c" "${ADMIN_A[@]}" identity disable client/c
 worst=$(last_close_ms "$t0" "$WORK/conns" 3)
 echo "       the last of the 3 connections on B ended ${worst} ms after A's disable began"
-if [[ $worst -le 1000 ]]; then pass "all 3 connections on B ended within 1 s"; else
-  fail "all 3 connections on B ended within 1 s" "took ${worst} ms"
+if [[ $worst -le $BOUND_MS ]]; then
+  pass "all 3 connections on B ended within $((BOUND_MS / 1000)) s"
+else
+  fail "all 3 connections on B ended within $((BOUND_MS / 1000)) s" "took ${worst} ms"
 fi
 expect_contains "B's log: the revocation came from the store" "$WORK/b.log" "state.changed.*revocations.*1"
 _b_denies() {
@@ -273,8 +279,10 @@ expect_ok "A sets a policy that no longer allows the echo server" \
   "${ADMIN_A[@]}" policy set -f "$WORK/policy-other.yaml"
 worst=$(last_close_ms "$t0" "$WORK/conns2" 2)
 echo "       the last of the 2 connections on B ended ${worst} ms after A's policy set began"
-if [[ $worst -le 1000 ]]; then pass "both connections on B ended within 1 s"; else
-  fail "both connections on B ended within 1 s" "took ${worst} ms"
+if [[ $worst -le $BOUND_MS ]]; then
+  pass "both connections on B ended within $((BOUND_MS / 1000)) s"
+else
+  fail "both connections on B ended within $((BOUND_MS / 1000)) s" "took ${worst} ms"
 fi
 run "${ADMIN_B[@]}" policy get
 expect_contains "B's policy get shows A's rule" "$LAST" "other"
