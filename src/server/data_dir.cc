@@ -115,6 +115,19 @@ std::vector<std::pair<std::string, std::string>> SharedCaFiles(const DataDir& di
           {"intermediate.key.sealed", dir.intermediate_key}};
 }
 
+// This data directory's CA as a shared store keeps it (files base64url:
+// sealed keys are binary).
+absl::StatusOr<std::map<std::string, std::string>> SharedCaOf(const DataDir& dir,
+                                                              const std::string& trust_domain) {
+  std::map<std::string, std::string> material;
+  material[kSharedTrustDomain] = trust_domain;
+  for (const auto& [name, path] : SharedCaFiles(dir)) {
+    ASSIGN_OR_RETURN(std::string bytes, common::ReadFile(path));
+    material[name] = common::Base64UrlEncode(bytes);
+  }
+  return material;
+}
+
 // `server init` of a replica whose store already holds a CA: takes that CA
 // (checking that this replica's KEK opens it) and makes this replica's own
 // listener certificate and audit key. Identities, the first admin and the
@@ -263,12 +276,7 @@ absl::Status InitDataDir(const InitOptions& options) {
   if (db->shared()) {
     // Replicas initialised later join this CA (JoinSharedStore). Only sealed
     // keys go in; the KEK stays with each replica.
-    std::map<std::string, std::string> material;
-    material[kSharedTrustDomain] = config.trust_domain;
-    for (const auto& [name, path] : SharedCaFiles(dir)) {
-      ASSIGN_OR_RETURN(std::string bytes, common::ReadFile(path));
-      material[name] = common::Base64UrlEncode(bytes);  // sealed keys are binary
-    }
+    ASSIGN_OR_RETURN(auto material, SharedCaOf(dir, config.trust_domain));
     if (absl::Status s = db->PutPkiMaterial(material); !s.ok()) {
       return absl::IsAlreadyExists(s)
                  ? absl::AbortedError(
@@ -305,12 +313,7 @@ absl::Status CheckSharedCa(const DataDir& dir, const ServerConfig& config, store
   }
   auto shared = store->GetPkiMaterial();
   if (absl::IsNotFound(shared.status())) {
-    std::map<std::string, std::string> material;
-    material[kSharedTrustDomain] = config.trust_domain;
-    for (const auto& [name, path] : SharedCaFiles(dir)) {
-      ASSIGN_OR_RETURN(std::string bytes, common::ReadFile(path));
-      material[name] = common::Base64UrlEncode(bytes);  // sealed keys are binary
-    }
+    ASSIGN_OR_RETURN(auto material, SharedCaOf(dir, config.trust_domain));
     absl::Status put = store->PutPkiMaterial(material);
     if (put.ok()) {
       common::LogInfo("server.ca_published", {{"effect", "replicas can join with server init"}});
