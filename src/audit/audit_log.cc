@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
-#include "audit/internal/db.h"
+#include "audit/internal/chain.h"
 #include "common/encoding.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -18,8 +18,7 @@ namespace internal {
 
 // Everything the writer and Prune share, guarded by AuditLog::db_mu_.
 struct AuditLogState {
-  std::string path;
-  DbPtr db;
+  std::unique_ptr<ChainWriter> storage;
   EVP_PKEY* key = nullptr;
   pki::KeyAlgorithm alg = pki::KeyAlgorithm::kEs256;
   uint64_t last_seq = 0;
@@ -28,10 +27,6 @@ struct AuditLogState {
   uint64_t last_checkpoint_seq = 0;
   int64_t last_checkpoint_ms = 0;
   int64_t next_prune_ms = 0;
-  // Prepared on first use and kept (declared after db: finalized before it
-  // closes); preparing them on every commit showed in dial profiles.
-  std::unique_ptr<internal::Stmt> insert_record;
-  std::unique_ptr<internal::Stmt> write_head;
 };
 
 }  // namespace internal
@@ -39,7 +34,6 @@ struct AuditLogState {
 namespace {
 
 using internal::AuditLogState;
-using internal::Stmt;
 
 constexpr size_t kMaxBatch = 10000;
 constexpr int64_t kPruneIntervalMs = 24LL * 3600 * 1000;
@@ -53,103 +47,18 @@ absl::StatusOr<std::string> Sign(const AuditLogState& st, const std::string& mes
   return common::Base64UrlEncode(sig);
 }
 
-std::string InsertRecordSql() {
-  return common::StrCat("INSERT INTO audit_records(", internal::kRecordColumns,
-                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?)");
-}
-
-// The statement in `slot`, prepared on first use and reset for binding.
-Stmt& Cached(std::unique_ptr<Stmt>& slot, sqlite3* db, const std::string& sql) {
-  if (slot == nullptr || !slot->Prepared().ok()) {
-    slot = std::make_unique<Stmt>(db, sql);
-  }
-  slot->Reset();
-  return *slot;
-}
-
-absl::Status InsertRecord(Stmt& s, const Record& r, const std::string& details_json) {
-  s.Reset();
-  s.Bind(1, static_cast<int64_t>(r.seq))
-      .Bind(2, r.time_unix_ms)
-      .Bind(3, int64_t{r.class_uid})
-      .Bind(4, r.class_name)
-      .Bind(5, r.activity)
-      .Bind(6, r.outcome)
-      .Bind(7, r.actor)
-      .Bind(8, r.source_address)
-      .Bind(9, details_json)
-      .Bind(10, r.prev_hash)
-      .Bind(11, r.hash);
-  return s.Run("insert audit record");
-}
-
-absl::Status InsertCheckpoint(AuditLogState& st, uint64_t seq, const std::string& hash,
-                              int64_t now_ms) {
+absl::StatusOr<internal::CheckpointRow> MakeCheckpoint(const AuditLogState& st, uint64_t seq,
+                                                      const std::string& hash, int64_t now_ms) {
   ASSIGN_OR_RETURN(std::string sig, Sign(st, internal::CheckpointMessage(seq, hash, now_ms)));
-  Stmt s(st.db.get(),
-         "INSERT OR REPLACE INTO audit_checkpoints(seq, hash, time_ms, signature) "
-         "VALUES(?,?,?,?)");
-  RETURN_IF_ERROR(s.Prepared());
-  s.Bind(1, static_cast<int64_t>(seq)).Bind(2, hash).Bind(3, now_ms).Bind(4, sig);
-  return s.Run("insert audit checkpoint");
+  return internal::CheckpointRow{seq, hash, now_ms, sig};
 }
 
-absl::Status WriteHead(AuditLogState& st, uint64_t seq, const std::string& hash,
-                       const internal::Anchor& anchor, int64_t now_ms) {
+absl::StatusOr<internal::HeadRow> MakeHead(const AuditLogState& st, uint64_t seq,
+                                           const std::string& hash,
+                                           const internal::Anchor& anchor, int64_t now_ms) {
   internal::HeadRow head{seq, hash, anchor.seq, anchor.hash, now_ms, ""};
   ASSIGN_OR_RETURN(head.signature, Sign(st, internal::HeadMessage(head)));
-  Stmt& s = Cached(st.write_head, st.db.get(),
-                   "INSERT OR REPLACE INTO audit_head(id, seq, hash, anchor_seq, anchor_hash, "
-                   "time_ms, signature) VALUES(1,?,?,?,?,?,?)");
-  RETURN_IF_ERROR(s.Prepared());
-  s.Bind(1, static_cast<int64_t>(head.seq))
-      .Bind(2, head.hash)
-      .Bind(3, static_cast<int64_t>(head.anchor_seq))
-      .Bind(4, head.anchor_hash)
-      .Bind(5, head.time_ms)
-      .Bind(6, head.signature);
-  return s.Run("write audit head");
-}
-
-absl::Status SetMeta(sqlite3* db, const std::string& key, const std::string& value) {
-  Stmt s(db, "INSERT OR REPLACE INTO audit_meta(key, value) VALUES(?,?)");
-  RETURN_IF_ERROR(s.Prepared());
-  s.Bind(1, key).Bind(2, value);
-  return s.Run("write audit meta");
-}
-
-// Runs `body` in BEGIN IMMEDIATE ... COMMIT; rolls back on any error.
-template <typename F>
-absl::Status Transaction(sqlite3* db, F&& body) {
-  RETURN_IF_ERROR(internal::Exec(db, "BEGIN IMMEDIATE"));
-  absl::Status s = body();
-  if (s.ok()) {
-    s = internal::Exec(db, "COMMIT");
-  }
-  if (!s.ok()) {
-    internal::Exec(db, "ROLLBACK").IgnoreError();
-  }
-  return s;
-}
-
-absl::Status InitSchema(sqlite3* db) {
-  RETURN_IF_ERROR(internal::Exec(db, "PRAGMA journal_mode=WAL"));
-  RETURN_IF_ERROR(internal::Exec(db, "PRAGMA synchronous=FULL"));
-  return Transaction(db, [&]() -> absl::Status {
-    RETURN_IF_ERROR(internal::Exec(db, internal::kSchema));
-    Stmt s(db, "SELECT value FROM audit_meta WHERE key='schema_version'");
-    RETURN_IF_ERROR(s.Prepared());
-    if (s.Step() == SQLITE_ROW) {
-      std::string v = s.Text(0);
-      if (v != common::StrCat(internal::kSchemaVersion)) {
-        return absl::FailedPreconditionError(
-            common::StrCat("audit log schema version ", v, " is not supported by this binary (",
-                           internal::kSchemaVersion, "); upgrade drawbridge"));
-      }
-      return absl::OkStatus();
-    }
-    return SetMeta(db, "schema_version", common::StrCat(internal::kSchemaVersion));
-  });
+  return head;
 }
 
 void SafeCall(const std::function<void(absl::Status)>& cb, absl::Status status) {
@@ -166,74 +75,63 @@ void SafeCall(const std::function<void(absl::Status)>& cb, absl::Status status) 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, Options options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::ChainWriter> storage,
+                   internal::OpenSqliteChainWriter(path));
+  return Open(std::move(storage), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
+    std::unique_ptr<internal::ChainWriter> storage, Options options) {
   const common::Clock* clock = options.clock ? options.clock : common::Clock::Real();
   auto st = std::make_unique<AuditLogState>();
-  st->path = path;
   st->key = options.signing_key;
   if (st->key != nullptr) {
     ASSIGN_OR_RETURN(st->alg, pki::AlgorithmOf(st->key));
   }
-  ASSIGN_OR_RETURN(st->db, internal::OpenDb(path, /*read_only=*/false));
-  sqlite3* db = st->db.get();
-  RETURN_IF_ERROR(InitSchema(db));
-
-  ASSIGN_OR_RETURN(st->anchor, internal::ReadAnchor(db));
-  st->last_seq = st->anchor.seq;
-  st->last_hash = st->anchor.hash;
-  int64_t last_time_ms = 0;
-  {
-    Stmt s(db, "SELECT seq, hash, time_ms FROM audit_records ORDER BY seq DESC LIMIT 1");
-    RETURN_IF_ERROR(s.Prepared());
-    if (s.Step() == SQLITE_ROW) {
-      st->last_seq = static_cast<uint64_t>(s.Int(0));
-      st->last_hash = s.Text(1);
-      last_time_ms = s.Int(2);
-    }
+  const std::string what = storage->Describe();
+  ASSIGN_OR_RETURN(internal::ChainTail tail, storage->Load());
+  st->storage = std::move(storage);
+  st->anchor = tail.anchor;
+  st->last_seq = tail.last_seq;
+  st->last_hash = tail.last_hash;
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock->Now().time_since_epoch())
+          .count();
+  st->last_checkpoint_ms = now_ms;
+  if (tail.last_checkpoint.has_value()) {
+    st->last_checkpoint_seq = tail.last_checkpoint->seq;
+    st->last_checkpoint_ms = tail.last_checkpoint->time_ms;
   }
-  {
-    Stmt s(db, "SELECT seq, time_ms FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
-    RETURN_IF_ERROR(s.Prepared());
-    const int64_t now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(clock->Now().time_since_epoch())
-            .count();
-    st->last_checkpoint_ms = now_ms;
-    if (s.Step() == SQLITE_ROW) {
-      st->last_checkpoint_seq = static_cast<uint64_t>(s.Int(0));
-      st->last_checkpoint_ms = s.Int(1);
-    }
-    st->next_prune_ms = now_ms + kPruneIntervalMs;
-  }
+  st->next_prune_ms = now_ms + kPruneIntervalMs;
 
-  ASSIGN_OR_RETURN(std::optional<internal::HeadRow> head, internal::ReadHead(db));
-  if (head.has_value()) {
+  if (const std::optional<internal::HeadRow>& head = tail.head; head.has_value()) {
     if (st->key == nullptr) {
       return absl::FailedPreconditionError(
-          common::StrCat("audit log ", path, " is signed; opening it needs the audit signing key"));
+          common::StrCat(what, " is signed; opening it needs the audit signing key"));
     }
     auto sig = common::Base64UrlDecode(head->signature);
     if (!sig || !pki::VerifyJose(st->key, st->alg, internal::HeadMessage(*head), *sig).ok()) {
       return absl::FailedPreconditionError(
-          common::StrCat("audit log ", path,
+          common::StrCat(what,
                          " was signed with a different audit key (or its head was altered); run "
                          "`drawbridge audit verify` with the old key's public key"));
     }
     if (head->seq != st->last_seq || head->hash != st->last_hash ||
         head->anchor_seq != st->anchor.seq || head->anchor_hash != st->anchor.hash) {
       return absl::DataLossError(common::StrCat(
-          "audit log ", path, " does not match its signed head (seq ", head->seq, ", last record ",
-          st->last_seq,
+          what, " does not match its signed head (seq ", head->seq, ", last record ", st->last_seq,
           "): records were removed or altered. Refusing to append, which would sign over the "
           "damage; run `drawbridge audit verify` and move the audit log aside to start a new one"));
     }
   } else if (st->key != nullptr && st->last_seq > 0) {
     common::LogWarn("audit_log_unsigned_history",
-                    {{"path", path}, {"last_seq", common::StrCat(st->last_seq)}});
+                    {{"log", what}, {"last_seq", common::StrCat(st->last_seq)}});
   }
 
   std::unique_ptr<AuditLog> log(new AuditLog(std::move(st), options));
   {
     absl::MutexLock lock(&log->mu_);
-    log->last_time_ms_ = last_time_ms;
+    log->last_time_ms_ = tail.last_time_ms;
   }
   if (options.retention.count() > 0) {
     auto pruned = log->Prune(log->NowMs() - options.retention.count());
@@ -282,7 +180,7 @@ void AuditLog::Append(Record record, std::function<void(absl::Status)> on_durabl
 
 absl::Status AuditLog::LimitPagesForTesting(int64_t max_pages) {
   absl::MutexLock lock(&db_mu_);
-  return internal::Exec(state_->db.get(), common::StrCat("PRAGMA max_page_count = ", max_pages));
+  return state_->storage->LimitPagesForTesting(max_pages);
 }
 
 absl::Status AuditLog::StorageStatus() const {
@@ -369,52 +267,60 @@ void AuditLog::CommitBatch(std::deque<Pending>* batch) {
     uint64_t checkpoint_seq = st.last_checkpoint_seq;
     int64_t checkpoint_ms = st.last_checkpoint_ms;
     const int64_t now_ms = NowMs();
-    try {
-      commit = Transaction(st.db.get(), [&]() -> absl::Status {
-        Stmt& insert = Cached(st.insert_record, st.db.get(), InsertRecordSql());
-        RETURN_IF_ERROR(insert.Prepared());
-        std::string details_json;
-        for (size_t i = 0; i < batch->size(); ++i) {
-          Record& r = (*batch)[i].record;
-          std::vector<std::string> redacted;
-          results[i] = NormalizeForAppend(&r, &redacted, &details_json);
-          if (!results[i].ok()) {
-            continue;
-          }
-          r.seq = seq + 1;
-          r.prev_hash = hash;
-          r.hash = ComputeHash(r, details_json);
-          for (const std::string& field : redacted) {
-            common::LogWarn("audit_secret_redacted",
-                            {{"seq", common::StrCat(r.seq)}, {"field", field}});
-          }
-          RETURN_IF_ERROR(InsertRecord(insert, r, details_json));
-          seq = r.seq;
-          hash = r.hash;
-          ++appended;
-          if (st.key != nullptr && options_.checkpoint_every_records > 0 &&
-              seq % options_.checkpoint_every_records == 0) {
-            RETURN_IF_ERROR(InsertCheckpoint(st, seq, hash, now_ms));
-            checkpoint_seq = seq;
-            checkpoint_ms = now_ms;
-            ++checkpoints;
-          }
+    std::vector<std::string> details(batch->size());  // canonical: what the hash covers
+    internal::ChainWriter::Batch rows;
+    auto build_and_commit = [&]() -> absl::Status {
+      for (size_t i = 0; i < batch->size(); ++i) {
+        Record& r = (*batch)[i].record;
+        if (!options_.replica_id.empty() && (r.details.is_object() || r.details.is_null())) {
+          // The hash covers it: a record cannot be moved to another replica's chain.
+          r.details["replica"] = options_.replica_id;
         }
-        if (appended == 0 || st.key == nullptr) {
-          return absl::OkStatus();
+        std::vector<std::string> redacted;
+        results[i] = NormalizeForAppend(&r, &redacted, &details[i]);
+        if (!results[i].ok()) {
+          continue;
         }
-        if (seq > checkpoint_seq &&
-            now_ms - checkpoint_ms >=
-                std::chrono::milliseconds(options_.checkpoint_every).count()) {
-          RETURN_IF_ERROR(InsertCheckpoint(st, seq, hash, now_ms));
+        r.seq = seq + 1;
+        r.prev_hash = hash;
+        r.hash = ComputeHash(r, details[i]);
+        for (const std::string& field : redacted) {
+          common::LogWarn("audit_secret_redacted",
+                          {{"seq", common::StrCat(r.seq)}, {"field", field}});
+        }
+        rows.records.emplace_back(&r, details[i]);
+        seq = r.seq;
+        hash = r.hash;
+        ++appended;
+        if (st.key != nullptr && options_.checkpoint_every_records > 0 &&
+            seq % options_.checkpoint_every_records == 0) {
+          ASSIGN_OR_RETURN(internal::CheckpointRow cp, MakeCheckpoint(st, seq, hash, now_ms));
+          rows.checkpoints.push_back(std::move(cp));
           checkpoint_seq = seq;
           checkpoint_ms = now_ms;
           ++checkpoints;
         }
-        return WriteHead(st, seq, hash, st.anchor, now_ms);
-      });
+      }
+      if (appended == 0) {
+        return absl::OkStatus();
+      }
+      if (st.key != nullptr) {
+        if (seq > checkpoint_seq &&
+            now_ms - checkpoint_ms >=
+                std::chrono::milliseconds(options_.checkpoint_every).count()) {
+          ASSIGN_OR_RETURN(internal::CheckpointRow cp, MakeCheckpoint(st, seq, hash, now_ms));
+          rows.checkpoints.push_back(std::move(cp));
+          checkpoint_seq = seq;
+          checkpoint_ms = now_ms;
+          ++checkpoints;
+        }
+        ASSIGN_OR_RETURN(rows.head, MakeHead(st, seq, hash, st.anchor, now_ms));
+      }
+      return st.storage->Commit(rows);
+    };
+    try {
+      commit = build_and_commit();
     } catch (const std::exception& e) {
-      internal::Exec(st.db.get(), "ROLLBACK").IgnoreError();
       commit = absl::InternalError(common::StrCat("audit commit failed: ", e.what()));
     }
     if (commit.ok()) {
@@ -549,10 +455,11 @@ absl::Status AuditLog::Checkpoint() {
 
 absl::Status AuditLog::CheckpointLocked(int64_t now_ms) {
   AuditLogState& st = *state_;
-  absl::Status written = Transaction(st.db.get(), [&]() -> absl::Status {
-    return InsertCheckpoint(st, st.last_seq, st.last_hash, now_ms);
-  });
-  RETURN_IF_ERROR(written);
+  ASSIGN_OR_RETURN(internal::CheckpointRow cp,
+                   MakeCheckpoint(st, st.last_seq, st.last_hash, now_ms));
+  internal::ChainWriter::Batch rows;
+  rows.checkpoints.push_back(std::move(cp));
+  RETURN_IF_ERROR(st.storage->Commit(rows));
   st.last_checkpoint_seq = st.last_seq;
   st.last_checkpoint_ms = now_ms;
   absl::MutexLock lock(&mu_);
@@ -563,50 +470,22 @@ absl::Status AuditLog::CheckpointLocked(int64_t now_ms) {
 absl::StatusOr<uint64_t> AuditLog::Prune(int64_t before_unix_ms) {
   absl::MutexLock lock(&db_mu_);
   AuditLogState& st = *state_;
-  sqlite3* db = st.db.get();
   // The cut: the newest record older than the cutoff that can anchor the rest. With
   // a key it must be a signed checkpoint; times never decrease with seq, so every
   // record before it is older too.
-  std::string sql =
-      st.key != nullptr
-          ? "SELECT r.seq, r.hash FROM audit_checkpoints c JOIN audit_records r ON r.seq = c.seq "
-            "WHERE r.time_ms < ? AND r.hash = c.hash ORDER BY r.seq DESC LIMIT 1"
-          : "SELECT seq, hash FROM audit_records WHERE time_ms < ? ORDER BY seq DESC LIMIT 1";
-  Stmt q(db, sql);
-  RETURN_IF_ERROR(q.Prepared());
-  q.Bind(1, before_unix_ms);
-  int rc = q.Step();
-  if (rc == SQLITE_DONE) {
+  ASSIGN_OR_RETURN(std::optional<internal::Anchor> cut,
+                   st.storage->FindPrunePoint(before_unix_ms, /*signed_only=*/st.key != nullptr));
+  if (!cut.has_value() || cut->seq <= st.anchor.seq) {
     return uint64_t{0};
   }
-  if (rc != SQLITE_ROW) {
-    return internal::SqliteError(db, "finding the prune point");
+  const internal::Anchor anchor = *cut;
+  std::optional<internal::HeadRow> head;
+  if (st.key != nullptr) {
+    ASSIGN_OR_RETURN(head, MakeHead(st, st.last_seq, st.last_hash, anchor, NowMs()));
   }
-  internal::Anchor anchor{static_cast<uint64_t>(q.Int(0)), q.Text(1)};
-  if (anchor.seq <= st.anchor.seq) {
-    return uint64_t{0};
-  }
-  uint64_t deleted = 0;
-  absl::Status pruned = Transaction(db, [&]() -> absl::Status {
-    Stmt del(db, "DELETE FROM audit_records WHERE seq <= ?");
-    RETURN_IF_ERROR(del.Prepared());
-    del.Bind(1, static_cast<int64_t>(anchor.seq));
-    RETURN_IF_ERROR(del.Run("prune audit records"));
-    deleted = static_cast<uint64_t>(sqlite3_changes(db));
-    Stmt cps(db, "DELETE FROM audit_checkpoints WHERE seq < ?");
-    RETURN_IF_ERROR(cps.Prepared());
-    cps.Bind(1, static_cast<int64_t>(anchor.seq));
-    RETURN_IF_ERROR(cps.Run("prune audit checkpoints"));
-    RETURN_IF_ERROR(SetMeta(db, "anchor_seq", common::StrCat(anchor.seq)));
-    RETURN_IF_ERROR(SetMeta(db, "anchor_hash", anchor.hash));
-    if (st.key != nullptr) {
-      RETURN_IF_ERROR(WriteHead(st, st.last_seq, st.last_hash, anchor, NowMs()));
-    }
-    return absl::OkStatus();
-  });
-  RETURN_IF_ERROR(pruned);
+  ASSIGN_OR_RETURN(uint64_t deleted, st.storage->Prune(anchor, head));
   st.anchor = anchor;
-  common::LogInfo("audit_pruned", {{"path", st.path},
+  common::LogInfo("audit_pruned", {{"log", st.storage->Describe()},
                                    {"records", common::StrCat(deleted)},
                                    {"anchor_seq", common::StrCat(anchor.seq)}});
   return deleted;

@@ -21,14 +21,17 @@ namespace drawbridge::audit {
 
 namespace internal {
 struct AuditLogState;
+class ChainWriter;
 }  // namespace internal
 
 // The tamper-evident audit log: records in a SHA-256 hash chain in SQLite (tables
-// audit_*, so the file may be the server's state.db or a file of its own), with
+// audit_*, so the file may be the server's state.db or a file of its own) or, for
+// a replica on a shared store, in PostgreSQL (one chain per replica), with
 // checkpoints and a head signed by the audit key.
 //
 // Durability: a record is acknowledged (on_durable(OK)) only after the transaction
-// holding it has committed with synchronous=FULL in WAL mode, i.e. after fsync. One
+// holding it has committed: in SQLite with synchronous=FULL in WAL mode, i.e.
+// after fsync; in PostgreSQL with synchronous_commit on. One
 // writer thread commits everything queued so far in one transaction (group commit),
 // so the cost of the fsync and of signing the head is shared by the whole batch.
 //
@@ -74,6 +77,9 @@ class AuditLog {
     std::function<void(const absl::Status&)> on_storage_state;
     // After a failed commit, the writer waits this long before trying again.
     std::chrono::milliseconds retry_after_failure{250};
+    // Set for a replica's chain in a shared store: every record's details carry
+    // "replica": this id, covered by the hash.
+    std::string replica_id;
   };
 
   // What becomes of a record whose commit fails (disk full, I/O error).
@@ -95,7 +101,12 @@ class AuditLog {
     uint64_t retried = 0;      // commits retried for records kept until durable
   };
 
+  // The chain in the SQLite file at `path` (created if missing).
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(const std::string& path, Options options);
+  // The chain in `storage` (see audit/shared_audit.h for a replica's chain in
+  // PostgreSQL).
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(
+      std::unique_ptr<internal::ChainWriter> storage, Options options);
 
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
@@ -144,7 +155,8 @@ class AuditLog {
   absl::Status StorageStatus() const;
 
   // Caps the database at `max_pages` pages (SQLite's max_page_count; never below
-  // its current size), so tests can make commits fail as on a full disk.
+  // its current size), so tests can make commits fail as on a full disk. SQLite
+  // only (Unimplemented otherwise).
   absl::Status LimitPagesForTesting(int64_t max_pages);
 
  private:

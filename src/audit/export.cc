@@ -8,7 +8,7 @@
 #include <random>
 
 #include "audit/internal/conn.h"
-#include "audit/internal/db.h"
+#include "audit/internal/chain.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -316,6 +316,9 @@ class Exporter::Worker {
     if (s.Step() == SQLITE_ROW) {
       cursor = static_cast<uint64_t>(s.Int(0));
     }
+    if (!options_.source) {
+      chain_ = internal::SqliteChainReaderOn(db_.get());
+    }
     absl::MutexLock lock(&mu_);
     acked_ = cursor;
     return absl::OkStatus();
@@ -357,20 +360,14 @@ class Exporter::Worker {
   }
 
   absl::StatusOr<std::vector<Record>> ReadAfter(uint64_t seq) {
-    Stmt s(db_.get(), common::StrCat("SELECT ", internal::kRecordColumns,
-                                     " FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"));
-    RETURN_IF_ERROR(s.Prepared());
-    s.Bind(1, static_cast<int64_t>(seq)).Bind(2, static_cast<int64_t>(options_.batch));
-    std::vector<Record> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) {
-      ASSIGN_OR_RETURN(Record r, internal::ReadRecordRow(s));
-      out.push_back(std::move(r));
+    if (chain_ == nullptr) {
+      ASSIGN_OR_RETURN(chain_, options_.source());
     }
-    if (rc != SQLITE_DONE) {
-      return internal::SqliteError(db_.get(), "reading records to export");
+    auto records = chain_->ReadAfter(seq, options_.batch);
+    if (!records.ok()) {
+      chain_.reset();  // opened again on the next attempt
     }
-    return out;
+    return records;
   }
 
   absl::Status SaveCursor(uint64_t seq) {
@@ -498,7 +495,8 @@ class Exporter::Worker {
   const ExportTarget target_;
   const Options options_;
   std::unique_ptr<Sink> sink_;
-  internal::DbPtr db_;  // the worker thread's own connection
+  internal::DbPtr db_;  // the worker thread's own connection (cursors, and records by default)
+  std::unique_ptr<internal::ChainReader> chain_;  // declared after db_: closed before it
   std::thread thread_;
 
   mutable absl::Mutex mu_;

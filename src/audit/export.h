@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +30,10 @@
 // may see a record twice (same seq and hash, so duplicates are recognisable),
 // never miss one.
 namespace drawbridge::audit {
+
+namespace internal {
+class ChainReader;
+}  // namespace internal
 
 struct ExportTarget {
   enum class Type { kJsonl, kStdout, kSyslog };
@@ -68,6 +73,10 @@ class Exporter {
     std::chrono::milliseconds settle{1000};        // syslog: see above
     std::chrono::milliseconds max_backoff{30000};  // retry delay cap for a target that is down
     std::chrono::milliseconds poll{1000};          // look for new records at least this often
+    // Where the records are when not in the database at db_path (which then
+    // keeps only the cursors): a replica's chain in the shared store. Called on
+    // the worker's thread, again after a read failed.
+    std::function<absl::StatusOr<std::unique_ptr<internal::ChainReader>>()> source;
   };
 
   struct TargetStatus {

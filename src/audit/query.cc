@@ -8,7 +8,8 @@
 #include <ctime>
 #include <limits>
 
-#include "audit/internal/db.h"
+#include "audit/internal/chain.h"
+#include "audit/internal/query_chains.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
@@ -110,56 +111,63 @@ bool Matches(const Record& r, const QueryFilter& f) {
          IdentityMatches(r, f.identity) && DestinationMatches(r, f.destination);
 }
 
-absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
-                                                  const QueryFilter& filter) {
-  ASSIGN_OR_RETURN(internal::DbPtr db, internal::OpenDb(db_path, /*read_only=*/true));
-  ASSIGN_OR_RETURN(bool has_tables, internal::HasAuditTables(db.get()));
-  if (!has_tables) {
-    return absl::NotFoundError(common::StrCat(db_path, " holds no audit log"));
-  }
-  // The time range narrows in SQL (indexed); everything else is matched on the
-  // parsed record, the same bytes the hash covers.
-  internal::Stmt s(db.get(), common::StrCat("SELECT ", internal::kRecordColumns,
-                                            " FROM audit_records WHERE time_ms >= ? AND "
-                                            "time_ms < ? AND seq > ? ORDER BY seq"));
-  RETURN_IF_ERROR(s.Prepared());
-  s.Bind(1, filter.from_ms.value_or(std::numeric_limits<int64_t>::min()))
-      .Bind(2, filter.to_ms.value_or(std::numeric_limits<int64_t>::max()))
-      .Bind(3, static_cast<int64_t>(filter.after_seq));
+absl::StatusOr<std::vector<Record>> QueryChains(
+    const std::vector<internal::ChainReader*>& chains, const QueryFilter& filter) {
+  // The time range narrows in the storage (indexed); everything else is matched
+  // on the parsed record, the same bytes the hash covers.
+  internal::ChainReader::Range range;
+  range.from_ms = filter.from_ms.value_or(std::numeric_limits<int64_t>::min());
+  range.to_ms = filter.to_ms.value_or(std::numeric_limits<int64_t>::max());
+  range.after_seq = filter.after_seq;
   std::vector<Record> out;
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) {
-    auto rec = internal::ReadRecordRow(s);
-    if (!rec.ok()) {
-      return absl::DataLossError(common::StrCat("audit record ", s.Int(0), " is unreadable (",
-                                                rec.status().message(),
-                                                "); run `drawbridge audit verify`"));
-    }
-    if (Matches(*rec, filter)) {
-      out.push_back(*std::move(rec));
-      if (filter.limit != 0 && out.size() >= filter.limit) {
-        return out;
+  for (internal::ChainReader* chain : chains) {
+    absl::Status unreadable;
+    size_t from_this_chain = 0;
+    RETURN_IF_ERROR(chain->ForEachRecord(range, [&](const internal::RawRecord& raw) {
+      auto rec = internal::ParseRawRecord(raw);
+      if (!rec.ok()) {
+        unreadable = absl::DataLossError(
+            common::StrCat("audit record ", raw.seq, " is unreadable (", rec.status().message(),
+                           "); run `drawbridge audit verify`"));
+        return false;
       }
-    }
+      if (!Matches(*rec, filter)) {
+        return true;
+      }
+      out.push_back(*std::move(rec));
+      ++from_this_chain;
+      // Each chain gives at most `limit`: the merged first `limit` are among them.
+      return filter.limit == 0 || from_this_chain < filter.limit;
+    }));
+    RETURN_IF_ERROR(unreadable);
   }
-  if (rc != SQLITE_DONE) {
-    return internal::SqliteError(db.get(), "reading audit records");
+  if (chains.size() > 1) {
+    // Several replicas' chains: one timeline (time, then replica, then seq).
+    std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {
+      if (a.time_unix_ms != b.time_unix_ms) {
+        return a.time_unix_ms < b.time_unix_ms;
+      }
+      std::string ra = a.details.value("replica", ""), rb = b.details.value("replica", "");
+      return ra != rb ? ra < rb : a.seq < b.seq;
+    });
+  }
+  if (filter.limit != 0 && out.size() > filter.limit) {
+    out.resize(filter.limit);
   }
   return out;
 }
 
+absl::StatusOr<std::vector<Record>> QueryAuditLog(const std::string& db_path,
+                                                  const QueryFilter& filter) {
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::ChainReader> chain,
+                   internal::OpenSqliteChainReader(db_path, /*snapshot=*/false));
+  return QueryChains({chain.get()}, filter);
+}
+
 absl::StatusOr<uint64_t> LastAuditSeq(const std::string& db_path) {
-  ASSIGN_OR_RETURN(internal::DbPtr db, internal::OpenDb(db_path, /*read_only=*/true));
-  ASSIGN_OR_RETURN(bool has_tables, internal::HasAuditTables(db.get()));
-  if (!has_tables) {
-    return absl::NotFoundError(common::StrCat(db_path, " holds no audit log"));
-  }
-  internal::Stmt s(db.get(), "SELECT COALESCE(MAX(seq), 0) FROM audit_records");
-  RETURN_IF_ERROR(s.Prepared());
-  if (s.Step() != SQLITE_ROW) {
-    return internal::SqliteError(db.get(), "reading the last seq");
-  }
-  return static_cast<uint64_t>(s.Int(0));
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::ChainReader> chain,
+                   internal::OpenSqliteChainReader(db_path, /*snapshot=*/false));
+  return chain->LastSeq();
 }
 
 namespace {
@@ -179,8 +187,10 @@ Row RecordRow(const Record& r) {
   if (!agent.empty() && !instance.empty()) {
     agent = common::StrCat(agent, " (", instance, ")");
   }
+  // A replica's record (shared store) shows whose chain it is in: "a1b2c3d4:17".
+  std::string replica = DetailString(r, "replica");
   return {FormatTimeUtc(r.time_unix_ms),
-          common::StrCat(r.seq),
+          replica.empty() ? common::StrCat(r.seq) : common::StrCat(Cell(replica), ":", r.seq),
           Cell(r.class_name),
           Cell(r.activity),
           Cell(r.outcome),

@@ -6,7 +6,8 @@
 #include <optional>
 #include <unordered_map>
 
-#include "audit/internal/db.h"
+#include "audit/internal/chain.h"
+#include "audit/internal/verify_chain.h"
 #include "audit/record.h"
 #include "common/encoding.h"
 #include "common/status_macros.h"
@@ -15,8 +16,6 @@
 
 namespace drawbridge::audit {
 namespace {
-
-using internal::Stmt;
 
 // How many recent hashes the walk remembers to recognise inserted records.
 constexpr size_t kLookback = 4096;
@@ -28,7 +27,10 @@ struct Checkpoint {
 
 class Verifier {
  public:
-  Verifier(sqlite3* db, EVP_PKEY* key) : db_(db), key_(key) {}
+  // `replica`: the chain is that replica's in a shared store, and every record
+  // must say so (empty: a single node's chain, whose records name none).
+  Verifier(internal::ChainReader* chain, EVP_PKEY* key, std::string replica)
+      : chain_(chain), key_(key), replica_(std::move(replica)) {}
 
   absl::StatusOr<VerifyResult> Run() {
     result_.signatures_checked = key_ != nullptr;
@@ -36,13 +38,13 @@ class Verifier {
       ASSIGN_OR_RETURN(alg_, pki::AlgorithmOf(key_));
     }
     RETURN_IF_ERROR(LoadCheckpoints());
-    auto anchor = internal::ReadAnchor(db_);
+    auto anchor = chain_->ReadAnchor();
     if (!anchor.ok()) {
       Fail(1, common::StrCat("the retention anchor is unreadable: ", anchor.status().message()));
       return Finish();
     }
     anchor_ = *anchor;
-    ASSIGN_OR_RETURN(head_, internal::ReadHead(db_));
+    ASSIGN_OR_RETURN(head_, chain_->ReadHead());
     if (head_.has_value()) {
       head_signature_ok_ =
           !result_.signatures_checked || Verify(internal::HeadMessage(*head_), head_->signature);
@@ -81,16 +83,10 @@ class Verifier {
   }
 
   absl::Status LoadCheckpoints() {
-    Stmt s(db_, "SELECT seq, hash, time_ms, signature FROM audit_checkpoints ORDER BY seq");
-    RETURN_IF_ERROR(s.Prepared());
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) {
+    return chain_->ForEachCheckpoint([&](const internal::CheckpointRow& row, bool well_formed) {
       Checkpoint cp;
-      cp.row.seq = static_cast<uint64_t>(s.Int(0));
-      cp.row.hash = s.Text(1);
-      cp.row.time_ms = s.Int(2);
-      cp.row.signature = s.Text(3);
-      if (s.Type(1) != SQLITE_TEXT || s.Type(2) != SQLITE_INTEGER || s.Type(3) != SQLITE_TEXT) {
+      cp.row = row;
+      if (!well_formed) {
         Fail(cp.row.seq, common::StrCat("checkpoint at seq ", cp.row.seq, " is malformed"));
       } else if (result_.signatures_checked) {
         cp.signature_ok = Verify(
@@ -104,11 +100,7 @@ class Verifier {
         }
       }
       checkpoints_.emplace(cp.row.seq, std::move(cp));
-    }
-    if (rc != SQLITE_DONE) {
-      return internal::SqliteError(db_, "reading audit checkpoints");
-    }
-    return absl::OkStatus();
+    });
   }
 
   bool Vouched(uint64_t seq, const std::string& hash) const {
@@ -126,91 +118,99 @@ class Verifier {
   }
 
   absl::Status Walk() {
-    Stmt s(db_,
-           common::StrCat("SELECT ", internal::kRecordColumns, " FROM audit_records ORDER BY seq"));
-    RETURN_IF_ERROR(s.Prepared());
-    uint64_t expected = anchor_.seq + 1;
-    std::string prev_hash = anchor_.hash;
-    bool prev_vouched = true;  // the anchor is signed (or genesis)
-    int64_t last_time = std::numeric_limits<int64_t>::min();
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) {
-      const int64_t raw_seq = s.Int(0);
-      if (raw_seq <= static_cast<int64_t>(anchor_.seq)) {
-        Fail(raw_seq <= 0 ? 1 : static_cast<uint64_t>(raw_seq),
-             common::StrCat("record ", raw_seq, " lies before the retention anchor (seq ",
-                            anchor_.seq, ")"));
-        return absl::OkStatus();
-      }
-      const uint64_t seq = static_cast<uint64_t>(raw_seq);
-      if (seq > expected) {
-        Fail(expected,
-             expected + 1 == seq
-                 ? common::StrCat("record ", expected, " is missing (deleted)")
-                 : common::StrCat("records ", expected, " to ", seq - 1, " are missing (deleted)"));
-        return absl::OkStatus();
-      }
-      auto rec = internal::ReadRecordRow(s);
-      if (!rec.ok()) {
-        Fail(seq, common::StrCat("record ", seq, " is malformed: ", rec.status().message()));
-        return absl::OkStatus();
-      }
-      const bool self_consistent = ComputeHash(*rec) == rec->hash;
-      if (rec->prev_hash != prev_hash) {
-        auto earlier = recent_.find(rec->prev_hash);
-        if (earlier != recent_.end()) {
-          Fail(earlier->second + 1,
-               common::StrCat("record ", seq, " follows record ", earlier->second, ": records ",
-                              earlier->second + 1, " to ", seq - 1,
-                              " were inserted (or it was moved)"));
-        } else if (!self_consistent || prev_vouched) {
-          Fail(seq, common::StrCat("record ", seq,
-                                   " does not link to the previous record (its prev_hash or "
-                                   "content was altered)"));
-        } else {
-          Fail(seq - 1, common::StrCat("record ", seq - 1, " is not the record that record ", seq,
-                                       " was chained to: it was replaced or rewritten (or record ",
-                                       seq, " was)"));
-        }
-        return absl::OkStatus();
-      }
-      if (!self_consistent) {
-        Fail(seq,
-             common::StrCat("record ", seq, " does not match its hash: its content was altered"));
-        return absl::OkStatus();
-      }
-      if (rec->time_unix_ms < last_time) {
-        Fail(seq, common::StrCat("record ", seq, " is older than record ", seq - 1,
-                                 " (records reordered or time altered)"));
-        return absl::OkStatus();
-      }
-      auto cp = checkpoints_.find(seq);
-      if (cp != checkpoints_.end() && cp->second.row.hash != rec->hash) {
-        Fail(seq, common::StrCat("record ", seq, " does not match the checkpoint at seq ", seq,
-                                 " (the chain was rewritten from here or earlier)"));
-        return absl::OkStatus();
-      }
-      if (result_.first_seq == 0) {
-        result_.first_seq = seq;
-      }
-      result_.last_seq = seq;
-      ++result_.records;
-      prev_vouched = Vouched(seq, rec->hash);
-      if (prev_vouched) {
-        last_vouched_seq_ = seq;
-      }
-      Remember(seq, rec->hash);
-      prev_hash = rec->hash;
-      last_time = rec->time_unix_ms;
-      expected = seq + 1;
+    expected_ = anchor_.seq + 1;
+    prev_hash_ = anchor_.hash;
+    RETURN_IF_ERROR(chain_->ForEachRecord(
+        {}, [&](const internal::RawRecord& raw) { return Step(raw); }));
+    if (!stopped_) {
+      walked_to_end_ = true;
+      last_seq_ = expected_ - 1;
+      last_hash_ = prev_hash_;
     }
-    if (rc != SQLITE_DONE) {
-      return internal::SqliteError(db_, "reading audit records");
-    }
-    walked_to_end_ = true;
-    last_seq_ = expected - 1;
-    last_hash_ = prev_hash;
     return absl::OkStatus();
+  }
+
+  // One record of the walk; false (and stopped_) at the first problem.
+  bool Step(const internal::RawRecord& raw) {
+    stopped_ = true;
+    const int64_t raw_seq = raw.seq;
+    if (raw_seq <= static_cast<int64_t>(anchor_.seq)) {
+      Fail(raw_seq <= 0 ? 1 : static_cast<uint64_t>(raw_seq),
+           common::StrCat("record ", raw_seq, " lies before the retention anchor (seq ",
+                          anchor_.seq, ")"));
+      return false;
+    }
+    const uint64_t seq = static_cast<uint64_t>(raw_seq);
+    if (seq > expected_) {
+      Fail(expected_, expected_ + 1 == seq
+                          ? common::StrCat("record ", expected_, " is missing (deleted)")
+                          : common::StrCat("records ", expected_, " to ", seq - 1,
+                                           " are missing (deleted)"));
+      return false;
+    }
+    auto rec = internal::ParseRawRecord(raw);
+    if (!rec.ok()) {
+      Fail(seq, common::StrCat("record ", seq, " is malformed: ", rec.status().message()));
+      return false;
+    }
+    const bool self_consistent = ComputeHash(*rec) == rec->hash;
+    if (rec->prev_hash != prev_hash_) {
+      auto earlier = recent_.find(rec->prev_hash);
+      if (earlier != recent_.end()) {
+        Fail(earlier->second + 1,
+             common::StrCat("record ", seq, " follows record ", earlier->second, ": records ",
+                            earlier->second + 1, " to ", seq - 1,
+                            " were inserted (or it was moved)"));
+      } else if (!self_consistent || prev_vouched_) {
+        Fail(seq, common::StrCat("record ", seq,
+                                 " does not link to the previous record (its prev_hash or "
+                                 "content was altered)"));
+      } else {
+        Fail(seq - 1, common::StrCat("record ", seq - 1, " is not the record that record ", seq,
+                                     " was chained to: it was replaced or rewritten (or record ",
+                                     seq, " was)"));
+      }
+      return false;
+    }
+    if (!self_consistent) {
+      Fail(seq, common::StrCat("record ", seq, " does not match its hash: its content was altered"));
+      return false;
+    }
+    if (rec->time_unix_ms < last_time_) {
+      Fail(seq, common::StrCat("record ", seq, " is older than record ", seq - 1,
+                               " (records reordered or time altered)"));
+      return false;
+    }
+    if (!replica_.empty()) {
+      auto named = rec->details.find("replica");
+      if (named == rec->details.end() || !named->is_string() ||
+          named->get<std::string>() != replica_) {
+        Fail(seq, common::StrCat("record ", seq, " does not belong to replica ", replica_,
+                                 "'s chain (copied from another chain?)"));
+        return false;
+      }
+    }
+    auto cp = checkpoints_.find(seq);
+    if (cp != checkpoints_.end() && cp->second.row.hash != rec->hash) {
+      Fail(seq, common::StrCat("record ", seq, " does not match the checkpoint at seq ", seq,
+                               " (the chain was rewritten from here or earlier)"));
+      return false;
+    }
+    if (result_.first_seq == 0) {
+      result_.first_seq = seq;
+    }
+    result_.last_seq = seq;
+    ++result_.records;
+    prev_vouched_ = Vouched(seq, rec->hash);
+    if (prev_vouched_) {
+      last_vouched_seq_ = seq;
+    }
+    Remember(seq, rec->hash);
+    prev_hash_ = rec->hash;
+    last_time_ = rec->time_unix_ms;
+    expected_ = seq + 1;
+    stopped_ = false;
+    return true;
   }
 
   void CheckTail() {
@@ -249,8 +249,15 @@ class Verifier {
     }
   }
 
-  sqlite3* db_;
+  internal::ChainReader* chain_;
   EVP_PKEY* key_;
+  const std::string replica_;
+  // The walk's position.
+  uint64_t expected_ = 1;
+  std::string prev_hash_;
+  bool prev_vouched_ = true;  // the anchor is signed (or genesis)
+  int64_t last_time_ = std::numeric_limits<int64_t>::min();
+  bool stopped_ = false;
   pki::KeyAlgorithm alg_ = pki::KeyAlgorithm::kEs256;
   VerifyResult result_;
   bool failed_ = false;
@@ -268,31 +275,34 @@ class Verifier {
 
 }  // namespace
 
+absl::StatusOr<common::PKeyPtr> ParseAuditPublicKey(const std::string& pem) {
+  auto parsed = pki::PublicKeyFromPem(pem);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(common::StrCat(
+        "audit public key is not a valid PEM public key: ", parsed.status().message()));
+  }
+  if (!pki::AlgorithmOf(parsed->get()).ok()) {
+    return absl::InvalidArgumentError("audit public key must be ES256 (P-256) or Ed25519");
+  }
+  return parsed;
+}
+
+absl::StatusOr<VerifyResult> VerifyChain(internal::ChainReader* chain, EVP_PKEY* key,
+                                         const std::string& replica) {
+  Verifier verifier(chain, key, replica);
+  return verifier.Run();
+}
+
 absl::StatusOr<VerifyResult> VerifyAuditLog(const std::string& db_path,
                                             const std::string& audit_public_key_pem) {
   common::PKeyPtr key;
   if (!audit_public_key_pem.empty()) {
-    auto parsed = pki::PublicKeyFromPem(audit_public_key_pem);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(common::StrCat(
-          "audit public key is not a valid PEM public key: ", parsed.status().message()));
-    }
-    key = *std::move(parsed);
-    if (!pki::AlgorithmOf(key.get()).ok()) {
-      return absl::InvalidArgumentError("audit public key must be ES256 (P-256) or Ed25519");
-    }
-  }
-  ASSIGN_OR_RETURN(internal::DbPtr db, internal::OpenDb(db_path, /*read_only=*/true));
-  ASSIGN_OR_RETURN(bool has_tables, internal::HasAuditTables(db.get()));
-  if (!has_tables) {
-    return absl::NotFoundError(common::StrCat(db_path, " holds no audit log"));
+    ASSIGN_OR_RETURN(key, ParseAuditPublicKey(audit_public_key_pem));
   }
   // One read transaction: a consistent snapshot even if a server is appending.
-  RETURN_IF_ERROR(internal::Exec(db.get(), "BEGIN"));
-  Verifier verifier(db.get(), key.get());
-  auto result = verifier.Run();
-  internal::Exec(db.get(), "COMMIT").IgnoreError();
-  return result;
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::ChainReader> chain,
+                   internal::OpenSqliteChainReader(db_path, /*snapshot=*/true));
+  return VerifyChain(chain.get(), key.get(), "");
 }
 
 }  // namespace drawbridge::audit

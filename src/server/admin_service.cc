@@ -433,10 +433,10 @@ namespace {
 // and finishes the stream, and Finish is the last thing it does with the reactor.
 class TailAuditReactor final : public grpc::ServerWriteReactor<v1::AuditBatch> {
  public:
-  TailAuditReactor(std::string db, v1::TailAuditRequest request)
+  TailAuditReactor(AdminBackend::AuditReader chain, v1::TailAuditRequest request)
       : state_(std::make_shared<State>()) {
-    std::thread([this, db = std::move(db), request = std::move(request)] {
-      Run(db, request);
+    std::thread([this, chain = std::move(chain), request = std::move(request)] {
+      Run(chain, request);
     }).detach();
   }
   // An immediate refusal.
@@ -462,10 +462,10 @@ class TailAuditReactor final : public grpc::ServerWriteReactor<v1::AuditBatch> {
   };
   static constexpr size_t kBatch = 500;
 
-  void Run(const std::string& db, const v1::TailAuditRequest& request) {
+  void Run(const AdminBackend::AuditReader& chain, const v1::TailAuditRequest& request) {
     uint64_t after = request.after_seq();
     if (after == 0 && request.last() > 0) {
-      auto last = audit::LastAuditSeq(db);
+      auto last = chain.last_seq();
       if (!last.ok()) {
         Finish(ToGrpcStatus(last.status()));
         return;
@@ -476,7 +476,7 @@ class TailAuditReactor final : public grpc::ServerWriteReactor<v1::AuditBatch> {
       audit::QueryFilter filter;
       filter.after_seq = after;
       filter.limit = kBatch;
-      auto records = audit::QueryAuditLog(db, filter);
+      auto records = chain.query(filter);
       if (!records.ok()) {
         Finish(ToGrpcStatus(records.status()));
         return;
@@ -546,7 +546,7 @@ grpc::ServerWriteReactor<v1::AuditBatch>* AdminService::TailAudit(
                          {"last", request->last()},
                          {"follow", request->follow()},
                          {"peer", context->peer()}}));
-  return new TailAuditReactor(backend_->AuditDatabase(), *request);
+  return new TailAuditReactor(backend_->OwnAuditChain(), *request);
 }
 
 }  // namespace drawbridge::server

@@ -12,6 +12,7 @@
 #include "common/ip.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/random.h"
 #include "common/strings.h"
 #include "pki/credential.h"
 #include "pki/keys.h"
@@ -211,7 +212,25 @@ DataDir::DataDir(std::string d)
       admin_credential(common::JoinPath(dir, "admin.json")),
       audit_key(common::JoinPath(dir, "audit/audit.key.sealed")),
       audit_public_key(common::JoinPath(dir, "audit/audit.pub")),
-      policy(common::JoinPath(dir, "policy.yaml")) {}
+      policy(common::JoinPath(dir, "policy.yaml")),
+      replica_id(common::JoinPath(dir, "replica-id")) {}
+
+absl::StatusOr<std::string> LoadOrCreateReplicaId(const DataDir& dir) {
+  if (common::PathExists(dir.replica_id)) {
+    ASSIGN_OR_RETURN(std::string text, common::ReadFile(dir.replica_id));
+    std::string id(common::StripWhitespace(text));
+    if (id.empty() || id.size() > 64 ||
+        id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+      return absl::InvalidArgumentError(common::StrCat(
+          dir.replica_id, " must hold the replica id: 1-64 of a-z, 0-9 and '-'"));
+    }
+    return id;
+  }
+  std::string id = common::RandomHex(4);  // 8 hex digits
+  RETURN_IF_ERROR(common::WriteFileAtomic(dir.replica_id, id + "\n", 0644));
+  common::LogInfo("replica.id_created", {{"replica", id}, {"path", dir.replica_id}});
+  return id;
+}
 
 absl::Status InitDataDir(const InitOptions& options) {
   ServerConfig config;

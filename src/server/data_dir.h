@@ -41,6 +41,7 @@ struct DataDir {
   std::string audit_key;
   std::string audit_public_key;
   std::string policy;  // where the policy is kept when the server runs without --policy
+  std::string replica_id;  // this replica's id on a shared store (names its audit chain)
 };
 
 inline constexpr char kBootstrapAdmin[] = "admin/admin";
@@ -62,6 +63,12 @@ absl::Status InitDataDir(const InitOptions& options);
 // certificates nobody else trusts), and publishes it if the store has none
 // yet (a store from before replicas joined by `server init`).
 absl::Status CheckSharedCa(const DataDir& dir, const ServerConfig& config, store::Store* store);
+
+// The replica id of the data directory (file replica-id), created at the first
+// start on a shared store: stable across restarts, so a replica's audit chain
+// goes on where it stopped. InvalidArgument if the file holds something else
+// than 1-64 of [a-z0-9-].
+absl::StatusOr<std::string> LoadOrCreateReplicaId(const DataDir& dir);
 
 // What a running server needs from the data directory.
 struct ServingPki {

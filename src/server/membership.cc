@@ -9,8 +9,9 @@
 
 namespace drawbridge::server {
 
-Membership::Membership(store::Store* store, std::string advertise, int64_t started_at)
-    : store_(store), id_(common::RandomHex(8)) {
+Membership::Membership(store::Store* store, std::string id, std::string advertise,
+                       int64_t started_at)
+    : store_(store), id_(id.empty() ? common::RandomHex(8) : std::move(id)) {
   {
     absl::MutexLock lock(&mu_);
     self_.id = id_;

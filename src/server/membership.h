@@ -22,7 +22,8 @@ class Membership {
   static constexpr std::chrono::milliseconds kHeartbeatEvery{1000};
   static constexpr std::chrono::milliseconds kDropAfter{3000};
 
-  Membership(store::Store* store, std::string advertise, int64_t started_at);
+  // `id`: the replica's stable id (DATA_DIR/replica-id); empty: a random one.
+  Membership(store::Store* store, std::string id, std::string advertise, int64_t started_at);
   ~Membership();  // Stop()
   Membership(const Membership&) = delete;
   Membership& operator=(const Membership&) = delete;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "audit/query.h"
+#include "audit/shared_audit.h"
 #include "common/encoding.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -81,9 +82,26 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       common::LogError("audit.storage_failed", {{"error", std::string(storage.message())}});
     }
   };
-  ASSIGN_OR_RETURN(s->audit_, audit::AuditLog::Open(dir.database, audit_options));
+  audit::Exporter::Options export_options;
+  if (s->store_->shared()) {
+    // A replica's chain lives in the shared store beside the others', so that
+    // `audit verify`/`audit query` see the whole deployment; its key is endorsed
+    // by the CA. state.db keeps only this replica's export cursors.
+    ASSIGN_OR_RETURN(s->replica_id_, LoadOrCreateReplicaId(dir));
+    RETURN_IF_ERROR(audit::RegisterSharedAuditChain(
+        s->config_.store, s->replica_id_, s->pki_.audit_key.get(),
+        s->pki_.ca->material().intermediate_key.get(),
+        pki::CertToPem(s->pki_.ca->material().intermediate_cert.get()),
+        options.clock->NowUnix()));
+    ASSIGN_OR_RETURN(s->audit_,
+                     audit::OpenSharedAuditLog(s->config_.store, s->replica_id_, audit_options));
+    export_options.source = audit::SharedChainSource(s->config_.store, s->replica_id_);
+  } else {
+    ASSIGN_OR_RETURN(s->audit_, audit::AuditLog::Open(dir.database, audit_options));
+  }
   s->metrics_->audit_writable->Set(1);
-  ASSIGN_OR_RETURN(s->exporter_, audit::Exporter::Start(dir.database, ac.export_targets));
+  ASSIGN_OR_RETURN(s->exporter_,
+                   audit::Exporter::Start(dir.database, ac.export_targets, export_options));
   s->exporter_->Notify();  // ship what earlier runs left behind
   ASSIGN_OR_RETURN(s->directory_, IdentityDirectory::Load(s->store_.get()));
   s->enroller_ = std::make_unique<Enroller>(s->config_, s->pki_.ca.get(), s->directory_.get(),
@@ -154,7 +172,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                              static_cast<int>(options.handshake_timeout.count()));
   // Registered before the listener starts, so that no call sees it unset.
   s->membership_ = std::make_unique<Membership>(
-      s->store_.get(),
+      s->store_.get(), s->replica_id_,
       options.advertise_override.empty() ? s->config_.advertise : options.advertise_override,
       options.clock->NowUnix());
   s->grpc_ = builder.BuildAndStart();
@@ -488,7 +506,20 @@ absl::StatusOr<int> Server::SetPolicy(const std::string& yaml) {
   return ApplyPolicy(parsed, yaml, "admin");
 }
 
-std::string Server::AuditDatabase() { return database_; }
+AdminBackend::AuditReader Server::OwnAuditChain() {
+  if (store_->shared()) {
+    return {[conninfo = config_.store, replica = replica_id_] {
+              return audit::LastSharedAuditSeq(conninfo, replica);
+            },
+            [conninfo = config_.store, replica = replica_id_](const audit::QueryFilter& filter) {
+              return audit::QuerySharedAuditLog(conninfo, filter, replica);
+            }};
+  }
+  return {[database = database_] { return audit::LastAuditSeq(database); },
+          [database = database_](const audit::QueryFilter& filter) {
+            return audit::QueryAuditLog(database, filter);
+          }};
+}
 
 std::vector<store::ReplicaRecord> Server::Replicas() {
   if (!membership_) {
@@ -576,8 +607,15 @@ absl::Status Server::StartMetrics(const ServerOptions& options, const DataDir& d
   eo.listen = listen;
   eo.registry = &metrics_registry_;
   std::string database = dir.database;
+  // "store": state.db can be read. A replica's state is in the shared store,
+  // which "shared_store" covers (the watcher's health), without a connection
+  // per probe.
+  const bool shared = store_->shared();
   eo.ready = {
-      {"store", [database] { return audit::LastAuditSeq(database).status(); }},
+      {"store",
+       [database, shared] {
+         return shared ? absl::OkStatus() : audit::LastAuditSeq(database).status();
+       }},
       {"audit", [this] { return audit_->StorageStatus(); }},
       {"ca",
        [clock, ca_not_after] {

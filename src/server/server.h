@@ -82,7 +82,7 @@ class Server final : public AdminBackend {
                    std::function<void(std::optional<SessionInfo>)> done) override;
   PolicySnapshot Policy() override;
   absl::StatusOr<int> SetPolicy(const std::string& yaml) override;
-  std::string AuditDatabase() override;
+  AuditReader OwnAuditChain() override;
   std::vector<store::ReplicaRecord> Replicas() override;
   std::string ReplicaId() override;
   audit::AuditLog* audit_log() { return audit_.get(); }
@@ -140,6 +140,7 @@ class Server final : public AdminBackend {
   std::unique_ptr<DiagnosticsService> diagnostics_;
   std::string policy_file_;
   std::string database_;
+  std::string replica_id_;  // shared store: DATA_DIR/replica-id (membership, audit chain)
   absl::Mutex policy_write_mu_;  // serialises SetPolicy and ReloadPolicy
   std::string policy_text_ ABSL_GUARDED_BY(policy_write_mu_);  // the YAML in force
   const common::Clock* clock_ = common::Clock::Real();

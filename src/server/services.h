@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "audit/audit_log.h"
+#include "audit/query.h"
 #include "common/clock.h"
 #include "common/worker_pool.h"
 #include "drawbridge/v1/admin.grpc.pb.h"
@@ -43,8 +44,13 @@ class AdminBackend {
   // Validates `yaml` whole, keeps it (file), puts it in force and ends the live
   // connections it no longer allows. Blocking: call from a worker thread.
   virtual absl::StatusOr<int> SetPolicy(const std::string& yaml) = 0;
-  // The database holding the audit log (read-only access for TailAudit).
-  virtual std::string AuditDatabase() = 0;
+  // Reads this server's audit chain for TailAudit (state.db, or this replica's
+  // chain in the shared store). Blocking: call from the tail's own thread.
+  struct AuditReader {
+    std::function<absl::StatusOr<uint64_t>()> last_seq;
+    std::function<absl::StatusOr<std::vector<audit::Record>>(const audit::QueryFilter&)> query;
+  };
+  virtual AuditReader OwnAuditChain() = 0;
   // The live servers sharing this one's store, and this one's replica id.
   // Replicas() may ask the store: call it from a worker thread.
   virtual std::vector<store::ReplicaRecord> Replicas() = 0;

@@ -72,6 +72,49 @@ CREATE TABLE pki_material(
   name TEXT PRIMARY KEY,
   value TEXT NOT NULL);
 )sql",
+      // 7: the audit trail, one hash chain per replica (audit/shared_audit.h):
+      // the chain's audit public key endorsed by the CA, its retention anchor,
+      // records, signed checkpoints and signed head.
+      R"sql(
+CREATE TABLE audit_chains(
+  replica_id TEXT PRIMARY KEY,
+  public_key_pem TEXT NOT NULL,
+  endorser_cert_pem TEXT NOT NULL,
+  endorsement TEXT NOT NULL,
+  anchor_seq BIGINT NOT NULL DEFAULT 0,
+  anchor_hash TEXT NOT NULL,
+  created_at BIGINT NOT NULL);
+CREATE TABLE audit_records(
+  replica_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  time_ms BIGINT NOT NULL,
+  class_uid INTEGER NOT NULL,
+  class_name TEXT NOT NULL,
+  activity TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  source_address TEXT NOT NULL,
+  details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (replica_id, seq));
+CREATE INDEX audit_records_by_time ON audit_records(time_ms);
+CREATE TABLE audit_checkpoints(
+  replica_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  hash TEXT NOT NULL,
+  time_ms BIGINT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (replica_id, seq));
+CREATE TABLE audit_heads(
+  replica_id TEXT PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  hash TEXT NOT NULL,
+  anchor_seq BIGINT NOT NULL,
+  anchor_hash TEXT NOT NULL,
+  time_ms BIGINT NOT NULL,
+  signature TEXT NOT NULL);
+)sql",
   };
   return migrations;
 }

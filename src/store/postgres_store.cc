@@ -9,63 +9,14 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "store/pg_conn.h"
 #include "store/postgres_migrations.h"
 #include "store/store.h"
 
 namespace drawbridge::store {
 namespace {
 
-// SQLSTATE codes we map to our own errors.
-constexpr char kUniqueViolation[] = "23505";
-constexpr char kForeignKeyViolation[] = "23503";
-
-// Server NOTICEs ("relation already exists, skipping") are not errors: libpq
-// would print them on stderr.
-void IgnoreNotice(void*, const char*) {}
-
-// Opens a connection, NOTICEs silenced; nullptr only when out of memory. A
-// server that does not answer is given up after 5 s (libpq waits for the OS's
-// TCP timeout otherwise, minutes), unless `conninfo` sets connect_timeout: a
-// setting in the expanded dbname overrides the keywords before it.
-PGconn* Connect(const std::string& conninfo) {
-  const char* keywords[] = {"connect_timeout", "dbname", nullptr};
-  const char* values[] = {"5", conninfo.c_str(), nullptr};
-  PGconn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
-  if (conn != nullptr) {
-    PQsetNoticeProcessor(conn, IgnoreNotice, nullptr);
-  }
-  return conn;
-}
-
-struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
-
-// One statement's outcome: rows for a query, or the error mapped to a status.
-class Result {
- public:
-  explicit Result(ResultPtr r) : r_(std::move(r)) {}
-  int rows() const { return PQntuples(r_.get()); }
-  std::string Text(int row, int col) const {
-    return std::string(PQgetvalue(r_.get(), row, col),
-                       static_cast<size_t>(PQgetlength(r_.get(), row, col)));
-  }
-  int64_t Int(int row, int col) const { return std::stoll(Text(row, col)); }
-  // Rows changed by an INSERT/UPDATE/DELETE.
-  int64_t changed() const {
-    const char* n = PQcmdTuples(r_.get());
-    return n != nullptr && *n != '\0' ? std::stoll(n) : 0;
-  }
-
- private:
-  ResultPtr r_;
-};
+using Result = PgResult;
 
 IdentityRecord ReadIdentity(const Result& r, int row) {
   IdentityRecord out;
@@ -98,11 +49,11 @@ constexpr char kKeyColumns[] =
 // unreachable every call fails with Unavailable (never a wrong answer).
 class PostgresStore : public Store {
  public:
-  explicit PostgresStore(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+  explicit PostgresStore(std::string conninfo) : conninfo_(conninfo), pg_(std::move(conninfo)) {}
 
   absl::Status Init() {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(ConnectLocked());
+    RETURN_IF_ERROR(pg_.Connect());
     return MigrateLocked();
   }
 
@@ -415,8 +366,8 @@ class PostgresStore : public Store {
     // Its own connection, LISTENing: the main one is busy with statements.
     bool reconnected = false;
     if (!listen_conn_ || PQstatus(listen_conn_.get()) != CONNECTION_OK) {
-      listen_conn_.reset(Connect(conninfo_));
-      ResultPtr r(listen_conn_ && PQstatus(listen_conn_.get()) == CONNECTION_OK
+      listen_conn_.reset(ConnectPostgres(conninfo_));
+      PgResultPtr r(listen_conn_ && PQstatus(listen_conn_.get()) == CONNECTION_OK
                       ? PQexec(listen_conn_.get(), common::StrCat("LISTEN ", kChannel).c_str())
                       : nullptr);
       if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
@@ -453,79 +404,14 @@ class PostgresStore : public Store {
   }
 
  private:
-  absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    conn_.reset(Connect(conninfo_));
-    if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) {
-      std::string detail = conn_ ? PQerrorMessage(conn_.get()) : "out of memory";
-      conn_.reset();
-      return absl::UnavailableError(
-          common::StrCat("PostgreSQL ", RedactConninfo(conninfo_),
-                         " unreachable: ", std::string(common::StripWhitespace(detail))));
-    }
-    // Every statement must be durable before we acknowledge it, whatever
-    // the database's default says.
-    ResultPtr r(PQexec(conn_.get(), "SET synchronous_commit = on"));
-    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-      return absl::UnavailableError(common::StrCat(
-          "PostgreSQL: ", std::string(common::StripWhitespace(PQerrorMessage(conn_.get())))));
-    }
-    return absl::OkStatus();
-  }
-
-  // Runs one statement with text parameters. A broken connection is reopened
-  // once before the statement (never in the middle of a transaction: a
-  // transaction's statements fail instead, and the caller's retry starts over).
-  absl::StatusOr<Result> ExecLocked(const std::string& sql,
-                                    std::initializer_list<std::string> params,
+  absl::StatusOr<Result> ExecLocked(const std::string& sql, const std::vector<std::string>& params,
                                     std::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!in_transaction_ && (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK)) {
-      RETURN_IF_ERROR(ConnectLocked());
-    }
-    if (!conn_) {
-      return absl::UnavailableError("PostgreSQL connection lost");
-    }
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const std::string& p : params) {
-      values.push_back(p.c_str());
-    }
-    // Without parameters the simple protocol, which also runs a script of
-    // several statements (a migration).
-    ResultPtr r(values.empty()
-                    ? PQexec(conn_.get(), sql.c_str())
-                    : PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()),
-                                   nullptr, values.data(), nullptr, nullptr, 0));
-    ExecStatusType status = PQresultStatus(r.get());
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-      return Result(std::move(r));
-    }
-    const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-    std::string message(common::StripWhitespace(r ? PQresultErrorMessage(r.get()) : ""));
-    if (state != nullptr && std::strcmp(state, kUniqueViolation) == 0) {
-      return absl::AlreadyExistsError(common::StrCat(what, " already exists"));
-    }
-    if (state != nullptr && std::strcmp(state, kForeignKeyViolation) == 0) {
-      return absl::NotFoundError(common::StrCat(what, ": ", message));
-    }
-    if (PQstatus(conn_.get()) != CONNECTION_OK) {
-      return absl::UnavailableError(
-          common::StrCat("PostgreSQL connection lost during ", what, ": ", message));
-    }
-    return absl::InternalError(common::StrCat("PostgreSQL ", what, ": ", message));
+    return pg_.Exec(sql, params, what);
   }
 
   absl::Status TransactionLocked(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    RETURN_IF_ERROR(ExecLocked("BEGIN", {}, "begin").status());
-    in_transaction_ = true;
-    absl::Status s = body();
-    if (s.ok()) {
-      s = ExecLocked("COMMIT", {}, "commit").status();
-    } else if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK) {
-      ExecLocked("ROLLBACK", {}, "rollback").IgnoreError();
-    }
-    in_transaction_ = false;
-    return s;
+    return pg_.Transaction(body);
   }
 
   absl::Status InsertKeyLocked(const KeyRecord& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -595,10 +481,9 @@ class PostgresStore : public Store {
   static constexpr char kChannel[] = "drawbridge_state";
 
   const std::string conninfo_;
-  ConnPtr listen_conn_;  // only WaitForChange's caller uses it
+  PgConnPtr listen_conn_;  // only WaitForChange's caller uses it
   absl::Mutex mu_;
-  ConnPtr conn_ ABSL_GUARDED_BY(mu_);
-  bool in_transaction_ ABSL_GUARDED_BY(mu_) = false;
+  PgSession pg_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

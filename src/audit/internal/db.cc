@@ -185,47 +185,6 @@ absl::StatusOr<bool> HasAuditTables(sqlite3* db) {
   return true;
 }
 
-absl::StatusOr<Record> ReadRecordRow(const Stmt& s) {
-  for (int col : {0, 1, 2}) {
-    if (s.Type(col) != SQLITE_INTEGER) {
-      return absl::DataLossError("an integer column holds a non-integer");
-    }
-  }
-  for (int col = 3; col <= 10; ++col) {
-    if (s.Type(col) != SQLITE_TEXT) {
-      return absl::DataLossError("a text column holds a non-text value");
-    }
-  }
-  Record r;
-  if (s.Int(0) <= 0) {
-    return absl::DataLossError("seq is not positive");
-  }
-  r.seq = static_cast<uint64_t>(s.Int(0));
-  r.time_unix_ms = s.Int(1);
-  int64_t uid = s.Int(2);
-  if (uid < 0 || uid > 1000000) {
-    return absl::DataLossError("class_uid out of range");
-  }
-  r.class_uid = static_cast<int>(uid);
-  r.class_name = s.Text(3);
-  r.activity = s.Text(4);
-  r.outcome = s.Text(5);
-  r.actor = s.Text(6);
-  r.source_address = s.Text(7);
-  std::string details = s.Text(8);
-  r.prev_hash = s.Text(9);
-  r.hash = s.Text(10);
-  auto parsed = ParseDetails(details);
-  if (!parsed.ok()) {
-    return absl::DataLossError(common::StrCat("details: ", parsed.status().message()));
-  }
-  r.details = *std::move(parsed);
-  if (r.details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) != details) {
-    return absl::DataLossError("details are not stored in canonical form");
-  }
-  return r;
-}
-
 absl::StatusOr<Anchor> ReadAnchor(sqlite3* db) {
   Anchor anchor;
   Stmt s(db, "SELECT key, value FROM audit_meta WHERE key IN ('anchor_seq','anchor_hash')");

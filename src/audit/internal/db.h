@@ -21,7 +21,7 @@ inline constexpr int kSchemaVersion = 1;
 // All tables are prefixed audit_ so that the log can share the server's state.db.
 extern const char kSchema[];
 
-// The columns ReadRecordRow expects, in order.
+// The columns of a record row, in order.
 inline constexpr char kRecordColumns[] =
     "seq, time_ms, class_uid, class_name, activity, outcome, actor, source_address, details, "
     "prev_hash, hash";
@@ -66,11 +66,6 @@ absl::Status SqliteError(sqlite3* db, std::string_view what);
 // Whether the database holds an audit log at all; FailedPrecondition if it is of a
 // schema version this binary does not know.
 absl::StatusOr<bool> HasAuditTables(sqlite3* db);
-
-// One audit_records row, strictly: column types as declared, details a strict JSON
-// object stored byte for byte in canonical form (so that what a query shows is
-// exactly what the hash covers).
-absl::StatusOr<Record> ReadRecordRow(const Stmt& s);
 
 struct Anchor {
   uint64_t seq = 0;  // records <= seq were pruned
