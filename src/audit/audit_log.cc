@@ -48,14 +48,14 @@ absl::StatusOr<std::string> Sign(const AuditLogState& st, const std::string& mes
 }
 
 absl::StatusOr<internal::CheckpointRow> MakeCheckpoint(const AuditLogState& st, uint64_t seq,
-                                                      const std::string& hash, int64_t now_ms) {
+                                                       const std::string& hash, int64_t now_ms) {
   ASSIGN_OR_RETURN(std::string sig, Sign(st, internal::CheckpointMessage(seq, hash, now_ms)));
   return internal::CheckpointRow{seq, hash, now_ms, sig};
 }
 
 absl::StatusOr<internal::HeadRow> MakeHead(const AuditLogState& st, uint64_t seq,
-                                           const std::string& hash,
-                                           const internal::Anchor& anchor, int64_t now_ms) {
+                                           const std::string& hash, const internal::Anchor& anchor,
+                                           int64_t now_ms) {
   internal::HeadRow head{seq, hash, anchor.seq, anchor.hash, now_ms, ""};
   ASSIGN_OR_RETURN(head.signature, Sign(st, internal::HeadMessage(head)));
   return head;

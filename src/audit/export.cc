@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <random>
 
-#include "audit/internal/conn.h"
 #include "audit/internal/chain.h"
+#include "audit/internal/conn.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"

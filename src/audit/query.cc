@@ -111,8 +111,8 @@ bool Matches(const Record& r, const QueryFilter& f) {
          IdentityMatches(r, f.identity) && DestinationMatches(r, f.destination);
 }
 
-absl::StatusOr<std::vector<Record>> QueryChains(
-    const std::vector<internal::ChainReader*>& chains, const QueryFilter& filter) {
+absl::StatusOr<std::vector<Record>> QueryChains(const std::vector<internal::ChainReader*>& chains,
+                                                const QueryFilter& filter) {
   // The time range narrows in the storage (indexed); everything else is matched
   // on the parsed record, the same bytes the hash covers.
   internal::ChainReader::Range range;
@@ -126,9 +126,9 @@ absl::StatusOr<std::vector<Record>> QueryChains(
     RETURN_IF_ERROR(chain->ForEachRecord(range, [&](const internal::RawRecord& raw) {
       auto rec = internal::ParseRawRecord(raw);
       if (!rec.ok()) {
-        unreadable = absl::DataLossError(
-            common::StrCat("audit record ", raw.seq, " is unreadable (", rec.status().message(),
-                           "); run `drawbridge audit verify`"));
+        unreadable = absl::DataLossError(common::StrCat("audit record ", raw.seq,
+                                                        " is unreadable (", rec.status().message(),
+                                                        "); run `drawbridge audit verify`"));
         return false;
       }
       if (!Matches(*rec, filter)) {

@@ -58,9 +58,9 @@ absl::Status RegisterSharedAuditChain(const std::string& conninfo, const std::st
   info.replica_id = replica_id;
   ASSIGN_OR_RETURN(info.public_key_pem, pki::PublicKeyToPem(audit_key));
   info.endorser_cert_pem = endorser_cert_pem;
-  ASSIGN_OR_RETURN(std::string sig,
-                   pki::SignJose(endorser_key, internal::EndorsementMessage(
-                                                   replica_id, info.public_key_pem)));
+  ASSIGN_OR_RETURN(
+      std::string sig,
+      pki::SignJose(endorser_key, internal::EndorsementMessage(replica_id, info.public_key_pem)));
   info.endorsement = common::Base64UrlEncode(sig);
   info.created_at = now_unix;
   store::PgSession pg(conninfo);
@@ -76,8 +76,9 @@ absl::StatusOr<std::unique_ptr<AuditLog>> OpenSharedAuditLog(const std::string& 
 
 std::function<absl::StatusOr<std::unique_ptr<internal::ChainReader>>()> SharedChainSource(
     std::string conninfo, std::string replica_id) {
-  return [conninfo = std::move(conninfo), replica_id = std::move(replica_id)]()
-             -> absl::StatusOr<std::unique_ptr<internal::ChainReader>> {
+  return [conninfo = std::move(conninfo),
+          replica_id =
+              std::move(replica_id)]() -> absl::StatusOr<std::unique_ptr<internal::ChainReader>> {
     return internal::PostgresChainReader(conninfo, replica_id);
   };
 }

@@ -120,8 +120,8 @@ class Verifier {
   absl::Status Walk() {
     expected_ = anchor_.seq + 1;
     prev_hash_ = anchor_.hash;
-    RETURN_IF_ERROR(chain_->ForEachRecord(
-        {}, [&](const internal::RawRecord& raw) { return Step(raw); }));
+    RETURN_IF_ERROR(
+        chain_->ForEachRecord({}, [&](const internal::RawRecord& raw) { return Step(raw); }));
     if (!stopped_) {
       walked_to_end_ = true;
       last_seq_ = expected_ - 1;
@@ -142,10 +142,10 @@ class Verifier {
     }
     const uint64_t seq = static_cast<uint64_t>(raw_seq);
     if (seq > expected_) {
-      Fail(expected_, expected_ + 1 == seq
-                          ? common::StrCat("record ", expected_, " is missing (deleted)")
-                          : common::StrCat("records ", expected_, " to ", seq - 1,
-                                           " are missing (deleted)"));
+      Fail(expected_,
+           expected_ + 1 == seq
+               ? common::StrCat("record ", expected_, " is missing (deleted)")
+               : common::StrCat("records ", expected_, " to ", seq - 1, " are missing (deleted)"));
       return false;
     }
     auto rec = internal::ParseRawRecord(raw);
@@ -173,7 +173,8 @@ class Verifier {
       return false;
     }
     if (!self_consistent) {
-      Fail(seq, common::StrCat("record ", seq, " does not match its hash: its content was altered"));
+      Fail(seq,
+           common::StrCat("record ", seq, " does not match its hash: its content was altered"));
       return false;
     }
     if (rec->time_unix_ms < last_time_) {

@@ -82,8 +82,9 @@ int VerifyShared(const LogLocation& loc, bool chain_only, bool json) {
   std::string roots;
   if (!chain_only) {
     if (loc.ca.empty()) {
-      return Fail("give --ca FILE (the deployment's root CA certificate, ca/root.crt of a "
-                  "replica's data directory), or --chain-only");
+      return Fail(
+          "give --ca FILE (the deployment's root CA certificate, ca/root.crt of a "
+          "replica's data directory), or --chain-only");
     }
     auto read = common::ReadFile(loc.ca);
     if (!read.ok()) {
@@ -102,10 +103,14 @@ int VerifyShared(const LogLocation& loc, bool chain_only, bool json) {
     const audit::VerifyResult& r = c.result;
     all_ok = all_ok && c.ok();
     if (json) {
-      nlohmann::json j = {{"replica", c.replica_id},         {"ok", c.ok()},
-                          {"records", r.records},            {"first_seq", r.first_seq},
-                          {"last_seq", r.last_seq},          {"anchor_seq", r.anchor_seq},
-                          {"checkpoints", r.checkpoints},    {"key_endorsed", c.key_endorsed},
+      nlohmann::json j = {{"replica", c.replica_id},
+                          {"ok", c.ok()},
+                          {"records", r.records},
+                          {"first_seq", r.first_seq},
+                          {"last_seq", r.last_seq},
+                          {"anchor_seq", r.anchor_seq},
+                          {"checkpoints", r.checkpoints},
+                          {"key_endorsed", c.key_endorsed},
                           {"head_verified", r.head_verified}};
       if (!r.ok) {
         j["first_bad_seq"] = r.first_bad_seq;
@@ -132,7 +137,8 @@ int VerifyShared(const LogLocation& loc, bool chain_only, bool json) {
       }
       if (r.signatures_checked) {
         std::printf("; key endorsed by the CA; %llu signed checkpoints%s verified",
-                    (unsigned long long)r.checkpoints, r.head_verified ? " and the signed head" : "");
+                    (unsigned long long)r.checkpoints,
+                    r.head_verified ? " and the signed head" : "");
       } else {
         std::printf("; signatures NOT checked (--chain-only)");
       }

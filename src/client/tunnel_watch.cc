@@ -30,6 +30,15 @@ class TunnelWatch::Stream final : public grpc::ClientReadReactor<v1::WatchEvent>
     if (!ok) {
       return;  // OnDone follows with the status
     }
+    if (Draining()) {
+      // Only the tunnels this server still carries matter now; the live
+      // stream (on the new connection) speaks for readiness and lanes.
+      if (event_.has_ended() && watch_->options_.on_ended) {
+        watch_->options_.on_ended(event_.ended().conn_id(), event_.ended().reason().substr(0, 200));
+      }
+      StartRead(&event_);
+      return;
+    }
     if (event_.has_ready()) {
       if (watch_->options_.on_lane_port) {
         watch_->options_.on_lane_port(event_.ready().lane_port());
@@ -46,8 +55,12 @@ class TunnelWatch::Stream final : public grpc::ClientReadReactor<v1::WatchEvent>
       if (watch_->options_.on_goaway) {
         watch_->options_.on_goaway();
       }
-      context_.TryCancel();  // OnDone follows; the loop reconnects at once
-      return;
+      // Keep reading: the loop opens the next stream and keeps this one for
+      // the `ended` events of the tunnels still on this server.
+      {
+        absl::MutexLock lock(&mu_);
+        draining_ = true;
+      }
     }
     StartRead(&event_);
   }
@@ -58,10 +71,24 @@ class TunnelWatch::Stream final : public grpc::ClientReadReactor<v1::WatchEvent>
     done_ = true;
   }
 
-  // True once OnDone ran (waits up to `timeout`).
+  // True once OnDone ran or the server said goaway (waits up to `timeout`).
+  bool WaitDoneOrDraining(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto done_or_draining = [this]()
+                                ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ || draining_; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done_or_draining), timeout);
+  }
   bool WaitDone(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  }
+  bool Draining() {
+    absl::MutexLock lock(&mu_);
+    return draining_;
+  }
+  bool Done() {
+    absl::MutexLock lock(&mu_);
+    return done_;
   }
   grpc::Status status() {
     absl::MutexLock lock(&mu_);
@@ -76,6 +103,7 @@ class TunnelWatch::Stream final : public grpc::ClientReadReactor<v1::WatchEvent>
   v1::WatchEvent event_;
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;  // the server said goaway
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -96,6 +124,34 @@ TunnelWatch::~TunnelWatch() {
     stream->Cancel();
   }
   thread_.join();
+  std::vector<std::shared_ptr<Stream>> draining;
+  {
+    absl::MutexLock lock(&mu_);
+    draining.swap(draining_);
+  }
+  for (const auto& d : draining) {
+    d->Cancel();
+  }
+  for (const auto& d : draining) {
+    d->WaitDone(absl::InfiniteDuration());  // its reactions use this object
+  }
+}
+
+void TunnelWatch::KeepDraining(std::shared_ptr<Stream> stream) {
+  std::shared_ptr<Stream> evicted;
+  {
+    absl::MutexLock lock(&mu_);
+    std::erase_if(draining_, [](const std::shared_ptr<Stream>& d) { return d->Done(); });
+    draining_.push_back(std::move(stream));
+    if (draining_.size() > kMaxDraining) {
+      evicted = draining_.front();
+      draining_.erase(draining_.begin());
+    }
+  }
+  if (evicted) {
+    evicted->Cancel();
+    evicted->WaitDone(absl::InfiniteDuration());
+  }
 }
 
 bool TunnelWatch::WaitReady(std::chrono::milliseconds timeout) {
@@ -121,14 +177,24 @@ void TunnelWatch::Loop() {
       stream_ = stream;
     }
     stream->Start();
-    while (!stream->WaitDone(absl::Milliseconds(250))) {
+    const auto started = std::chrono::steady_clock::now();
+    while (!stream->WaitDoneOrDraining(absl::Milliseconds(250))) {
       absl::MutexLock lock(&mu_);
       if (stopping_) {
         break;
       }
     }
-    stream->Cancel();
-    stream->WaitDone(absl::InfiniteDuration());
+    const bool moved = stream->Draining() && !stream->Done();
+    if (moved) {
+      {
+        absl::MutexLock lock(&mu_);
+        stream_ = nullptr;
+      }
+      KeepDraining(stream);
+    } else {
+      stream->Cancel();
+      stream->WaitDone(absl::InfiniteDuration());
+    }
     bool was_ready = false;
     bool goaway = false;
     {
@@ -156,7 +222,18 @@ void TunnelWatch::Loop() {
       backoff.Reset();
     }
     if (goaway) {
-      continue;  // not an outage: the server asked us to move, on a new connection
+      // Not an outage: the server asked us to move, on a new connection. If
+      // that lands on the same draining server again (one replica, or a
+      // balancer that has not noticed yet), it says goaway at once: pause a
+      // little then, rather than spin.
+      if (std::chrono::steady_clock::now() - started < kQuickGoaway) {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                                 absl::Milliseconds(kQuickGoawayPause.count()))) {
+          return;
+        }
+      }
+      continue;
     }
     const std::chrono::milliseconds wait = backoff.Next();
     absl::MutexLock lock(&mu_);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 
@@ -35,8 +36,10 @@ class TunnelWatch {
     // down (a restarted server may listen elsewhere: lanes wait for its word).
     std::function<void(int lane_port)> on_lane_port;
     // The server is draining (a replica about to stop): the owner opens a new
-    // connection for its next dials (CertManager::Reconnect); this stream
-    // reconnects at once, on the channel `channel` then returns.
+    // connection for its next dials (CertManager::Reconnect); a new stream
+    // opens at once on the channel `channel` then returns. The old stream stays
+    // open until that server ends it: it still names the tunnels the draining
+    // server ends (its shutdown grace), which no other replica knows of.
     std::function<void()> on_goaway;
     std::chrono::milliseconds max_backoff{3000};  // as the agent's Control stream
   };
@@ -52,6 +55,13 @@ class TunnelWatch {
   explicit TunnelWatch(Options options) : options_(std::move(options)) {}
   void Loop();
   void SetReady(bool ready);
+  // Keeps a stream whose server said goaway until that server ends it.
+  void KeepDraining(std::shared_ptr<Stream> stream);
+
+  static constexpr size_t kMaxDraining = 4;
+  // A goaway this soon after the stream opened: pause kQuickGoawayPause first.
+  static constexpr std::chrono::milliseconds kQuickGoaway{1000};
+  static constexpr std::chrono::milliseconds kQuickGoawayPause{200};
 
   const Options options_;
   absl::Mutex mu_;
@@ -59,6 +69,9 @@ class TunnelWatch {
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
   bool goaway_ ABSL_GUARDED_BY(mu_) = false;  // the live stream said goaway
   std::shared_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
+  // Streams to draining servers, kept for their `ended` events (oldest first,
+  // at most kMaxDraining: a server that keeps saying goaway cannot pile them up).
+  std::vector<std::shared_ptr<Stream>> draining_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -11,8 +11,8 @@
 #include "common/files.h"
 #include "common/ip.h"
 #include "common/log.h"
-#include "common/status_macros.h"
 #include "common/random.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "pki/credential.h"
 #include "pki/keys.h"
@@ -221,8 +221,8 @@ absl::StatusOr<std::string> LoadOrCreateReplicaId(const DataDir& dir) {
     std::string id(common::StripWhitespace(text));
     if (id.empty() || id.size() > 64 ||
         id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
-      return absl::InvalidArgumentError(common::StrCat(
-          dir.replica_id, " must hold the replica id: 1-64 of a-z, 0-9 and '-'"));
+      return absl::InvalidArgumentError(
+          common::StrCat(dir.replica_id, " must hold the replica id: 1-64 of a-z, 0-9 and '-'"));
     }
     return id;
   }

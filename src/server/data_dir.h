@@ -40,7 +40,7 @@ struct DataDir {
   std::string admin_credential;
   std::string audit_key;
   std::string audit_public_key;
-  std::string policy;  // where the policy is kept when the server runs without --policy
+  std::string policy;      // where the policy is kept when the server runs without --policy
   std::string replica_id;  // this replica's id on a shared store (names its audit chain)
 };
 

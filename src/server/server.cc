@@ -91,8 +91,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     RETURN_IF_ERROR(audit::RegisterSharedAuditChain(
         s->config_.store, s->replica_id_, s->pki_.audit_key.get(),
         s->pki_.ca->material().intermediate_key.get(),
-        pki::CertToPem(s->pki_.ca->material().intermediate_cert.get()),
-        options.clock->NowUnix()));
+        pki::CertToPem(s->pki_.ca->material().intermediate_cert.get()), options.clock->NowUnix()));
     ASSIGN_OR_RETURN(s->audit_,
                      audit::OpenSharedAuditLog(s->config_.store, s->replica_id_, audit_options));
     export_options.source = audit::SharedChainSource(s->config_.store, s->replica_id_);

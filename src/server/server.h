@@ -140,7 +140,7 @@ class Server final : public AdminBackend {
   std::unique_ptr<DiagnosticsService> diagnostics_;
   std::string policy_file_;
   std::string database_;
-  std::string replica_id_;  // shared store: DATA_DIR/replica-id (membership, audit chain)
+  std::string replica_id_;       // shared store: DATA_DIR/replica-id (membership, audit chain)
   absl::Mutex policy_write_mu_;  // serialises SetPolicy and ReloadPolicy
   std::string policy_text_ ABSL_GUARDED_BY(policy_write_mu_);  // the YAML in force
   const common::Clock* clock_ = common::Clock::Real();

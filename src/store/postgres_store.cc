@@ -368,8 +368,8 @@ class PostgresStore : public Store {
     if (!listen_conn_ || PQstatus(listen_conn_.get()) != CONNECTION_OK) {
       listen_conn_.reset(ConnectPostgres(conninfo_));
       PgResultPtr r(listen_conn_ && PQstatus(listen_conn_.get()) == CONNECTION_OK
-                      ? PQexec(listen_conn_.get(), common::StrCat("LISTEN ", kChannel).c_str())
-                      : nullptr);
+                        ? PQexec(listen_conn_.get(), common::StrCat("LISTEN ", kChannel).c_str())
+                        : nullptr);
       if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
         listen_conn_.reset();
         std::this_thread::sleep_for(timeout);

@@ -22,6 +22,7 @@ ulimit -n 8192 2>/dev/null || true  # the slowloris case holds 1,000 connections
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 use_work_dir adversarial-test
+use_test_store
 D="$WORK/data"
 SERVER_LOG="$WORK/server.log"
 
@@ -60,7 +61,8 @@ client_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$CLIENT_PID/status"; }
 # ---------------------------------------------------------------------------
 section "setup: server, agent, client; one allowed destination, one secret one"
 # ---------------------------------------------------------------------------
-run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SP"
+run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SP" \
+  "${TEST_STORE_ARGS[@]}"
 [[ $LAST_RC -eq 0 ]] || { show_last; abort "server init"; }
 cat >"$D/policy.yaml" <<EOF
 rules:

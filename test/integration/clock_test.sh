@@ -37,6 +37,7 @@ if [[ -z $FAKETIME_LIB ]]; then
 fi
 
 use_work_dir clock-test
+use_test_store
 D="$WORK/data"
 SERVER_LOG="$WORK/server.log"
 CLOCK="$WORK/server-clock"  # libfaketime's offset for the server, e.g. "+7200"
@@ -112,7 +113,8 @@ audit_count() {  # audit_count ARGS...: records matching an offline audit query
 section "setup: server (under libfaketime), agent, client, destination"
 # ---------------------------------------------------------------------------
 echo "+0" >"$CLOCK"
-run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT"
+run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT" \
+  "${TEST_STORE_ARGS[@]}"
 [[ $LAST_RC -eq 0 ]] || { show_last; abort "server init"; }
 cat >"$D/policy.yaml" <<EOF
 rules:

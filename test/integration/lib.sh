@@ -281,12 +281,36 @@ use_work_dir() {
   trap 'exit 143' TERM
 }
 
+# The store a single-node suite's server uses, as arguments for `server init`:
+# none (the embedded SQLite default) unless DRAWBRIDGE_TEST_STORE=postgres; then
+# `--store URI` of a fresh database in a private PostgreSQL cluster started here
+# (pg_lib.sh) and removed on exit. ctest runs some suites both ways (the
+# *_postgres entries), so single-node behaviour is checked against each store.
+# A cluster that cannot start aborts the suite, never a silent fallback.
+TEST_STORE_ARGS=()
+use_test_store() {
+  [[ ${DRAWBRIDGE_TEST_STORE:-sqlite} == postgres ]] || return 0
+  # shellcheck source-path=SCRIPTDIR source=pg_lib.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/pg_lib.sh"
+  require_tools runuser
+  TEST_STORE_ARGS=(--store "postgres-not-started")
+  if ! start_postgres || ! pg_createdb drawbridge; then
+    echo "error: DRAWBRIDGE_TEST_STORE=postgres but PostgreSQL did not start" >&2
+    exit 2
+  fi
+  TEST_STORE_ARGS=(--store "$(pg_uri drawbridge)")
+  echo "store: PostgreSQL ($PG_DIR)"
+}
+
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 _cleanup_work_dir() {
   stop_started_processes
   _release_ports
   if declare -F extra_cleanup >/dev/null; then
     extra_cleanup
+  fi
+  if [[ -n ${TEST_STORE_ARGS[*]:-} ]]; then
+    cleanup_postgres
   fi
   if [[ ${KEEP_WORK:-0} == 1 ]]; then
     echo "work dir kept: $WORK"

@@ -23,6 +23,7 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HELPERS="$SRC/test/integration/helpers"
 use_work_dir ops-test
+use_test_store
 D="$WORK/data"
 SERVER_LOG="$WORK/server.log"
 
@@ -113,7 +114,8 @@ assert d['panels'] and all(p['targets'] for p in d['panels'])"
 # ---------------------------------------------------------------------------
 section "2. setup: server, two agents, three clients, echo backends"
 # ---------------------------------------------------------------------------
-run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT"
+run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT" \
+  "${TEST_STORE_ARGS[@]}"
 [[ $LAST_RC -eq 0 ]] || { show_last; abort "server init"; }
 # An export target, so that its lag is a metric too.
 sed -i '/^# The tamper-evident audit trail/,$d' "$D/server.yaml"
@@ -140,8 +142,13 @@ expect_eq "/readyz is 200 (store, CA, listener)" "$(cat "$LAST")" "200"
 run curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$METRICS_PORT/metrics"
 expect_eq "the metrics listener refuses other methods (405)" "$(cat "$LAST")" "405"
 run "${ADMIN[@]}" policy set -f policy-both.yaml
-expect_contains "admin policy set: validated and kept in the data dir" "$LAST" \
-  "Policy set: 2 rule\(s\), kept in $D/policy.yaml"
+if [[ -n ${TEST_STORE_ARGS[*]} ]]; then
+  expect_contains "admin policy set: validated and kept in the shared store" "$LAST" \
+    "Policy set: 2 rule\(s\), kept in the shared store \(every replica\)"
+else
+  expect_contains "admin policy set: validated and kept in the data dir" "$LAST" \
+    "Policy set: 2 rule\(s\), kept in $D/policy.yaml"
+fi
 expect_exit "admin policy set refuses an invalid policy" 1 "${ADMIN[@]}" policy set -f /dev/null
 expect_contains "  ... naming the problem" "$LAST" 'error: /dev/null: '
 

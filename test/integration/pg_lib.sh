@@ -4,6 +4,7 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/pg_lib.sh"
 #   start_postgres            # initdb + pg_ctl start; sets PG_DIR
 #   pg_createdb NAME          # prints nothing; the database's URI is $(pg_uri NAME)
+#   pg_sql DB SQL             # psql -c, as the cluster's owner
 #   pg_stop / pg_start        # an outage (immediate stop, as a crash) and the return
 #   cleanup_postgres          # from the script's extra_cleanup
 #   retarget CRED OUT PORT    # a credential copy that dials another replica or a balancer
@@ -62,6 +63,12 @@ pg_stop() {
 }
 
 pg_uri() { echo "postgresql:///$1?host=$PG_DIR&port=$PG_PORT&user=$PG_USER"; }
+
+# pg_sql DB SQL: runs SQL (as someone with write access to the database would).
+pg_sql() {
+  _pg_run "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U "$PG_USER" \
+    -d "$1" -c "$2"
+}
 
 pg_createdb() {
   _pg_run "$PG_BIN/createdb" -h "$PG_DIR" -p "$PG_PORT" -U "$PG_USER" "$1"

@@ -21,6 +21,7 @@ unset DRAWBRIDGE_CREDENTIALS DRAWBRIDGE_KEK_FILE
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
 use_work_dir tunnel-test
+use_test_store
 D="$WORK/data"           # the server's data directory
 SERVER_LOG="$WORK/server.log"
 AGENT1_LOG="$WORK/agent1.log"
@@ -135,7 +136,8 @@ write_policy "$POLICY" "$RULE_WEB" "$RULE_SSH_DENY" "$RULE_REBIND"
 # ---------------------------------------------------------------------------
 section "1. setup: server, identities, backends, agents, client"
 # ---------------------------------------------------------------------------
-run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT"
+run "$BIN" server init --data-dir "$D" --trust-domain example.com --listen "127.0.0.1:$SERVER_PORT" \
+  "${TEST_STORE_ARGS[@]}"
 [[ $LAST_RC -eq 0 && -f $D/admin.json ]] || { show_last; abort "server init"; }
 
 start_bg "$SERVER_LOG" "$BIN" server --data-dir "$D" --policy "$POLICY" --metrics-listen 127.0.0.1:0

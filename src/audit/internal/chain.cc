@@ -44,9 +44,9 @@ absl::StatusOr<std::vector<Record>> ChainReader::ReadAfter(uint64_t after_seq, s
   absl::Status read = ForEachRecord(range, [&](const RawRecord& raw) {
     auto r = ParseRawRecord(raw);
     if (!r.ok()) {
-      parse_error = absl::DataLossError(
-          common::StrCat("audit record ", raw.seq, " is unreadable (", r.status().message(),
-                         "); run `drawbridge audit verify`"));
+      parse_error = absl::DataLossError(common::StrCat("audit record ", raw.seq, " is unreadable (",
+                                                       r.status().message(),
+                                                       "); run `drawbridge audit verify`"));
       return false;
     }
     out.push_back(*std::move(r));

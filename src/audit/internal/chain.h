@@ -68,7 +68,7 @@ class ChainWriter {
   // The newest record older than `before_ms` that can anchor the rest: with
   // `signed_only`, one a signed checkpoint vouches for (same hash).
   virtual absl::StatusOr<std::optional<Anchor>> FindPrunePoint(int64_t before_ms,
-                                                              bool signed_only) = 0;
+                                                               bool signed_only) = 0;
   // Deletes records <= anchor.seq and checkpoints before it, records the anchor
   // and writes `head` (if any), in one transaction. Returns the records deleted.
   virtual absl::StatusOr<uint64_t> Prune(const Anchor& anchor,
@@ -94,7 +94,7 @@ class ChainReader {
   struct Range {
     int64_t from_ms = std::numeric_limits<int64_t>::min();  // time_ms >= from_ms
     int64_t to_ms = std::numeric_limits<int64_t>::max();    // time_ms < to_ms
-    uint64_t after_seq = 0;                                  // seq > after_seq
+    uint64_t after_seq = 0;                                 // seq > after_seq
   };
   // In seq order until `fn` returns false.
   virtual absl::Status ForEachRecord(const Range& range,

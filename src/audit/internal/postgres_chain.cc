@@ -40,14 +40,15 @@ constexpr char kHeadSelect[] =
 
 absl::Status UpsertHead(PgSession& pg, const std::string& replica, const HeadRow& h) {
   return pg
-      .Exec("INSERT INTO audit_heads(replica_id, seq, hash, anchor_seq, anchor_hash, time_ms, "
-            "signature) VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT(replica_id) DO UPDATE SET "
-            "seq=EXCLUDED.seq, hash=EXCLUDED.hash, anchor_seq=EXCLUDED.anchor_seq, "
-            "anchor_hash=EXCLUDED.anchor_hash, time_ms=EXCLUDED.time_ms, "
-            "signature=EXCLUDED.signature",
-            {replica, Num(h.seq), h.hash, Num(h.anchor_seq), h.anchor_hash, Num(h.time_ms),
-             h.signature},
-            "audit head")
+      .Exec(
+          "INSERT INTO audit_heads(replica_id, seq, hash, anchor_seq, anchor_hash, time_ms, "
+          "signature) VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT(replica_id) DO UPDATE SET "
+          "seq=EXCLUDED.seq, hash=EXCLUDED.hash, anchor_seq=EXCLUDED.anchor_seq, "
+          "anchor_hash=EXCLUDED.anchor_hash, time_ms=EXCLUDED.time_ms, "
+          "signature=EXCLUDED.signature",
+          {replica, Num(h.seq), h.hash, Num(h.anchor_seq), h.anchor_hash, Num(h.time_ms),
+           h.signature},
+          "audit head")
       .status();
 }
 
@@ -103,8 +104,8 @@ class PgChainWriter : public ChainWriter {
     return pg_.Transaction([&]() -> absl::Status {
       for (size_t start = 0; start < batch.records.size(); start += kInsertChunk) {
         const size_t end = std::min(batch.records.size(), start + kInsertChunk);
-        std::string sql = common::StrCat("INSERT INTO audit_records(replica_id, ", kRecordColumns,
-                                         ") VALUES ");
+        std::string sql =
+            common::StrCat("INSERT INTO audit_records(replica_id, ", kRecordColumns, ") VALUES ");
         std::vector<std::string> params;
         params.reserve((end - start) * 12);
         for (size_t i = start; i < end; ++i) {
@@ -140,7 +141,7 @@ class PgChainWriter : public ChainWriter {
   }
 
   absl::StatusOr<std::optional<Anchor>> FindPrunePoint(int64_t before_ms,
-                                                      bool signed_only) override {
+                                                       bool signed_only) override {
     ASSIGN_OR_RETURN(
         PgResult r,
         pg_.Exec(signed_only
@@ -164,10 +165,9 @@ class PgChainWriter : public ChainWriter {
                        pg_.Exec("DELETE FROM audit_records WHERE replica_id=$1 AND seq <= $2",
                                 {replica_, Num(anchor.seq)}, "audit prune"));
       deleted = static_cast<uint64_t>(del.changed());
-      RETURN_IF_ERROR(
-          pg_.Exec("DELETE FROM audit_checkpoints WHERE replica_id=$1 AND seq < $2",
-                   {replica_, Num(anchor.seq)}, "audit checkpoint prune")
-              .status());
+      RETURN_IF_ERROR(pg_.Exec("DELETE FROM audit_checkpoints WHERE replica_id=$1 AND seq < $2",
+                               {replica_, Num(anchor.seq)}, "audit checkpoint prune")
+                          .status());
       RETURN_IF_ERROR(pg_.Exec("UPDATE audit_chains SET anchor_seq=$2, anchor_hash=$3 WHERE "
                                "replica_id=$1",
                                {replica_, Num(anchor.seq), anchor.hash}, "audit anchor")
@@ -219,8 +219,7 @@ class PgChainReader : public ChainReader {
                                            "audit_checkpoints WHERE replica_id=$1 ORDER BY seq",
                                            {replica_}, "audit checkpoints"));
     for (int i = 0; i < r.rows(); ++i) {
-      fn(CheckpointRow{static_cast<uint64_t>(r.Int(i, 0)), r.Text(i, 1), r.Int(i, 2),
-                       r.Text(i, 3)},
+      fn(CheckpointRow{static_cast<uint64_t>(r.Int(i, 0)), r.Text(i, 1), r.Int(i, 2), r.Text(i, 3)},
          /*well_formed=*/true);  // the columns' types are enforced
     }
     return absl::OkStatus();
@@ -236,8 +235,7 @@ class PgChainReader : public ChainReader {
                                    " FROM audit_records WHERE replica_id=$1 AND time_ms >= $2 "
                                    "AND time_ms < $3 AND seq > $4 ORDER BY seq LIMIT ",
                                    kPage),
-                    {replica_, Num(range.from_ms), Num(range.to_ms), Num(after)},
-                    "audit records"));
+                    {replica_, Num(range.from_ms), Num(range.to_ms), Num(after)}, "audit records"));
       for (int i = 0; i < r.rows(); ++i) {
         RawRecord raw;
         raw.seq = r.Int(i, 0);
@@ -263,10 +261,9 @@ class PgChainReader : public ChainReader {
   }
 
   absl::StatusOr<uint64_t> LastSeq() override {
-    ASSIGN_OR_RETURN(PgResult r,
-                     pg_->Exec("SELECT COALESCE(MAX(seq), 0) FROM audit_records WHERE "
-                               "replica_id=$1",
-                               {replica_}, "last audit seq"));
+    ASSIGN_OR_RETURN(PgResult r, pg_->Exec("SELECT COALESCE(MAX(seq), 0) FROM audit_records WHERE "
+                                           "replica_id=$1",
+                                           {replica_}, "last audit seq"));
     return static_cast<uint64_t>(r.Int(0, 0));
   }
 
@@ -296,18 +293,21 @@ absl::Status RegisterChain(PgSession* pg, const ChainInfo& info) {
             "a new id (remove DATA_DIR/replica-id) to start a new chain, keeping the old one "
             "verifiable"));
       }
-      return pg->Exec("UPDATE audit_chains SET endorser_cert_pem=$2, endorsement=$3 WHERE "
-                      "replica_id=$1",
-                      {info.replica_id, info.endorser_cert_pem, info.endorsement},
-                      "audit chain endorsement")
+      return pg
+          ->Exec(
+              "UPDATE audit_chains SET endorser_cert_pem=$2, endorsement=$3 WHERE "
+              "replica_id=$1",
+              {info.replica_id, info.endorser_cert_pem, info.endorsement},
+              "audit chain endorsement")
           .status();
     }
     return pg
-        ->Exec("INSERT INTO audit_chains(replica_id, public_key_pem, endorser_cert_pem, "
-               "endorsement, anchor_seq, anchor_hash, created_at) VALUES($1,$2,$3,$4,0,$5,$6)",
-               {info.replica_id, info.public_key_pem, info.endorser_cert_pem, info.endorsement,
-                std::string(kGenesisHash), Num(info.created_at)},
-               "audit chain")
+        ->Exec(
+            "INSERT INTO audit_chains(replica_id, public_key_pem, endorser_cert_pem, "
+            "endorsement, anchor_seq, anchor_hash, created_at) VALUES($1,$2,$3,$4,0,$5,$6)",
+            {info.replica_id, info.public_key_pem, info.endorser_cert_pem, info.endorsement,
+             std::string(kGenesisHash), Num(info.created_at)},
+            "audit chain")
         .status();
   });
 }

@@ -149,7 +149,7 @@ class SqliteChainWriter : public ChainWriter {
   }
 
   absl::StatusOr<std::optional<Anchor>> FindPrunePoint(int64_t before_ms,
-                                                      bool signed_only) override {
+                                                       bool signed_only) override {
     sqlite3* db = db_.get();
     Stmt q(db, signed_only ? "SELECT r.seq, r.hash FROM audit_checkpoints c JOIN audit_records r "
                              "ON r.seq = c.seq WHERE r.time_ms < ? AND r.hash = c.hash "
@@ -172,7 +172,7 @@ class SqliteChainWriter : public ChainWriter {
                                  const std::optional<HeadRow>& head) override {
     sqlite3* db = db_.get();
     uint64_t deleted = 0;
-    RETURN_IF_ERROR(Transaction(db, [&]() -> absl::Status {
+    auto prune = [&]() -> absl::Status {
       Stmt del(db, "DELETE FROM audit_records WHERE seq <= ?");
       RETURN_IF_ERROR(del.Prepared());
       del.Bind(1, static_cast<int64_t>(anchor.seq));
@@ -188,7 +188,8 @@ class SqliteChainWriter : public ChainWriter {
         RETURN_IF_ERROR(WriteHead(write_head_, db, *head));
       }
       return absl::OkStatus();
-    }));
+    };
+    RETURN_IF_ERROR(Transaction(db, prune));
     return deleted;
   }
 
