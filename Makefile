@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test test-release test-asan fuzz bench bench-quick soak format clean
+.PHONY: all deps build demo test test-release test-asan fuzz bench bench-quick soak format clean package sbom
 
 all: build
 
@@ -20,6 +20,17 @@ build: deps $(BUILD)/CMakeCache.txt
 
 demo: build
 	./$(BUILD)/drawbridge demo
+
+# The .deb (binary, hardened systemd units, docs) and the container runtime tree,
+# from the Release binary, without a container engine (docs/packaging.md).
+package: build
+	bash scripts/package.sh $(BUILD)/drawbridge $(BUILD)/package
+
+# CycloneDX 1.5 SBOM of the Release binary: every linked library with its Debian
+# package version and dpkg's checksum (scripts/sbom.py); validated in make test.
+sbom: build
+	python3 scripts/sbom.py $(BUILD)/drawbridge $(BUILD)/drawbridge.cdx.json
+	node test/deploy/validate_sbom.js $(BUILD)/drawbridge.cdx.json
 
 # Release and ASan+UBSan builds, each running the whole suite, then a short fuzz pass.
 test: test-release test-asan fuzz

@@ -27,6 +27,10 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
   server->add_option("--store", serve->store_override,
                      "postgres:// URI of the state shared by replicas (overrides server.yaml's "
                      "store; default: state.db in the data directory)");
+  server->add_option("--lane-listen", serve->lane_listen_override,
+                     "Data port for tunnel bytes: \"auto\" (a free port on --listen's host), "
+                     "HOST:PORT (a fixed port, for firewalls and Kubernetes Services), or \"off\" "
+                     "(overrides server.yaml's lane_listen)");
   server->add_option("--policy", serve->policy_file,
                      "Policy YAML (reloaded on SIGHUP); without it every dial is denied");
   serve->metrics_listen = "";  // server.yaml's `metrics_listen` unless the flag says otherwise
@@ -87,8 +91,30 @@ void RegisterServerCommands(CLI::App& app, Action* run) {
                    "postgres:// URI for identities, keys and certificates (default: state.db in "
                    "the data directory). If the store holds a CA already, this server joins it "
                    "as a replica: give it the first one's KEK (DRAWBRIDGE_KEK_FILE)");
-  init->callback([opts, run] {
-    *run = [opts] {
+  auto skip_existing = std::make_shared<bool>(false);
+  init->add_flag("--skip-existing", *skip_existing,
+                 "A data directory already initialised (its server.yaml present, for the same "
+                 "trust domain) is left as it is and this exits 0: for a service's start command "
+                 "or an init container that runs at every start");
+  init->callback([opts, run, skip_existing] {
+    *run = [opts, skip_existing] {
+      if (*skip_existing) {
+        server::DataDir existing(opts->data_dir);
+        if (common::PathExists(existing.config)) {
+          auto config = server::LoadConfig(existing.config);
+          if (!config.ok()) {
+            return Fail(config.status());
+          }
+          if (config->trust_domain != opts->trust_domain) {
+            return Fail(absl::FailedPreconditionError(common::StrCat(
+                opts->data_dir, " is initialised for trust domain ", config->trust_domain, ", not ",
+                opts->trust_domain, "; left as it is")));
+          }
+          std::printf("%s is already initialised (trust domain %s); left as it is.\n",
+                      opts->data_dir.c_str(), config->trust_domain.c_str());
+          return kExitOk;
+        }
+      }
       absl::Status s = server::InitDataDir(*opts);
       if (!s.ok()) {
         return Fail(s);

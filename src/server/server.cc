@@ -46,6 +46,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     s->config_.store = options.store_override;
     RETURN_IF_ERROR(ValidateConfig(s->config_));
   }
+  if (!options.lane_listen_override.empty()) {
+    s->config_.lane_listen = options.lane_listen_override;
+    RETURN_IF_ERROR(ValidateConfig(s->config_));  // "off", "auto" or HOST:PORT
+  }
   ASSIGN_OR_RETURN(s->store_,
                    store::OpenStore(s->config_.store.empty() ? dir.database : s->config_.store));
   RETURN_IF_ERROR(CheckSharedCa(dir, s->config_, s->store_.get()));
