@@ -390,6 +390,9 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
     std::perror("socketpair");
     return 1;
   }
+  // Outlives `io`: the bridge leaves it from its destructor, after its socket
+  // (registered with `io`) is gone.
+  tunnel::BridgeSet bridges;
   asio::io_context io;
   asio::ip::tcp::socket socket(asio::make_strand(io));
   asio::error_code ec;
@@ -403,6 +406,7 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
   opts.open.mutable_open()->set_destination(destination);
   opts.open.mutable_open()->set_agent(agent_selector);
   opts.expect_result = true;
+  opts.set = &bridges;
   opts.on_result = [&](const v1::DialResult& r) {
     absl::MutexLock lock(&mu);
     result = r.code();
@@ -468,6 +472,11 @@ int RunStdio(const pki::Credential& credential, const std::string& destination,
     absl::MutexLock lock(&mu);
     mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(5));
   }
+  // on_done runs inside the bridge's last gRPC reaction, which still holds the
+  // bridge: wait until it is destroyed (its socket with it) before `io` stops
+  // and goes, or that destructor would touch a freed io_context (seen as an
+  // ASan heap-use-after-free when the dial was refused).
+  bridges.CancelAllAndWait(std::chrono::seconds(5));
   io.stop();
   io_thread.join();
   absl::MutexLock lock(&mu);

@@ -445,6 +445,8 @@ if [[ $((${n200:-0} + ${n429:-0})) -eq 600 && ${n200:-0} -ge 100 && ${n200:-0} -
   pass "the flood gets its burst and rate (at most $most in ${secs} s), and the rest is refused (HTTP 429)"
 else
   fail "the flood gets its burst and rate, and the rest is refused (HTTP 429)" "$(head -1 flood.txt); at most $most allowed"
+  kill -0 "$FLOOD_PID" 2>/dev/null || echo "       the flooding client is no longer running"
+  show_log "the flooding client's log" "$WORK/flood-client.log" 40
 fi
 expect_contains "  ... with a clear error" flood.txt '^refusal drawbridge: too many new connections from this client.*rate limit'
 expect_contains "another client is served during the flood" flood.txt '^user 200$'

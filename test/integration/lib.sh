@@ -162,13 +162,35 @@ summary_and_exit() {
 # listener then fails to bind while the first one's clients talk to the wrong
 # process. A claim is a directory (mkdir is atomic), removed when the script exits;
 # claims older than an hour are from a killed run and are taken over.
+#
+# The ports come from below the kernel's ephemeral range: a process binding
+# port 0 (the server's lane listener on "auto") or connecting out gets an
+# ephemeral port, which must never be one claimed here for a listener started
+# later (seen: the lane listener took the port chosen for a client, whose bind
+# then failed while the test's CONNECTs reached the lane port).
 PORT_CLAIMS="${TMPDIR:-/tmp}/drawbridge-port-claims"
+_EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {  # called as $(free_port), a subshell: the claim records $$, the script
   local p
   mkdir -p "$PORT_CLAIMS"
   find "$PORT_CLAIMS" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {} + 2>/dev/null || true
   while true; do
-    p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    p=$(python3 - "$_EPHEMERAL_LOW" <<'PY'
+import random, socket, sys
+low = max(int(sys.argv[1]), 12000)
+while True:
+    p = random.randrange(10000, low)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+PY
+)
     if mkdir "$PORT_CLAIMS/$p" 2>/dev/null; then
       echo "$$" >"$PORT_CLAIMS/$p/owner"
       echo "$p"
@@ -181,6 +203,17 @@ _release_ports() {
   for d in "$PORT_CLAIMS"/*/; do
     [[ -f ${d}owner && $(cat "${d}owner" 2>/dev/null) == "$$" ]] && rm -rf "$d"
   done
+  return 0
+}
+
+# log_time FILE PATTERN: when the last line of drawbridge log FILE matching
+# PATTERN was written, in epoch seconds (the log's own UTC timestamp); empty
+# when no line matches. Measures from a server's own moment (e.g. a change
+# committed) rather than from a CLI's start, which under ASan takes seconds.
+log_time() {
+  local ts
+  ts=$(grep -E "$2" "$1" 2>/dev/null | tail -n 1 | cut -d' ' -f1)
+  [[ -n $ts ]] && date -d "$ts" +%s.%N
   return 0
 }
 
