@@ -57,29 +57,6 @@ void PrintIdentity(const v1::IdentityInfo& id) {
   PrintKeyTable(id.keys());
 }
 
-// A new credential for `identity`, pointing at the same server and CA as the admin's.
-struct NewCredential {
-  pki::Credential credential;
-  std::string public_key_pem;
-};
-
-absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
-                                             const std::string& identity_text,
-                                             const std::string& algorithm) {
-  NewCredential n;
-  ASSIGN_OR_RETURN(n.credential.identity, pki::ParseIdentity(identity_text));
-  ASSIGN_OR_RETURN(n.credential.algorithm, pki::ParseJoseName(algorithm));
-  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::GenerateKey(n.credential.algorithm));
-  ASSIGN_OR_RETURN(n.credential.key_id, pki::KeyIdOf(key.get()));
-  ASSIGN_OR_RETURN(n.credential.private_key_pem, pki::PrivateKeyToPem(key.get()));
-  ASSIGN_OR_RETURN(n.public_key_pem, pki::PublicKeyToPem(key.get()));
-  n.credential.trust_domain = admin.trust_domain;
-  n.credential.server_address = admin.server_address;
-  n.credential.server_name = admin.server_name;
-  n.credential.ca_bundle_pem = admin.ca_bundle_pem;
-  return n;
-}
-
 // Writes the credential before the server learns the key, and deletes it again if
 // the server refuses: a registered key whose private half was lost is worse than
 // a file to clean up.

@@ -6,6 +6,7 @@
 
 #include "common/process.h"
 #include "common/status_macros.h"
+#include "pki/keys.h"
 
 namespace drawbridge::cli {
 
@@ -23,6 +24,23 @@ absl::StatusOr<Session> Connect(const AdminFlags& f) {
   ASSIGN_OR_RETURN(s.certs, enroll::CertManager::Create(opts));
   s.stub = v1::Admin::NewStub(s.certs->Channel());
   return s;
+}
+
+absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
+                                             const std::string& identity_text,
+                                             const std::string& algorithm) {
+  NewCredential n;
+  ASSIGN_OR_RETURN(n.credential.identity, pki::ParseIdentity(identity_text));
+  ASSIGN_OR_RETURN(n.credential.algorithm, pki::ParseJoseName(algorithm));
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::GenerateKey(n.credential.algorithm));
+  ASSIGN_OR_RETURN(n.credential.key_id, pki::KeyIdOf(key.get()));
+  ASSIGN_OR_RETURN(n.credential.private_key_pem, pki::PrivateKeyToPem(key.get()));
+  ASSIGN_OR_RETURN(n.public_key_pem, pki::PublicKeyToPem(key.get()));
+  n.credential.trust_domain = admin.trust_domain;
+  n.credential.server_address = admin.server_address;
+  n.credential.server_name = admin.server_name;
+  n.credential.ca_bundle_pem = admin.ca_bundle_pem;
+  return n;
 }
 
 absl::Status Call(const grpc::Status& st) {

@@ -66,6 +66,16 @@ absl::Status CallAdmin(const AdminFlags& f,
   return Call(((*session->stub).*method)(ctx.get(), request, response));
 }
 
+// A new credential for `identity` (a fresh key pair of `algorithm`), pointing
+// at the same server and CA as the admin's; the server learns only its public key.
+struct NewCredential {
+  pki::Credential credential;
+  std::string public_key_pem;
+};
+absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
+                                             const std::string& identity_text,
+                                             const std::string& algorithm);
+
 // agents, sessions, policy and audit tail under `admin`.
 void RegisterAdminOperations(CLI::App* admin, std::shared_ptr<AdminFlags> flags, Action* run);
 

@@ -16,6 +16,7 @@ void RegisterAgentCommand(CLI::App& app, Action* run);
 void RegisterClientCommand(CLI::App& app, Action* run);
 void RegisterDemoCommand(CLI::App& app, Action* run);
 void RegisterAuditCommands(CLI::App& app, Action* run);
+void RegisterPostureCommand(CLI::App& app, Action* run);
 
 // Entry point used by app/main.cc.
 int Main(int argc, char** argv);

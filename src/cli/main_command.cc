@@ -39,6 +39,7 @@ int Main(int argc, char** argv) {
   RegisterClientCommand(app, &run);
   RegisterDemoCommand(app, &run);
   RegisterAuditCommands(app, &run);
+  RegisterPostureCommand(app, &run);
 
   try {
     app.parse(argc, argv);
