@@ -37,7 +37,7 @@ PACKAGES=(
   sqlite3 postgresql
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-tidy
   curl procps iproute2
   libfaketime
   openssh-server openssh-client python3

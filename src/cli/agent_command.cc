@@ -5,6 +5,7 @@
 #include "cli/util.h"
 #include "common/log.h"
 #include "common/process.h"
+#include "common/strings.h"
 #include "pki/credential.h"
 #include "yaml-cpp/yaml.h"
 
@@ -25,7 +26,7 @@ absl::Status ReadAgentConfig(const std::string& path, std::vector<std::string>* 
         continue;
       }
       if (key != "allow") {
-        return absl::InvalidArgumentError(path + ": unknown setting \"" + key + "\"");
+        return absl::InvalidArgumentError(common::StrCat(path, ": unknown setting \"", key, "\""));
       }
       for (const auto& entry : kv.second) {
         allow->push_back(entry.as<std::string>());

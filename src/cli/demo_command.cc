@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <thread>
 #include <tuple>
@@ -143,9 +144,10 @@ absl::StatusOr<pki::Credential> NewIdentity(server::Server& srv, const pki::Cred
   c.identity = *pki::ParseIdentity(identity);
   c.key_id = *pki::KeyIdOf(key->get());
   c.private_key_pem = *pki::PrivateKeyToPem(key->get());
+  const int64_t now = std::time(nullptr);  // keys' age is checked (posture IAM-03)
   absl::Status s = srv.directory()->CreateIdentity(
-      {identity, true, {}, 0, 0},
-      {c.key_id, identity, "ES256", *pki::PublicKeyToPem(key->get()), 0, 0});
+      {identity, true, {"127.0.0.1/32"}, now, now},  // bound to where it runs (posture IAM-02)
+      {c.key_id, identity, "ES256", *pki::PublicKeyToPem(key->get()), now, 0});
   if (s.ok()) {
     s = pki::SaveCredentialFile(out_path, c);
   }
@@ -166,6 +168,9 @@ int RunDemo(bool wait) {
                                    "/drawbridge-demo-", ::getpid());
   std::string data = dir + "/server";
   PrivateHttpServer private_http;
+  // Stands in for the team's alerting: the server posts alerts here (posture MON-01
+  // checks that a webhook is configured and reachable).
+  PrivateHttpServer alert_webhook;
   const int server_port = FreeLoopbackPort();
   const int proxy_port = FreeLoopbackPort();
   const int denied_port = FreeLoopbackPort();
@@ -180,6 +185,22 @@ int RunDemo(bool wait) {
   if (absl::Status s = server::InitDataDir(init); !s.ok()) {
     return Fail(s);
   }
+  {
+    const std::string config_path = server::DataDir(data).config;
+    auto text = common::ReadFile(config_path);
+    const std::string commented =
+        "  # alerts:\n  #   webhook: \"https://alerts.example.com/drawbridge\"\n";
+    const size_t at = text.ok() ? text->find(commented) : std::string::npos;
+    if (at == std::string::npos) {
+      return Fail("server init wrote no alerts section to edit");
+    }
+    text->replace(at, commented.size(),
+                  common::StrCat("  alerts:\n    webhook: \"http://127.0.0.1:",
+                                 alert_webhook.port(), "/alerts\"\n"));
+    if (absl::Status s = common::WriteFileAtomic(config_path, *text, 0600); !s.ok()) {
+      return Fail(s);
+    }
+  }
   std::string policy = common::StrCat(
       "rules:\n  - name: demo-client-to-private-web\n    clients: [\"client/demo\"]\n"
       "    agents: [\"agent/demo\"]\n    destinations: [\"",
@@ -187,8 +208,10 @@ int RunDemo(bool wait) {
   if (absl::Status s = common::WriteFileAtomic(dir + "/policy.yaml", policy, 0600); !s.ok()) {
     return Fail(s);
   }
-  std::printf("    data dir %s\n    policy: client/demo may reach %s through agent/demo\n",
-              data.c_str(), private_target.c_str());
+  std::printf(
+      "    data dir %s\n    policy: client/demo may reach %s through agent/demo\n"
+      "    alerts: posted to a webhook on 127.0.0.1:%d (a stand-in, in this process)\n",
+      data.c_str(), private_target.c_str(), alert_webhook.port());
 
   Step("server: TLS 1.3 only, one port for enrollment, agents and clients");
   server::ServerOptions sopts;
@@ -275,9 +298,10 @@ int RunDemo(bool wait) {
       "  curl --socks5-hostname 127.0.0.1:%d http://%s/\n"
       "  ./build/drawbridge admin --credentials %s/admin.json identity list\n"
       "  ./build/drawbridge audit query --data-dir %s --class network_activity\n"
-      "  ./build/drawbridge audit verify --data-dir %s/agent\n",
+      "  ./build/drawbridge audit verify --data-dir %s/agent\n"
+      "  ./build/drawbridge posture --credentials %s/admin.json --data-dir %s\n",
       proxy_port, private_target.c_str(), proxy_port, private_target.c_str(), data.c_str(),
-      data.c_str(), dir.c_str());
+      data.c_str(), dir.c_str(), data.c_str(), data.c_str());
   std::fflush(stdout);
   if (wait) {
     BlockTerminationSignals();

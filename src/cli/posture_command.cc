@@ -144,9 +144,8 @@ TlsProbe ProbeTls(const std::string& address, int min_version, int max_version, 
         static const char kPreface[] =
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
         char buf[256];
-        if (SSL_write(ssl, kPreface, sizeof(kPreface) - 1) <= 0) {
-          p.error = OpenSslError();
-        } else if (SSL_read(ssl, buf, sizeof(buf)) > 0) {
+        if (SSL_write(ssl, kPreface, sizeof(kPreface) - 1) > 0 &&
+            SSL_read(ssl, buf, sizeof(buf)) > 0) {
           p.answered = true;
         } else {
           p.error = OpenSslError();

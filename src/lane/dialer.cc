@@ -116,10 +116,11 @@ LaneDialer::~LaneDialer() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
   pool_.clear();
-  maintenance_timer_.cancel();
-  maintenance_timer_.cancel();
+  // The error_code overloads: a destructor must not throw.
+  asio::error_code ignored;
+  maintenance_timer_.cancel(ignored);
   if (retry_timer_) {
-    retry_timer_->cancel();
+    retry_timer_->cancel(ignored);
   }
 }
 

@@ -63,7 +63,7 @@ struct ServerOptions {
 class Server final : public AdminBackend {
  public:
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
-  ~Server();
+  ~Server() override;
 
   int port() const { return port_; }
   const ServerConfig& config() const { return config_; }

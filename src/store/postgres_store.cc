@@ -88,6 +88,7 @@ class PostgresStore : public Store {
                                                          " FROM identities ORDER BY identity"),
                                           {}, "identity list"));
     std::vector<IdentityRecord> out;
+    out.reserve(static_cast<size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back(ReadIdentity(r, i));
     }
@@ -136,6 +137,7 @@ class PostgresStore : public Store {
                                   " FROM keys WHERE identity=$1 ORDER BY created_at, key_id"),
                    {identity}, "key list"));
     std::vector<KeyRecord> out;
+    out.reserve(static_cast<size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back(ReadKey(r, i));
     }
@@ -244,6 +246,7 @@ class PostgresStore : public Store {
                    "make_interval(secs => $1::DOUBLE PRECISION / 1000) ORDER BY id",
                    {std::to_string(max_age.count())}, "replica list"));
     std::vector<ReplicaRecord> out;
+    out.reserve(static_cast<size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back(ReplicaRecord{r.Text(i, 0), r.Text(i, 1), r.Int(i, 2), r.Int(i, 3)});
     }
@@ -275,6 +278,7 @@ class PostgresStore : public Store {
                                           "AND requested_at >= $1 ORDER BY requested_at, conn_id",
                                           {std::to_string(since)}, "session kill list"));
     std::vector<SessionKillRecord> out;
+    out.reserve(static_cast<size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back({r.Text(i, 0), r.Text(i, 1), r.Int(i, 2), r.Text(i, 3), r.Text(i, 4)});
     }
@@ -344,6 +348,7 @@ class PostgresStore : public Store {
                                                "key_id"),
                                 {}, "key list"));
     std::vector<KeyRecord> out;
+    out.reserve(static_cast<size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back(ReadKey(r, i));
     }

@@ -245,4 +245,23 @@ expect_contains "  ... saying so" "$LAST" 'data-dir'
 run "$BIN" posture --data-dir "$D"
 expect_eq "no credentials: usage error (2)" "$LAST_RC" 2
 
+# ---------------------------------------------------------------------------
+section "8. make demo's deployment passes too"
+# ---------------------------------------------------------------------------
+start_bg "$WORK/demo.log" "$BIN" demo
+DEMO_PID=$BG_PID
+if wait_for_count "$WORK/demo.log" 'Try it yourself' 1 60 "$DEMO_PID"; then
+  DEMO_DATA=$(sed -n 's/^ *data dir \(.*\)$/\1/p' "$WORK/demo.log" | head -1)
+  run "$BIN" posture --credentials "$DEMO_DATA/admin.json" --data-dir "$DEMO_DATA"
+  expect_eq "posture on the running demo exits 0" "$LAST_RC" 0
+  [[ $LAST_RC -eq 0 ]] || grep -A3 'FAIL$' "$LAST" | sed -e 's/^/       | /'
+  expect_contains "  ... its report says PASS" "$LAST" '^- result: \*\*PASS\*\*'
+  expect_contains "  ... the demo's alert webhook is reachable" "$LAST" "webhook's host .* accepts connections"
+  expect_contains "  ... and its identities are bound to CIDRs" "$LAST" 'every one is bound to source CIDRs'
+else
+  fail "the demo runs" "$(tail -5 "$WORK/demo.log")"
+fi
+kill -TERM "$DEMO_PID" 2>/dev/null || true
+wait_for_exit "$DEMO_PID" 20 || true
+
 summary_and_exit

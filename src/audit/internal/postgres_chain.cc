@@ -339,6 +339,7 @@ absl::StatusOr<std::vector<ChainInfo>> PostgresChains::List() {
                             "created_at FROM audit_chains ORDER BY created_at, replica_id",
                             {}, "audit chains"));
   std::vector<ChainInfo> out;
+  out.reserve(static_cast<size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) {
     out.push_back({r.Text(i, 0), r.Text(i, 1), r.Text(i, 2), r.Text(i, 3), r.Int(i, 4)});
   }
