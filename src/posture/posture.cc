@@ -59,6 +59,16 @@ std::string BroadDestination(const policy::DestinationPattern& d) {
   return "";
 }
 
+// "" when neither group nor others have any access; else the mode and `want`.
+std::string GroupOrOtherAccess(uint32_t mode, std::string_view want) {
+  if ((mode & 077) == 0) {
+    return "";
+  }
+  char octal[8];
+  std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
+  return common::StrCat("mode ", octal, ": group or others have access (want ", want, ")");
+}
+
 }  // namespace
 
 std::string_view StatusName(Status s) {
@@ -213,24 +223,14 @@ std::string KeyFileModeProblem(uint32_t mode) {
   if (!S_ISREG(mode)) {
     return "not a regular file";
   }
-  if ((mode & 077) != 0) {
-    char octal[8];
-    std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
-    return common::StrCat("mode ", octal, ": group or others have access (want 0600 or 0400)");
-  }
-  return "";
+  return GroupOrOtherAccess(mode, "0600 or 0400");
 }
 
 std::string KeyDirModeProblem(uint32_t mode) {
   if (!S_ISDIR(mode)) {
     return "not a directory";
   }
-  if ((mode & 077) != 0) {
-    char octal[8];
-    std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
-    return common::StrCat("mode ", octal, ": group or others have access (want 0700)");
-  }
-  return "";
+  return GroupOrOtherAccess(mode, "0700");
 }
 
 bool LooksSealed(std::string_view bytes) {
