@@ -28,6 +28,7 @@
 #include "common/strings.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "lane/tls_context.h"
+#include "nlohmann/json.hpp"
 #include "posture/posture.h"
 #include "server/config.h"
 #include "server/data_dir.h"
@@ -697,12 +698,16 @@ void CheckAuditContent(const server::DataDir& dir, const server::ServerConfig& c
     if (rec.time_unix_ms < drill.started_unix_ms) {
       continue;
     }
+    // Read without throwing: a record's details are whatever the log holds.
+    static const nlohmann::json kNone;
+    auto at = [](const nlohmann::json& j, const char* key) -> const nlohmann::json& {
+      auto it = j.is_object() ? j.find(key) : j.end();
+      return j.is_object() && it != j.end() ? *it : kNone;
+    };
     const auto& d = rec.details;
     if (rec.activity == "admin_change" && rec.actor == admin_identity &&
-        d.value("method", "") == "DisableIdentity" && d.value("target", "") == drill.identity &&
-        d.contains("before") && d.contains("after") && d["before"].is_object() &&
-        d["after"].is_object() && d["before"].value("enabled", false) &&
-        !d["after"].value("enabled", true)) {
+        at(d, "method") == "DisableIdentity" && at(d, "target") == drill.identity &&
+        at(at(d, "before"), "enabled") == true && at(at(d, "after"), "enabled") == false) {
       change_logged = true;
     }
     if (rec.activity == "deny" && rec.actor == drill.identity) {
