@@ -478,9 +478,16 @@ TEST_P(TunnelTest, StalledReaderKeepsMemoryBounded) {
   std::printf("stalled reader: destination wrote %.1f MiB before stalling; RSS grew %ld KiB\n",
               static_cast<double>(last) / kMiB, rss_after - rss_before);
   EXPECT_GE(still, 4) << "the destination never stalled: no backpressure";
-  // Kernel socket buffers on four sockets plus two HTTP/2 windows; far below
-  // what an unbounded relay would queue in 25 s of loopback speed.
+  // Kernel socket buffers on the path (autotuned up to tcp_rmem/tcp_wmem's max,
+  // 6 + 4 MiB, on each of four connections) plus two HTTP/2 windows, which
+  // gRPC's BDP probe grows: far below what an unbounded relay would queue in 25 s
+  // of loopback speed (gigabytes). Under ASan the slower relay lets autotuning
+  // grow further (seen once: 81 MiB in CI), so its bound is looser.
+#if defined(__SANITIZE_ADDRESS__)
+  EXPECT_LT(last, 160 * kMiB);
+#else
   EXPECT_LT(last, 64 * kMiB);
+#endif
 #if !defined(__SANITIZE_ADDRESS__)
   // Not under ASan: its quarantine keeps freed chunks resident (up to 256 MiB),
   // so RSS there follows the bytes relayed, not what is live (seen: 112-207 MiB
