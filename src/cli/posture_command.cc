@@ -118,6 +118,7 @@ TlsProbe ProbeTls(const std::string& address, int min_version, int max_version, 
   SSL* ssl = nullptr;
   BIO_get_ssl(bio, &ssl);
   BIO_set_conn_hostname(bio, address.c_str());
+  // On an SSL BIO, BIO_do_connect makes the TCP connection and the handshake.
   if (BIO_do_connect(bio) <= 0) {
     // Either the TCP connect or the handshake failed: tell them apart.
     int fd = -1;
@@ -126,31 +127,27 @@ TlsProbe ProbeTls(const std::string& address, int min_version, int max_version, 
     p.error = OpenSslError();
   } else {
     p.connected = true;
-    int fd = SSL_get_fd(ssl);
-    timeval tv{3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (BIO_do_handshake(bio) <= 0) {
-      p.error = OpenSslError();
-    } else {
-      p.handshake = true;
-      p.version = SSL_get_version(ssl);
-      if (X509* cert = SSL_get1_peer_certificate(ssl)) {
-        p.cert_not_before = AsnTime(X509_get0_notBefore(cert));
-        p.cert_not_after = AsnTime(X509_get0_notAfter(cert));
-        X509_free(cert);
-      }
-      if (speak) {
-        // The client preface and an empty SETTINGS frame.
-        static const char kPreface[] =
-            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-        char buf[256];
-        if (SSL_write(ssl, kPreface, sizeof(kPreface) - 1) > 0 &&
-            SSL_read(ssl, buf, sizeof(buf)) > 0) {
-          p.answered = true;
-        } else {
-          p.error = OpenSslError();
-        }
+    p.handshake = true;
+    p.version = SSL_get_version(ssl);
+    if (X509* cert = SSL_get1_peer_certificate(ssl)) {
+      p.cert_not_before = AsnTime(X509_get0_notBefore(cert));
+      p.cert_not_after = AsnTime(X509_get0_notAfter(cert));
+      X509_free(cert);
+    }
+    if (speak) {
+      int fd = SSL_get_fd(ssl);
+      timeval tv{3, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+      // The client preface and an empty SETTINGS frame.
+      static const char kPreface[] =
+          "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+      char buf[256];
+      if (SSL_write(ssl, kPreface, sizeof(kPreface) - 1) > 0 &&
+          SSL_read(ssl, buf, sizeof(buf)) > 0) {
+        p.answered = true;
+      } else {
+        p.error = OpenSslError();
       }
     }
   }
