@@ -15,6 +15,27 @@
 #include "pki/keys.h"
 
 namespace drawbridge::agent {
+namespace {
+
+constexpr char kSealingKey[] = "audit-sealing.key";
+
+absl::StatusOr<common::PKeyPtr> LoadOrCreateSealingKey(const std::string& path) {
+  if (common::PathExists(path)) {
+    ASSIGN_OR_RETURN(mode_t mode, common::FileMode(path));
+    if ((mode & 077) != 0) {
+      return absl::PermissionDeniedError(
+          common::StrCat(path, " is readable by group or others; run chmod 600 ", path));
+    }
+    ASSIGN_OR_RETURN(std::string pem, common::ReadFile(path));
+    return pki::PrivateKeyFromPem(pem);
+  }
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::GenerateKey(pki::KeyAlgorithm::kEs256));
+  ASSIGN_OR_RETURN(std::string pem, pki::PrivateKeyToPem(key.get()));
+  RETURN_IF_ERROR(common::WriteFileAtomic(path, pem, 0600));
+  return key;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalAudit>> LocalAudit::Open(const std::string& data_dir,
                                                              const pki::Credential& credential) {
@@ -32,7 +53,13 @@ absl::StatusOr<std::unique_ptr<LocalAudit>> LocalAudit::Open(const std::string& 
                        "; give each agent (and each instance of one identity) its own --data-dir"));
   }
 
-  ASSIGN_OR_RETURN(a->key_, pki::PrivateKeyFromPem(credential.private_key_pem));
+  if (credential.uses_workload_token()) {
+    // No credential key to sign with: a key of the data directory's own, which
+    // proves nothing to the server and only seals this log.
+    ASSIGN_OR_RETURN(a->key_, LoadOrCreateSealingKey(common::JoinPath(data_dir, kSealingKey)));
+  } else {
+    ASSIGN_OR_RETURN(a->key_, pki::PrivateKeyFromPem(credential.private_key_pem));
+  }
   ASSIGN_OR_RETURN(std::string public_pem, pki::PublicKeyToPem(a->key_.get()));
   const std::string db = common::JoinPath(data_dir, kAgentAuditDb);
   const std::string pub = common::JoinPath(data_dir, kAgentAuditPub);

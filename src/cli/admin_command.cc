@@ -7,6 +7,7 @@
 #include "cli/admin_session.h"
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/files.h"
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -14,6 +15,7 @@
 #include "enroll/cert_manager.h"
 #include "pki/credential.h"
 #include "pki/keys.h"
+#include "pki/workload_trust.h"
 
 namespace drawbridge::cli {
 namespace {
@@ -71,6 +73,77 @@ absl::Status WriteThenRegister(const std::string& out, const pki::Credential& cr
   return s;
 }
 
+// The trust the --oidc-* flags describe, files read.
+absl::StatusOr<v1::WorkloadTrust> TrustFromFlags(const AdminFlags& f) {
+  if (f.oidc_subject.empty()) {
+    return absl::InvalidArgumentError(
+        "--oidc-subject is required with --oidc-issuer (the token's exact \"sub\", e.g. "
+        "system:serviceaccount:NAMESPACE:SERVICEACCOUNT)");
+  }
+  v1::WorkloadTrust t;
+  t.set_issuer(f.oidc_issuer);
+  t.set_subject(f.oidc_subject);
+  t.set_audience(f.oidc_audience);
+  t.set_jwks_uri(f.oidc_jwks_uri);
+  if (!f.oidc_jwks_file.empty()) {
+    ASSIGN_OR_RETURN(std::string jwks, common::ReadFile(f.oidc_jwks_file));
+    t.set_jwks_json(jwks);
+  }
+  if (!f.oidc_ca_file.empty()) {
+    ASSIGN_OR_RETURN(std::string ca, common::ReadFile(f.oidc_ca_file));
+    t.set_ca_bundle_pem(ca);
+  }
+  // Checked here too, so a mistake is named before anything is written.
+  RETURN_IF_ERROR(pki::ValidateWorkloadTrust({t.issuer(), t.subject(), t.audience(), t.jwks_uri(),
+                                              t.jwks_json(), t.ca_bundle_pem()}));
+  return t;
+}
+
+// `identity create --oidc-issuer ...`: the identity trusts an external token
+// issuer; the file written holds no secret, only where and how to enroll.
+int WorkloadIdentityCreate(const AdminFlags& f, const Session& session) {
+  auto trust = TrustFromFlags(f);
+  if (!trust.ok()) {
+    return Fail(trust.status());
+  }
+  pki::Credential bootstrap;
+  auto identity = pki::ParseIdentity(f.identity);
+  if (!identity.ok()) {
+    return Fail(identity.status());
+  }
+  bootstrap.identity = *identity;
+  bootstrap.trust_domain = session.credential.trust_domain;
+  bootstrap.server_address = session.credential.server_address;
+  bootstrap.server_name = session.credential.server_name;
+  bootstrap.ca_bundle_pem = session.credential.ca_bundle_pem;
+  bootstrap.token_file = f.token_file;
+  v1::CreateIdentityRequest req;
+  req.set_identity(f.identity);
+  *req.mutable_workload_trust() = *trust;
+  for (const auto& c : f.cidrs) {
+    req.add_cidrs(c);
+  }
+  v1::CreateIdentityResponse resp;
+  absl::Status s = WriteThenRegister(f.out, bootstrap, [&] {
+    auto ctx = Ctx();
+    return Call(session.stub->CreateIdentity(ctx.get(), req, &resp));
+  });
+  if (!s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+  } else {
+    std::printf(
+        "Created %s (workload trust %s: issuer %s, subject %s, audience %s).\n"
+        "%s holds no secret: the %s enrolls with the token in %s.\n",
+        resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.oidc_issuer.c_str(),
+        f.oidc_subject.c_str(), f.oidc_audience.c_str(), f.out.c_str(),
+        std::string(pki::KindName(identity->kind)).c_str(), f.token_file.c_str());
+  }
+  return kExitOk;
+}
+
 int IdentityCreate(const AdminFlags& f) {
   if (f.out.empty()) {
     return Fail("--out FILE is required: where to write the new credential");
@@ -78,6 +151,9 @@ int IdentityCreate(const AdminFlags& f) {
   auto session = Connect(f);
   if (!session.ok()) {
     return Fail(session.status());
+  }
+  if (!f.oidc_issuer.empty()) {
+    return WorkloadIdentityCreate(f, *session);
   }
   auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
   if (!cred.ok()) {
@@ -155,7 +231,32 @@ int IdentitySetEnabled(const AdminFlags& f, bool enabled) {
   return kExitOk;
 }
 
+// `key add --oidc-issuer ...`: another trusted issuer (or a new subject).
+int TrustAdd(const AdminFlags& f) {
+  auto trust = TrustFromFlags(f);
+  if (!trust.ok()) {
+    return Fail(trust.status());
+  }
+  v1::AddKeyRequest req;
+  req.set_identity(f.identity);
+  *req.mutable_workload_trust() = *trust;
+  v1::KeyInfo resp;
+  if (absl::Status s = CallAdmin(f, &v1::Admin::Stub::AddKey, req, &resp); !s.ok()) {
+    return Fail(s);
+  }
+  if (f.json) {
+    PrintJson(resp);
+  } else {
+    std::printf("Added workload trust %s to %s (issuer %s, subject %s).\n", resp.key_id().c_str(),
+                resp.identity().c_str(), f.oidc_issuer.c_str(), f.oidc_subject.c_str());
+  }
+  return kExitOk;
+}
+
 int KeyAdd(const AdminFlags& f) {
+  if (!f.oidc_issuer.empty()) {
+    return TrustAdd(f);
+  }
   if (f.out.empty()) {
     return Fail("--out FILE is required: where to write the credential with the new key");
   }
@@ -217,6 +318,37 @@ int KeyRemove(const AdminFlags& f) {
   return kExitOk;
 }
 
+void AddWorkloadTrustFlags(CLI::App* cmd, AdminFlags* f, bool with_token_file) {
+  const char* group = "Workload identity (instead of a key; docs/enrollment.md)";
+  cmd->add_option("--oidc-issuer", f->oidc_issuer,
+                  "Trust tokens from this issuer (its exact \"iss\", https://...)")
+      ->group(group);
+  cmd->add_option("--oidc-subject", f->oidc_subject,
+                  "... for this exact \"sub\" (system:serviceaccount:NS:SA)")
+      ->group(group);
+  cmd->add_option("--oidc-audience", f->oidc_audience, "... with this audience in \"aud\"")
+      ->group(group)
+      ->capture_default_str();
+  auto* uri = cmd->add_option("--oidc-jwks-uri", f->oidc_jwks_uri,
+                              "The issuer's JWKS URL (default: from its OIDC discovery document)")
+                  ->group(group);
+  cmd->add_option("--oidc-jwks-file", f->oidc_jwks_file,
+                  "The issuer's JWKS itself, for clusters the server cannot reach")
+      ->group(group)
+      ->excludes(uri)
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--oidc-ca-file", f->oidc_ca_file,
+                  "CA bundle for the issuer's HTTPS (default: the system roots)")
+      ->group(group)
+      ->check(CLI::ExistingFile);
+  if (with_token_file) {
+    cmd->add_option("--token-file", f->token_file,
+                    "Where the workload finds its token (written into the credential)")
+        ->group(group)
+        ->capture_default_str();
+  }
+}
+
 }  // namespace
 
 void RegisterAdminCommands(CLI::App& app, Action* run) {
@@ -245,6 +377,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   create->add_option("--algorithm", f->algorithm, "Credential key algorithm")
       ->check(CLI::IsMember({"ES256", "EdDSA"}))
       ->capture_default_str();
+  AddWorkloadTrustFlags(create, f.get(), /*with_token_file=*/true);
   bind(create, IdentityCreate);
   auto* list = identity->add_subcommand("list", "List identities");
   list->add_option("--kind", f->kind, "Only this kind")
@@ -267,10 +400,12 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   key->fallthrough();
   auto* add = key->add_subcommand("add", "Add a key and write a credential that uses it");
   add->add_option("identity", f->identity, "KIND/NAME")->required();
-  add->add_option("--out", f->out, "Where to write the credential file (0600)")->required();
+  add->add_option("--out", f->out,
+                  "Where to write the credential file (0600); required unless --oidc-issuer");
   add->add_option("--algorithm", f->algorithm, "Credential key algorithm")
       ->check(CLI::IsMember({"ES256", "EdDSA"}))
       ->capture_default_str();
+  AddWorkloadTrustFlags(add, f.get(), /*with_token_file=*/false);
   bind(add, KeyAdd);
   auto* klist = key->add_subcommand("list", "List the keys of an identity");
   klist->add_option("identity", f->identity, "KIND/NAME")->required();

@@ -26,6 +26,14 @@ struct AdminFlags {
   std::string algorithm = "ES256";
   std::string kind;
   std::string key_id;
+  // workload trust (identity create / key add with --oidc-issuer)
+  std::string oidc_issuer;
+  std::string oidc_subject;
+  std::string oidc_audience = "drawbridge";
+  std::string oidc_jwks_uri;
+  std::string oidc_jwks_file;
+  std::string oidc_ca_file;
+  std::string token_file = "/var/run/secrets/tokens/drawbridge";
   // sessions / policy / audit tail
   std::string session_id;
   std::string file;

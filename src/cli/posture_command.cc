@@ -405,7 +405,8 @@ void CheckIdentities(const PostureArgs& args, const v1::ListIdentitiesResponse& 
       }
     }
     for (const v1::KeyInfo& k : id.keys()) {
-      if (k.removed_unix() != 0) {
+      // A workload trust is no static credential: its tokens rotate at the issuer.
+      if (k.removed_unix() != 0 || k.has_workload_trust()) {
         continue;
       }
       ++keys;

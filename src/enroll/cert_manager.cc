@@ -3,9 +3,11 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <thread>
 
 #include "common/backoff.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/status_macros.h"
@@ -15,6 +17,7 @@
 #include "pki/certs.h"
 #include "pki/jwt.h"
 #include "pki/keys.h"
+#include "pki/workload_token.h"
 
 namespace drawbridge::enroll {
 namespace {
@@ -50,6 +53,27 @@ std::shared_ptr<grpc::Channel> MakeChannel(const pki::Credential& credential,
 
 absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+// The token in a workload token file, without surrounding whitespace.
+absl::StatusOr<std::string> ReadWorkloadToken(const std::string& path) {
+  auto text = common::ReadFile(path);
+  if (!text.ok()) {
+    return absl::FailedPreconditionError(
+        common::StrCat("cannot read the workload token file: ", text.status().message()));
+  }
+  std::string_view token = *text;
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+    token.remove_suffix(1);
+  }
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) {
+    token.remove_prefix(1);
+  }
+  if (token.empty() || token.size() > pki::kMaxWorkloadTokenBytes) {
+    return absl::FailedPreconditionError(common::StrCat(
+        "the workload token file ", path, " is empty or larger than 16 KiB"));
+  }
+  return std::string(token);
 }
 
 }  // namespace
@@ -124,22 +148,29 @@ std::string CertManager::CurrentPrivateKeyPemForTesting() const {
 
 absl::Status CertManager::RenewNow() {
   const pki::Credential& cred = options_.credential;
-  ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::PrivateKeyFromPem(cred.private_key_pem));
   ASSIGN_OR_RETURN(common::PKeyPtr tls_key, pki::GenerateKey(options_.tls_key_algorithm));
   ASSIGN_OR_RETURN(std::string csr, pki::CreateCsrDer(tls_key.get()));
-  pki::EnrollmentClaims claims;
-  claims.subject = cred.identity.ToString();
-  claims.audience = cred.trust_domain;
-  claims.issued_at = options_.clock->NowUnix();
-  claims.expires_at = claims.issued_at + 120;
-  claims.token_id = common::RandomHex(16);
-  ASSIGN_OR_RETURN(claims.tls_key_thumbprint, pki::JwkThumbprint(tls_key.get()));
-  ASSIGN_OR_RETURN(std::string token,
-                   pki::SignEnrollmentToken(signing_key.get(), cred.key_id, claims));
-
+  const std::string subject = cred.identity.ToString();
   v1::EnrollRequest request;
-  request.set_token(token);
   request.set_csr_der(csr);
+  if (cred.uses_workload_token()) {
+    // Read again every time: the issuer (kubelet, a cloud agent) rotates it.
+    ASSIGN_OR_RETURN(std::string token, ReadWorkloadToken(cred.token_file));
+    request.set_workload_token(std::move(token));
+    request.set_identity(subject);
+  } else {
+    ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::PrivateKeyFromPem(cred.private_key_pem));
+    pki::EnrollmentClaims claims;
+    claims.subject = subject;
+    claims.audience = cred.trust_domain;
+    claims.issued_at = options_.clock->NowUnix();
+    claims.expires_at = claims.issued_at + 120;
+    claims.token_id = common::RandomHex(16);
+    ASSIGN_OR_RETURN(claims.tls_key_thumbprint, pki::JwkThumbprint(tls_key.get()));
+    ASSIGN_OR_RETURN(std::string token,
+                     pki::SignEnrollmentToken(signing_key.get(), cred.key_id, claims));
+    request.set_token(std::move(token));
+  }
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
@@ -147,7 +178,7 @@ absl::Status CertManager::RenewNow() {
   grpc::Status status = stub->Enroll(&ctx, request, &response);
   if (!status.ok()) {
     return absl::Status(FromGrpc(status).code(),
-                        common::StrCat("enrollment of ", claims.subject, " at ",
+                        common::StrCat("enrollment of ", subject, " at ",
                                        cred.server_address, " failed: ", status.error_message()));
   }
   // Trust only what chains to the CA we pinned, and only a certificate for our key.

@@ -57,10 +57,20 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
   ASSIGN_OR_RETURN(c.identity, ParseIdentity(identity));
   ASSIGN_OR_RETURN(c.trust_domain, Field(j, "trust_domain"));
   RETURN_IF_ERROR(ValidateTrustDomain(c.trust_domain));
-  ASSIGN_OR_RETURN(c.key_id, Field(j, "key_id"));
-  ASSIGN_OR_RETURN(std::string alg, Field(j, "algorithm"));
-  ASSIGN_OR_RETURN(c.algorithm, ParseJoseName(alg));
-  ASSIGN_OR_RETURN(c.private_key_pem, Field(j, "private_key_pem"));
+  ASSIGN_OR_RETURN(c.token_file, Field(j, "token_file", /*required=*/false));
+  if (c.uses_workload_token()) {
+    if (j.contains("private_key_pem") || j.contains("key_id")) {
+      return Bad("a credential with \"token_file\" holds no key");
+    }
+    if (c.token_file.front() != '/' || c.token_file.size() > 4096) {
+      return Bad("\"token_file\" must be an absolute path");
+    }
+  } else {
+    ASSIGN_OR_RETURN(c.key_id, Field(j, "key_id"));
+    ASSIGN_OR_RETURN(std::string alg, Field(j, "algorithm"));
+    ASSIGN_OR_RETURN(c.algorithm, ParseJoseName(alg));
+    ASSIGN_OR_RETURN(c.private_key_pem, Field(j, "private_key_pem"));
+  }
   ASSIGN_OR_RETURN(c.server_address, Field(j, "server_address"));
   ASSIGN_OR_RETURN(c.server_name, Field(j, "server_name", /*required=*/false));
   ASSIGN_OR_RETURN(c.ca_bundle_pem, Field(j, "ca_bundle_pem"));
@@ -69,6 +79,12 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
   }
   if (c.server_name.empty()) {
     c.server_name = HostOf(c.server_address);
+  }
+  if (!CertsFromPem(c.ca_bundle_pem).ok()) {
+    return Bad("\"ca_bundle_pem\" holds no certificate");
+  }
+  if (c.uses_workload_token()) {
+    return c;
   }
   auto key = PrivateKeyFromPem(c.private_key_pem);
   if (!key.ok()) {
@@ -81,9 +97,6 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
   if (key_id != c.key_id) {
     return Bad("\"key_id\" does not match the private key");
   }
-  if (!CertsFromPem(c.ca_bundle_pem).ok()) {
-    return Bad("\"ca_bundle_pem\" holds no certificate");
-  }
   return c;
 }
 
@@ -91,25 +104,29 @@ std::string SerializeCredential(const Credential& c) {
   json j = {{"version", 1},
             {"identity", c.identity.ToString()},
             {"trust_domain", c.trust_domain},
-            {"key_id", c.key_id},
-            {"algorithm", std::string(JoseName(c.algorithm))},
-            {"private_key_pem", c.private_key_pem},
             {"server_address", c.server_address},
             {"server_name", c.server_name},
             {"ca_bundle_pem", c.ca_bundle_pem}};
+  if (c.uses_workload_token()) {
+    j["token_file"] = c.token_file;
+  } else {
+    j["key_id"] = c.key_id;
+    j["algorithm"] = std::string(JoseName(c.algorithm));
+    j["private_key_pem"] = c.private_key_pem;
+  }
   return j.dump(2) + "\n";
 }
 
 absl::StatusOr<Credential> LoadCredentialFile(const std::string& path) {
   ASSIGN_OR_RETURN(mode_t mode, common::FileMode(path));
-  if ((mode & 077) != 0) {
-    return absl::PermissionDeniedError(common::StrCat(
-        "credential file ", path, " is readable by group or others; run chmod 600 ", path));
-  }
   ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
   auto c = ParseCredential(text);
   if (!c.ok()) {
     return absl::Status(c.status().code(), common::StrCat(path, ": ", c.status().message()));
+  }
+  if ((mode & 077) != 0 && !c->uses_workload_token()) {
+    return absl::PermissionDeniedError(common::StrCat(
+        "credential file ", path, " is readable by group or others; run chmod 600 ", path));
   }
   return c;
 }

@@ -24,6 +24,12 @@ struct Credential {
   std::string server_address;  // HOST:PORT to dial
   std::string server_name;     // name to verify in the server certificate; default: HOST
   std::string ca_bundle_pem;   // pinned roots; no system roots are ever used
+  // Workload identity (docs/enrollment.md): instead of a key, a file holding a
+  // token from an issuer the identity trusts, read again at every enrollment.
+  // Such a credential holds no secret (key_id and private_key_pem are empty).
+  std::string token_file;
+
+  bool uses_workload_token() const { return !token_file.empty(); }
 };
 
 // Strict parse: every field present and well-formed, the private key matching the
@@ -31,7 +37,8 @@ struct Credential {
 absl::StatusOr<Credential> ParseCredential(std::string_view json_text);
 std::string SerializeCredential(const Credential& credential);
 
-// Refuses files that group or others can read (like ssh does for identity files).
+// Refuses files holding a key that group or others can read (like ssh does for
+// identity files); a workload credential holds no secret and may be shared.
 absl::StatusOr<Credential> LoadCredentialFile(const std::string& path);
 // Writes with mode 0600; refuses to replace an existing file.
 absl::Status SaveCredentialFile(const std::string& path, const Credential& credential);

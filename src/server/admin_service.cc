@@ -10,6 +10,7 @@
 #include "common/strings.h"
 #include "pki/identity.h"
 #include "pki/keys.h"
+#include "pki/workload_trust.h"
 #include "server/audit_events.h"
 #include "server/services.h"
 
@@ -22,6 +23,31 @@ void FillKey(const store::KeyRecord& k, v1::KeyInfo* out) {
   out->set_algorithm(k.algorithm);
   out->set_created_unix(k.created_at);
   out->set_removed_unix(k.removed_at);
+  if (k.algorithm == pki::kWorkloadTrustAlgorithm) {
+    if (auto t = pki::ParseWorkloadTrust(k.public_key_pem); t.ok()) {
+      v1::WorkloadTrust* w = out->mutable_workload_trust();
+      w->set_issuer(t->issuer);
+      w->set_subject(t->subject);
+      w->set_audience(t->audience);
+      w->set_jwks_uri(t->jwks_uri);
+      w->set_jwks_json(t->jwks_json);
+      w->set_ca_bundle_pem(t->ca_bundle_pem);
+    }
+  }
+}
+
+pki::WorkloadTrust FromProto(const v1::WorkloadTrust& t) {
+  return {t.issuer(), t.subject(), t.audience(), t.jwks_uri(), t.jwks_json(), t.ca_bundle_pem()};
+}
+
+// A workload trust is kept as one of the identity's keys (pki/workload_trust.h).
+absl::StatusOr<store::KeyRecord> NewTrustRecord(const std::string& identity,
+                                                const v1::WorkloadTrust& proto, int64_t now) {
+  pki::WorkloadTrust trust = FromProto(proto);
+  RETURN_IF_ERROR(pki::ValidateWorkloadTrust(trust));
+  return store::KeyRecord{pki::WorkloadTrustKeyId(trust), identity,
+                          std::string(pki::kWorkloadTrustAlgorithm),
+                          pki::WorkloadTrustToJson(trust), now, 0};
 }
 
 // Validates a PEM public key from the admin CLI; returns its key record.
@@ -163,7 +189,9 @@ grpc::ServerUnaryReactor* AdminService::CreateIdentity(grpc::CallbackServerConte
           record.cidrs.push_back(cidr.ToString());
         }
         ASSIGN_OR_RETURN(store::KeyRecord key,
-                         NewKeyRecord(identity, request->public_key_pem(), now));
+                         request->has_workload_trust()
+                             ? NewTrustRecord(identity, request->workload_trust(), now)
+                             : NewKeyRecord(identity, request->public_key_pem(), now));
         RETURN_IF_ERROR(ctx_.directory->CreateIdentity(record, key));
         FillIdentity(record, response->mutable_identity());
         FillKey(key, response->mutable_key());
@@ -229,7 +257,9 @@ grpc::ServerUnaryReactor* AdminService::AddKey(grpc::CallbackServerContext* cont
       [this, request, response](int64_t now) -> absl::Status {
         ASSIGN_OR_RETURN(std::string identity, CanonicalIdentity(request->identity()));
         ASSIGN_OR_RETURN(store::KeyRecord key,
-                         NewKeyRecord(identity, request->public_key_pem(), now));
+                         request->has_workload_trust()
+                             ? NewTrustRecord(identity, request->workload_trust(), now)
+                             : NewKeyRecord(identity, request->public_key_pem(), now));
         RETURN_IF_ERROR(ctx_.directory->AddKey(key));
         FillKey(key, response);
         return absl::OkStatus();

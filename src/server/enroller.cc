@@ -1,10 +1,14 @@
 #include "server/enroller.h"
 
+#include <algorithm>
+
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "pki/identity.h"
 #include "pki/jwt.h"
 #include "pki/keys.h"
+#include "pki/workload_token.h"
+#include "pki/workload_trust.h"
 
 namespace drawbridge::server {
 namespace {
@@ -13,14 +17,31 @@ namespace {
 // nothing either: unknown key, wrong identity and bad signature look alike.
 constexpr char kNotAccepted[] = "enrollment refused: credential not accepted";
 
+// Whether the peer's address is within the identity's CIDRs (any, if it has none).
+absl::Status CheckSource(const store::IdentityRecord& record,
+                         std::optional<common::IpAddress> peer) {
+  if (record.cidrs.empty()) {
+    return absl::OkStatus();
+  }
+  for (const auto& text : record.cidrs) {
+    auto cidr = common::ParseCidr(text);
+    if (cidr.ok() && peer && cidr->Contains(*peer)) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::PermissionDeniedError(common::StrCat("source address ",
+                                                    peer ? peer->ToString() : "unknown",
+                                                    " is outside the CIDRs of ", record.identity));
+}
+
 }  // namespace
 
 absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::string_view csr_der,
                                                   std::optional<common::IpAddress> peer,
                                                   EnrollmentRefusal* refusal) {
   std::string claimed;
-  auto refuse = [&](absl::StatusCode code, std::string_view reason_code, std::string detail,
-                    std::string public_message) -> absl::Status {
+  Refuse refuse = [&](absl::StatusCode code, std::string_view reason_code, std::string detail,
+                      std::string public_message) -> absl::Status {
     if (refusal != nullptr) {
       *refusal = EnrollmentRefusal{code, detail, std::move(public_message), claimed,
                                    std::string(reason_code)};
@@ -45,7 +66,8 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
 
   // 1. Signature, with the registered key named by `kid`, which must belong to `sub`.
   auto key = directory_->GetKey(parsed->key_id);
-  if (!key.ok()) {
+  // A workload trust is not a signing key: its tokens go through EnrollWorkload.
+  if (!key.ok() || key->algorithm == pki::kWorkloadTrustAlgorithm) {
     return refuse(absl::StatusCode::kPermissionDenied, "unknown_key",
                   common::StrCat("unknown key id ", parsed->key_id.substr(0, 64)), kNotAccepted);
   }
@@ -113,18 +135,10 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
                                  key->removed_at),
                   "enrollment refused: credential key has been removed");
   }
-  if (!record->cidrs.empty()) {
-    bool allowed = false;
-    for (const auto& text : record->cidrs) {
-      auto cidr = common::ParseCidr(text);
-      allowed = allowed || (cidr.ok() && peer && cidr->Contains(*peer));
-    }
-    if (!allowed) {
-      return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
-                    common::StrCat("source address ", peer ? peer->ToString() : "unknown",
-                                   " is outside the CIDRs of ", claims.subject),
-                    "enrollment refused: source address not allowed for this identity");
-    }
+  if (absl::Status s = CheckSource(*record, peer); !s.ok()) {
+    return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
+                  std::string(s.message()),
+                  "enrollment refused: source address not allowed for this identity");
   }
 
   // 4. The CSR proves possession of the TLS key; `cnf` binds that key to this token.
@@ -156,11 +170,19 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   }
 
   // 6. Issue.
+  return Issue(claims.subject, *key, tls_key->get(), now, refuse);
+}
+
+absl::StatusOr<EnrollmentResult> Enroller::Issue(const std::string& subject,
+                                                 const store::KeyRecord& key, EVP_PKEY* tls_key,
+                                                 int64_t now, const Refuse& refuse) {
+  ASSIGN_OR_RETURN(pki::Identity identity, pki::ParseIdentity(subject));
+  const int64_t skew = config_.max_clock_skew_seconds;
   pki::LeafSpec spec;
-  spec.public_key = tls_key->get();
-  spec.common_name = claims.subject;
-  spec.key_id = key->key_id;
-  spec.spiffe_id = identity->SpiffeId(config_.trust_domain);
+  spec.public_key = tls_key;
+  spec.common_name = subject;
+  spec.key_id = key.key_id;
+  spec.spiffe_id = identity.SpiffeId(config_.trust_domain);
   // Backdated by the tolerated skew: a peer whose clock is behind ours (within
   // max_clock_skew_seconds) must not find its new certificate "not yet valid".
   // The end stays now + lifetime, so the certificate is usable no longer.
@@ -174,16 +196,16 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
                   "enrollment failed: server error");
   }
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
-  absl::Status recorded = store_->RecordCertificate(store::CertificateRecord{
-      info.serial, claims.subject, key->key_id, spec.not_before, spec.not_after});
+  absl::Status recorded = store_->RecordCertificate(
+      store::CertificateRecord{info.serial, subject, key.key_id, spec.not_before, spec.not_after});
   if (!recorded.ok()) {
     return refuse(absl::StatusCode::kUnavailable, "storage_unavailable",
                   common::StrCat("cannot record certificate: ", recorded.message()),
                   "enrollment failed: server storage unavailable, retry");
   }
   EnrollmentResult result;
-  result.identity = claims.subject;
-  result.key_id = key->key_id;
+  result.identity = subject;
+  result.key_id = key.key_id;
   result.spiffe_id = spec.spiffe_id;
   result.serial = info.serial;
   result.chain_pem = ca_->ChainPem(cert->get());
@@ -191,5 +213,134 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   result.not_after = spec.not_after;
   return result;
 }
+
+absl::StatusOr<EnrollmentResult> Enroller::EnrollWorkload(std::string_view identity_text,
+                                                          std::string_view token,
+                                                          std::string_view csr_der,
+                                                          std::optional<common::IpAddress> peer,
+                                                          EnrollmentRefusal* refusal) {
+  std::string claimed(identity_text.substr(0, 128));
+  Refuse refuse = [&](absl::StatusCode code, std::string_view reason_code, std::string detail,
+                      std::string public_message) -> absl::Status {
+    if (refusal != nullptr) {
+      *refusal = EnrollmentRefusal{code, detail, std::move(public_message), claimed,
+                                   std::string(reason_code)};
+    }
+    return absl::Status(code, detail);
+  };
+  auto parsed = pki::ParseWorkloadToken(token);
+  if (!parsed.ok()) {
+    return refuse(absl::StatusCode::kInvalidArgument, "malformed_token",
+                  std::string(parsed.status().message()), std::string(parsed.status().message()));
+  }
+  const pki::WorkloadClaims& claims = parsed->claims;
+  auto identity = pki::ParseIdentity(identity_text);
+  if (!identity.ok()) {
+    return refuse(absl::StatusCode::kInvalidArgument, "malformed_token",
+                  common::StrCat("identity: ", identity.status().message()),
+                  "enrollment refused: the identity is not KIND/NAME");
+  }
+  const std::string subject = identity->ToString();
+
+  // 1. The identity's trust in this token's issuer. Until the signature is
+  // checked the caller has proven nothing and learns nothing (kNotAccepted).
+  auto record = directory_->GetIdentity(subject);
+  if (!record.ok()) {
+    return refuse(absl::StatusCode::kPermissionDenied, "unknown_identity",
+                  common::StrCat("identity ", subject, " not found"), kNotAccepted);
+  }
+  std::optional<store::KeyRecord> trust_key;
+  std::optional<pki::WorkloadTrust> trust;
+  bool any_trust = false;
+  for (const auto& k : directory_->ListKeys(subject)) {
+    if (k.algorithm != pki::kWorkloadTrustAlgorithm || k.removed_at != 0) {
+      continue;
+    }
+    any_trust = true;
+    auto t = pki::ParseWorkloadTrust(k.public_key_pem);
+    if (t.ok() && t->issuer == claims.issuer && t->subject == claims.subject &&
+        std::find(claims.audiences.begin(), claims.audiences.end(), t->audience) !=
+            claims.audiences.end()) {
+      trust_key = k;
+      trust = std::move(*t);
+      break;
+    }
+  }
+  if (!trust) {
+    return refuse(absl::StatusCode::kPermissionDenied, "no_workload_trust",
+                  any_trust ? common::StrCat("no workload trust of ", subject,
+                                             " matches issuer \"", claims.issuer.substr(0, 200),
+                                             "\", subject \"", claims.subject.substr(0, 200),
+                                             "\" and the token's audiences")
+                            : common::StrCat(subject, " has no workload trust"),
+                  kNotAccepted);
+  }
+
+  // 2. The signature, with the issuer's key named by `kid`.
+  auto jwk = jwks_->Key(*trust, parsed->key_id);
+  if (absl::IsNotFound(jwk.status())) {
+    return refuse(absl::StatusCode::kPermissionDenied, "unknown_key",
+                  common::StrCat("issuer ", trust->issuer, " publishes no key \"",
+                                 parsed->key_id.substr(0, 64), "\""),
+                  kNotAccepted);
+  }
+  if (!jwk.ok()) {
+    return refuse(absl::StatusCode::kUnavailable, "issuer_unavailable",
+                  common::StrCat("issuer ", trust->issuer, ": ", jwk.status().message()),
+                  "enrollment failed: the token issuer's keys are unavailable, retry");
+  }
+  if (absl::Status s = pki::VerifyWorkloadSignature(*parsed, *jwk); !s.ok()) {
+    return refuse(absl::StatusCode::kPermissionDenied, "bad_signature",
+                  common::StrCat("workload token signature check failed (issuer ", trust->issuer,
+                                 ", key ", parsed->key_id.substr(0, 64), "): ", s.message()),
+                  kNotAccepted);
+  }
+
+  // From here on the token is the issuer's: say what is wrong.
+  // 3. Time.
+  const int64_t now = clock_->NowUnix();
+  const int64_t skew = config_.max_clock_skew_seconds;
+  if (claims.expires_at <= now - skew) {
+    return refuse(absl::StatusCode::kUnauthenticated, "expired",
+                  common::StrCat("workload token expired at ", claims.expires_at, " (now ", now,
+                                 ")"),
+                  "enrollment refused: token expired (is the token file being refreshed?)");
+  }
+  if ((claims.not_before != 0 && claims.not_before > now + skew) ||
+      (claims.issued_at != 0 && claims.issued_at > now + skew)) {
+    return refuse(absl::StatusCode::kUnauthenticated, "not_yet_valid",
+                  common::StrCat("workload token not valid yet (nbf ", claims.not_before, ", iat ",
+                                 claims.issued_at, ", now ", now, ")"),
+                  "enrollment refused: token not valid yet (check this host's clock)");
+  }
+  if (claims.expires_at - now > kMaxWorkloadTokenLifetime) {
+    return refuse(absl::StatusCode::kUnauthenticated, "lifetime_too_long",
+                  common::StrCat("workload token valid for ", claims.expires_at - now,
+                                 " s more (at most ", kMaxWorkloadTokenLifetime, ")"),
+                  "enrollment refused: token lifetime too long (at most 24 hours; request a "
+                  "shorter-lived token)");
+  }
+
+  // 4. Identity state and source address.
+  if (!record->enabled) {
+    return refuse(absl::StatusCode::kPermissionDenied, "identity_disabled",
+                  common::StrCat("identity ", subject, " is disabled"),
+                  "enrollment refused: identity is disabled");
+  }
+  if (absl::Status s = CheckSource(*record, peer); !s.ok()) {
+    return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
+                  std::string(s.message()),
+                  "enrollment refused: source address not allowed for this identity");
+  }
+
+  // 5. The CSR proves possession of the TLS key the certificate is issued for.
+  auto tls_key = pki::PublicKeyFromCsrDer(csr_der);
+  if (!tls_key.ok()) {
+    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr",
+                  std::string(tls_key.status().message()), std::string(tls_key.status().message()));
+  }
+  return Issue(subject, *trust_key, tls_key->get(), now, refuse);
+}
+
 
 }  // namespace drawbridge::server

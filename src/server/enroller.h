@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,6 +12,7 @@
 #include "pki/certs.h"
 #include "server/config.h"
 #include "server/identity_directory.h"
+#include "server/jwks_cache.h"
 #include "store/store.h"
 
 namespace drawbridge::server {
@@ -50,12 +53,39 @@ class Enroller {
                                           std::optional<common::IpAddress> peer,
                                           EnrollmentRefusal* refusal = nullptr);
 
+  // Enrollment with a workload identity token (docs/enrollment.md, "Workload
+  // identity"): `identity` must hold an active workload trust whose issuer
+  // signed `token` (a key from its JWKS) for the trust's subject and audience.
+  // The certificate is bound to the CSR's key, as in Enroll. The token is a
+  // bearer token its issuer reuses until it rotates it, so it is not single-use;
+  // its lifetime is capped at kMaxWorkloadTokenLifetime instead.
+  absl::StatusOr<EnrollmentResult> EnrollWorkload(std::string_view identity,
+                                                  std::string_view token,
+                                                  std::string_view csr_der,
+                                                  std::optional<common::IpAddress> peer,
+                                                  EnrollmentRefusal* refusal = nullptr);
+
+  static constexpr int64_t kMaxWorkloadTokenLifetime = 24 * 3600;
+
+  // For tests: where issuers' keys are fetched from.
+  void SetJwksFetcherForTesting(JwksCache::Fetcher fetch) {
+    jwks_ = std::make_unique<JwksCache>(clock_, std::move(fetch));
+  }
+
  private:
+  using Refuse = std::function<absl::Status(absl::StatusCode, std::string_view reason_code,
+                                            std::string detail, std::string public_message)>;
+  // Issues and records the certificate for the CSR's key, once the caller is
+  // authenticated and authorized; both ways of enrolling end here.
+  absl::StatusOr<EnrollmentResult> Issue(const std::string& subject, const store::KeyRecord& key,
+                                         EVP_PKEY* tls_key, int64_t now, const Refuse& refuse);
+
   ServerConfig config_;
   const pki::CertificateAuthority* ca_;
   IdentityDirectory* directory_;
   store::Store* store_;
   const common::Clock* clock_;
+  std::unique_ptr<JwksCache> jwks_ = std::make_unique<JwksCache>(clock_);
 };
 
 }  // namespace drawbridge::server

@@ -21,8 +21,13 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
   // Signature checks, the replay cache write and signing block: off the reaction.
   ctx_.pool->Post([this, reactor, request, response, peer] {
     EnrollmentRefusal refusal;
-    auto result = ctx_.enroller->Enroll(request->token(), request->csr_der(),
-                                        common::IpFromGrpcPeer(peer), &refusal);
+    auto result = request->workload_token().empty()
+                      ? ctx_.enroller->Enroll(request->token(), request->csr_der(),
+                                              common::IpFromGrpcPeer(peer), &refusal)
+                      : ctx_.enroller->EnrollWorkload(request->identity(),
+                                                      request->workload_token(),
+                                                      request->csr_der(),
+                                                      common::IpFromGrpcPeer(peer), &refusal);
     if (!result.ok()) {
       // A reference ties the caller's message to the operator's log line and
       // the audit record.

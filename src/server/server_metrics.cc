@@ -22,6 +22,8 @@ constexpr const char* kEnrollmentResults[] = {"ok",
                                               "bad_csr",
                                               "cnf_mismatch",
                                               "replayed",
+                                              "no_workload_trust",
+                                              "issuer_unavailable",
                                               "storage_unavailable",
                                               "internal",
                                               "other"};

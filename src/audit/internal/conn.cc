@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/openssl_util.h"
 #include "common/strings.h"
 
 namespace drawbridge::audit::internal {
@@ -29,6 +31,22 @@ std::string OpenSslError() {
   ERR_error_string_n(e, buf, sizeof(buf));
   ERR_clear_error();
   return buf;
+}
+
+// Adds every certificate of a PEM bundle to the context's trust store.
+bool LoadCaPem(SSL_CTX* ctx, const std::string& pem) {
+  common::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int added = 0;
+  while (bio) {
+    common::X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!cert) {
+      break;
+    }
+    added += X509_STORE_add_cert(store, cert.get()) == 1 ? 1 : 0;
+  }
+  ERR_clear_error();  // the read past the last certificate
+  return added > 0;
 }
 
 // Waits until fd is ready for `events` or the timeout passes.
@@ -148,7 +166,11 @@ absl::StatusOr<std::unique_ptr<Conn>> Conn::Dial(const ConnOptions& options) {
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  if (!options.ca_file.empty()) {
+  if (!options.ca_pem.empty()) {
+    if (!LoadCaPem(ctx, options.ca_pem)) {
+      return fail("the CA bundle holds no certificate");
+    }
+  } else if (!options.ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr) != 1) {
       return fail(common::StrCat("cannot load CA file ", options.ca_file));
     }

@@ -17,6 +17,7 @@ struct ConnOptions {
   std::string address;  // HOST:PORT, [V6]:PORT
   bool tls = false;
   std::string ca_file;                      // PEM bundle to verify the peer; empty: system roots
+  std::string ca_pem;                       // or the bundle itself (wins over ca_file)
   std::string server_name;                  // for SNI and verification; empty: HOST of address
   std::chrono::milliseconds timeout{5000};  // connect, handshake and each write
 };
