@@ -45,6 +45,8 @@ PACKAGES=(
   prometheus
   # test/deploy/deploy_test.sh: systemd-analyze, Debian's Python with YAML
   systemd python3-yaml
+  # test/integration/proxy_test.sh: a real HTTP CONNECT proxy
+  tinyproxy
 )
 BUILD_ONLY=0
 LOCK_MODE=""

@@ -94,8 +94,8 @@ absl::StatusOr<v1::WorkloadTrust> TrustFromFlags(const AdminFlags& f) {
     t.set_ca_bundle_pem(ca);
   }
   // Checked here too, so a mistake is named before anything is written.
-  RETURN_IF_ERROR(pki::ValidateWorkloadTrust({t.issuer(), t.subject(), t.audience(), t.jwks_uri(),
-                                              t.jwks_json(), t.ca_bundle_pem()}));
+  RETURN_IF_ERROR(pki::ValidateWorkloadTrust(
+      {t.issuer(), t.subject(), t.audience(), t.jwks_uri(), t.jwks_json(), t.ca_bundle_pem()}));
   return t;
 }
 

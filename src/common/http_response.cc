@@ -9,7 +9,6 @@
 namespace drawbridge::common {
 namespace {
 
-
 absl::Status Bad(std::string_view why) {
   return absl::InvalidArgumentError(StrCat("malformed HTTP response: ", why));
 }
@@ -107,8 +106,8 @@ absl::StatusOr<HttpResponse> ParseHttpResponse(std::string_view raw, size_t max_
   std::string_view rest = raw;
   ASSIGN_OR_RETURN(std::string_view status_line, TakeLine(&rest));
   // HTTP/1.x SP 3DIGIT [SP reason]
-  if (!StartsWith(status_line, "HTTP/1.") || status_line.size() < 12 ||
-      status_line[8] != ' ' || (status_line.size() > 12 && status_line[12] != ' ')) {
+  if (!StartsWith(status_line, "HTTP/1.") || status_line.size() < 12 || status_line[8] != ' ' ||
+      (status_line.size() > 12 && status_line[12] != ' ')) {
     return Bad("bad status line");
   }
   auto status = ParseNumber(status_line.substr(9, 3), 10, 3);

@@ -70,8 +70,8 @@ absl::StatusOr<std::string> ReadWorkloadToken(const std::string& path) {
     token.remove_prefix(1);
   }
   if (token.empty() || token.size() > pki::kMaxWorkloadTokenBytes) {
-    return absl::FailedPreconditionError(common::StrCat(
-        "the workload token file ", path, " is empty or larger than 16 KiB"));
+    return absl::FailedPreconditionError(
+        common::StrCat("the workload token file ", path, " is empty or larger than 16 KiB"));
   }
   return std::string(token);
 }
@@ -178,8 +178,8 @@ absl::Status CertManager::RenewNow() {
   grpc::Status status = stub->Enroll(&ctx, request, &response);
   if (!status.ok()) {
     return absl::Status(FromGrpc(status).code(),
-                        common::StrCat("enrollment of ", subject, " at ",
-                                       cred.server_address, " failed: ", status.error_message()));
+                        common::StrCat("enrollment of ", subject, " at ", cred.server_address,
+                                       " failed: ", status.error_message()));
   }
   // Trust only what chains to the CA we pinned, and only a certificate for our key.
   ASSIGN_OR_RETURN(auto chain, pki::CertsFromPem(response.certificate_chain_pem()));

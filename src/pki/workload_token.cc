@@ -109,10 +109,10 @@ absl::StatusOr<common::PKeyPtr> KeyFromParams(const char* type, OSSL_PARAM_BLD* 
 absl::StatusOr<common::PKeyPtr> RsaKey(const json& key) {
   ASSIGN_OR_RETURN(std::string n, JwkBytes(key, "n", 1024));  // up to 8192 bits
   ASSIGN_OR_RETURN(std::string e, JwkBytes(key, "e", 8));
-  common::BignumPtr bn_n(
-      BN_bin2bn(reinterpret_cast<const unsigned char*>(n.data()), static_cast<int>(n.size()), nullptr));
-  common::BignumPtr bn_e(
-      BN_bin2bn(reinterpret_cast<const unsigned char*>(e.data()), static_cast<int>(e.size()), nullptr));
+  common::BignumPtr bn_n(BN_bin2bn(reinterpret_cast<const unsigned char*>(n.data()),
+                                   static_cast<int>(n.size()), nullptr));
+  common::BignumPtr bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(e.data()),
+                                   static_cast<int>(e.size()), nullptr));
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(OSSL_PARAM_BLD_new(),
                                                                       OSSL_PARAM_BLD_free);
   if (!bn_n || !bn_e || !bld ||
@@ -264,10 +264,9 @@ absl::StatusOr<std::map<std::string, Jwk>> ParseJwks(std::string_view json_text)
 
 absl::Status VerifyWorkloadSignature(const ParsedWorkloadToken& token, const Jwk& key) {
   if (token.algorithm != key.algorithm) {
-    return absl::PermissionDeniedError(
-        common::StrCat("token algorithm ", WorkloadAlgorithmName(token.algorithm),
-                       " does not match key ", key.key_id.substr(0, 64), " (",
-                       WorkloadAlgorithmName(key.algorithm), ")"));
+    return absl::PermissionDeniedError(common::StrCat(
+        "token algorithm ", WorkloadAlgorithmName(token.algorithm), " does not match key ",
+        key.key_id.substr(0, 64), " (", WorkloadAlgorithmName(key.algorithm), ")"));
   }
   if (token.algorithm == WorkloadAlgorithm::kEs256) {
     // VerifyJose checks the key is P-256 and converts the r||s signature.
@@ -277,15 +276,14 @@ absl::Status VerifyWorkloadSignature(const ParsedWorkloadToken& token, const Jwk
     return absl::PermissionDeniedError("RS256 needs an RSA key");
   }
   common::MdCtxPtr md(EVP_MD_CTX_new());
-  if (!md ||
-      EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr, key.key.get()) != 1) {
+  if (!md || EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr, key.key.get()) != 1) {
     return common::OpenSslError("RS256 verify init");
   }
   // PKCS#1 v1.5 is the RSA default; RS256 is exactly that over SHA-256.
-  int ok = EVP_DigestVerify(md.get(), reinterpret_cast<const unsigned char*>(token.signature.data()),
-                            token.signature.size(),
-                            reinterpret_cast<const unsigned char*>(token.signing_input.data()),
-                            token.signing_input.size());
+  int ok = EVP_DigestVerify(
+      md.get(), reinterpret_cast<const unsigned char*>(token.signature.data()),
+      token.signature.size(), reinterpret_cast<const unsigned char*>(token.signing_input.data()),
+      token.signing_input.size());
   if (ok != 1) {
     common::DrainOpenSslErrors();
     return absl::PermissionDeniedError("signature does not verify");

@@ -45,9 +45,9 @@ absl::StatusOr<store::KeyRecord> NewTrustRecord(const std::string& identity,
                                                 const v1::WorkloadTrust& proto, int64_t now) {
   pki::WorkloadTrust trust = FromProto(proto);
   RETURN_IF_ERROR(pki::ValidateWorkloadTrust(trust));
-  return store::KeyRecord{pki::WorkloadTrustKeyId(trust), identity,
-                          std::string(pki::kWorkloadTrustAlgorithm),
-                          pki::WorkloadTrustToJson(trust), now, 0};
+  return store::KeyRecord{
+      pki::WorkloadTrustKeyId(trust),  identity, std::string(pki::kWorkloadTrustAlgorithm),
+      pki::WorkloadTrustToJson(trust), now,      0};
 }
 
 // Validates a PEM public key from the admin CLI; returns its key record.

@@ -267,13 +267,13 @@ absl::StatusOr<EnrollmentResult> Enroller::EnrollWorkload(std::string_view ident
     }
   }
   if (!trust) {
-    return refuse(absl::StatusCode::kPermissionDenied, "no_workload_trust",
-                  any_trust ? common::StrCat("no workload trust of ", subject,
-                                             " matches issuer \"", claims.issuer.substr(0, 200),
-                                             "\", subject \"", claims.subject.substr(0, 200),
-                                             "\" and the token's audiences")
-                            : common::StrCat(subject, " has no workload trust"),
-                  kNotAccepted);
+    return refuse(
+        absl::StatusCode::kPermissionDenied, "no_workload_trust",
+        any_trust ? common::StrCat("no workload trust of ", subject, " matches issuer \"",
+                                   claims.issuer.substr(0, 200), "\", subject \"",
+                                   claims.subject.substr(0, 200), "\" and the token's audiences")
+                  : common::StrCat(subject, " has no workload trust"),
+        kNotAccepted);
   }
 
   // 2. The signature, with the issuer's key named by `kid`.
@@ -301,10 +301,10 @@ absl::StatusOr<EnrollmentResult> Enroller::EnrollWorkload(std::string_view ident
   const int64_t now = clock_->NowUnix();
   const int64_t skew = config_.max_clock_skew_seconds;
   if (claims.expires_at <= now - skew) {
-    return refuse(absl::StatusCode::kUnauthenticated, "expired",
-                  common::StrCat("workload token expired at ", claims.expires_at, " (now ", now,
-                                 ")"),
-                  "enrollment refused: token expired (is the token file being refreshed?)");
+    return refuse(
+        absl::StatusCode::kUnauthenticated, "expired",
+        common::StrCat("workload token expired at ", claims.expires_at, " (now ", now, ")"),
+        "enrollment refused: token expired (is the token file being refreshed?)");
   }
   if ((claims.not_before != 0 && claims.not_before > now + skew) ||
       (claims.issued_at != 0 && claims.issued_at > now + skew)) {
@@ -341,6 +341,5 @@ absl::StatusOr<EnrollmentResult> Enroller::EnrollWorkload(std::string_view ident
   }
   return Issue(subject, *trust_key, tls_key->get(), now, refuse);
 }
-
 
 }  // namespace drawbridge::server

@@ -59,8 +59,7 @@ class Enroller {
   // The certificate is bound to the CSR's key, as in Enroll. The token is a
   // bearer token its issuer reuses until it rotates it, so it is not single-use;
   // its lifetime is capped at kMaxWorkloadTokenLifetime instead.
-  absl::StatusOr<EnrollmentResult> EnrollWorkload(std::string_view identity,
-                                                  std::string_view token,
+  absl::StatusOr<EnrollmentResult> EnrollWorkload(std::string_view identity, std::string_view token,
                                                   std::string_view csr_der,
                                                   std::optional<common::IpAddress> peer,
                                                   EnrollmentRefusal* refusal = nullptr);

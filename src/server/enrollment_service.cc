@@ -25,8 +25,7 @@ grpc::ServerUnaryReactor* EnrollmentService::Enroll(grpc::CallbackServerContext*
                       ? ctx_.enroller->Enroll(request->token(), request->csr_der(),
                                               common::IpFromGrpcPeer(peer), &refusal)
                       : ctx_.enroller->EnrollWorkload(request->identity(),
-                                                      request->workload_token(),
-                                                      request->csr_der(),
+                                                      request->workload_token(), request->csr_der(),
                                                       common::IpFromGrpcPeer(peer), &refusal);
     if (!result.ok()) {
       // A reference ties the caller's message to the operator's log line and

@@ -60,8 +60,8 @@ absl::StatusOr<std::string> HttpsGet(const std::string& url, const std::string& 
         common::StrCat(url.substr(0, 200), ": ", response.status().message()));
   }
   if (!closed_cleanly && !response->delimited) {
-    return absl::UnavailableError(common::StrCat(
-        url.substr(0, 200), ": the connection broke before the response's end"));
+    return absl::UnavailableError(
+        common::StrCat(url.substr(0, 200), ": the connection broke before the response's end"));
   }
   if (response->status != 200) {
     return absl::UnavailableError(

@@ -86,7 +86,8 @@ absl::StatusOr<pki::Jwk> JwksCache::Key(const pki::WorkloadTrust& trust,
   const bool have = source->fetched_at != 0;
   const bool old = !have || now - source->fetched_at >= kRefresh.count();
   const bool unknown = have && source->keys.count(key_id) == 0;
-  const bool may_fetch = source->attempted_at == 0 || now - source->attempted_at >= kMinRefetch.count();
+  const bool may_fetch =
+      source->attempted_at == 0 || now - source->attempted_at >= kMinRefetch.count();
   if ((old || unknown) && may_fetch) {
     source->attempted_at = now;
     auto keys = Fetch(trust);
@@ -106,9 +107,9 @@ absl::StatusOr<pki::Jwk> JwksCache::Key(const pki::WorkloadTrust& trust,
     }
   }
   if (source->fetched_at == 0 || now - source->fetched_at > kMaxStale.count()) {
-    return absl::UnavailableError(common::StrCat(
-        "the issuer's keys cannot be fetched",
-        source->last_error.empty() ? "" : common::StrCat(": ", source->last_error)));
+    return absl::UnavailableError(
+        common::StrCat("the issuer's keys cannot be fetched",
+                       source->last_error.empty() ? "" : common::StrCat(": ", source->last_error)));
   }
   auto it = source->keys.find(key_id);
   if (it == source->keys.end()) {

@@ -36,11 +36,11 @@ TEST(HttpResponseTest, MalformedResponsesAreInvalidArgument) {
   many_headers += "\r\n";
   const std::string cases[] = {
       "",
-      "HTTP/1.1 200 OK",                            // no end of line
-      "HTTP/2 200 OK\r\n\r\n",                      // not HTTP/1.x
-      "HTTP/1.1 2x0 OK\r\n\r\n",                    // status not digits
-      "HTTP/1.1 099 Low\r\n\r\n",                   // below 100
-      "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",        // header without a name
+      "HTTP/1.1 200 OK",                      // no end of line
+      "HTTP/2 200 OK\r\n\r\n",                // not HTTP/1.x
+      "HTTP/1.1 2x0 OK\r\n\r\n",              // status not digits
+      "HTTP/1.1 099 Low\r\n\r\n",             // below 100
+      "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",  // header without a name
       "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
       "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",

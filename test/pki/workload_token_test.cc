@@ -77,13 +77,13 @@ TEST_F(WorkloadTokenTest, AlgNoneAndHmacAreRefusedBeforeAnyKey) {
 
 TEST_F(WorkloadTokenTest, AlgorithmMustMatchTheKeyType) {
   // An ES256 header on a token whose kid names the RSA key, and the reverse.
-  auto es_on_rsa = ParseWorkloadToken(
-      TokenIssuer::Sign(*ec_, Claims(), {{"alg", "ES256"}, {"kid", rsa_->kid}}));
+  auto es_on_rsa =
+      ParseWorkloadToken(TokenIssuer::Sign(*ec_, Claims(), {{"alg", "ES256"}, {"kid", rsa_->kid}}));
   ASSERT_TRUE(es_on_rsa.ok());
   EXPECT_EQ(VerifyWorkloadSignature(*es_on_rsa, KeyFor(*rsa_)).code(),
             absl::StatusCode::kPermissionDenied);
-  auto rs_on_ec = ParseWorkloadToken(
-      TokenIssuer::Sign(*rsa_, Claims(), {{"alg", "RS256"}, {"kid", ec_->kid}}));
+  auto rs_on_ec =
+      ParseWorkloadToken(TokenIssuer::Sign(*rsa_, Claims(), {{"alg", "RS256"}, {"kid", ec_->kid}}));
   ASSERT_TRUE(rs_on_ec.ok());
   EXPECT_EQ(VerifyWorkloadSignature(*rs_on_ec, KeyFor(*ec_)).code(),
             absl::StatusCode::kPermissionDenied);
@@ -103,7 +103,8 @@ TEST_F(WorkloadTokenTest, MalformedTokensAreInvalidArgument) {
       "!!.??.**",
       TokenIssuer::Sign(*rsa_, Claims(), {{"alg", "RS256"}}),  // no kid
       TokenIssuer::Sign(*rsa_, Claims(), {{"alg", "RS256"}, {"kid", "r1"}, {"jku", "https://x"}}),
-      TokenIssuer::Sign(*rsa_, Claims(), {{"alg", "RS256"}, {"kid", "r1"}, {"jwk", json::object()}}),
+      TokenIssuer::Sign(*rsa_, Claims(),
+                        {{"alg", "RS256"}, {"kid", "r1"}, {"jwk", json::object()}}),
       TokenIssuer::Sign(*rsa_, Claims(), {{"alg", "PS256"}, {"kid", "r1"}}),
       TokenIssuer::Sign(*rsa_, no_exp),
       TokenIssuer::Sign(*rsa_, aud_number),
@@ -154,8 +155,8 @@ TEST_F(WorkloadTokenTest, JwksSkipsKeysItCannotUseAndRefusesBrokenOnes) {
 }
 
 TEST(WorkloadTrustTest, ValidatesAndRoundTrips) {
-  WorkloadTrust t{"https://issuer.example", "system:serviceaccount:ns:sa", "drawbridge", "", "",
-                  ""};
+  WorkloadTrust t{
+      "https://issuer.example", "system:serviceaccount:ns:sa", "drawbridge", "", "", ""};
   ASSERT_TRUE(ValidateWorkloadTrust(t).ok());
   auto back = ParseWorkloadTrust(WorkloadTrustToJson(t));
   ASSERT_TRUE(back.ok()) << back.status();

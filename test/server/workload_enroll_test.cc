@@ -61,19 +61,18 @@ class WorkloadEnrollTest : public ::testing::Test {
     enroller_->SetJwksFetcherForTesting(web_.Fetcher());
     web_.Publish({&rsa_, &ec_});
     trust_ = {kIssuer, kSubject, "drawbridge", "", "", ""};
-    ASSERT_TRUE(directory_
-                    ->CreateIdentity({"agent/ci", true, {}, kNow, kNow}, TrustRecord(trust_))
-                    .ok());
+    ASSERT_TRUE(
+        directory_->CreateIdentity({"agent/ci", true, {}, kNow, kNow}, TrustRecord(trust_)).ok());
   }
 
   static store::KeyRecord TrustRecord(const pki::WorkloadTrust& t) {
-    return {pki::WorkloadTrustKeyId(t), "agent/ci", std::string(pki::kWorkloadTrustAlgorithm),
-            pki::WorkloadTrustToJson(t), kNow, 0};
+    return {pki::WorkloadTrustKeyId(t),  "agent/ci", std::string(pki::kWorkloadTrustAlgorithm),
+            pki::WorkloadTrustToJson(t), kNow,       0};
   }
 
   static json Claims() {
-    return {{"iss", kIssuer},       {"sub", kSubject},    {"aud", json::array({"drawbridge"})},
-            {"exp", kNow + 3600},   {"iat", kNow - 10},   {"nbf", kNow - 10}};
+    return {{"iss", kIssuer},     {"sub", kSubject},  {"aud", json::array({"drawbridge"})},
+            {"exp", kNow + 3600}, {"iat", kNow - 10}, {"nbf", kNow - 10}};
   }
 
   absl::StatusOr<EnrollmentResult> Enroll(const std::string& token,
@@ -199,8 +198,8 @@ TEST_F(WorkloadEnrollTest, DiscoveryMustNameTheIssuerItself) {
 
 TEST_F(WorkloadEnrollTest, IdentityStateAndTrustRemovalApply) {
   // An inline JWKS (offline clusters) works without any fetch.
-  pki::WorkloadTrust offline{kIssuer, "system:serviceaccount:ci:offline", "drawbridge", "",
-                             TokenIssuer::Jwks({&ec_}), ""};
+  pki::WorkloadTrust offline{kIssuer, "system:serviceaccount:ci:offline", "drawbridge",
+                             "",      TokenIssuer::Jwks({&ec_}),          ""};
   ASSERT_TRUE(directory_->AddKey(TrustRecord(offline)).ok());
   json c = Claims();
   c["sub"] = "system:serviceaccount:ci:offline";
@@ -218,10 +217,10 @@ TEST_F(WorkloadEnrollTest, IdentityStateAndTrustRemovalApply) {
 
 TEST_F(WorkloadEnrollTest, TrustsAreNotSigningKeysAndKeysAreNotTrusts) {
   // A credential token naming the trust's key id is refused as an unknown key.
-  auto refused = enroller_->Enroll(TokenIssuer::Sign(ec_, Claims(),
-                                                     {{"alg", "ES256"},
-                                                      {"kid", pki::WorkloadTrustKeyId(trust_)}}),
-                                   "", common::ParseIp("10.0.0.7"), &refusal_);
+  auto refused = enroller_->Enroll(
+      TokenIssuer::Sign(ec_, Claims(),
+                        {{"alg", "ES256"}, {"kid", pki::WorkloadTrustKeyId(trust_)}}),
+      "", common::ParseIp("10.0.0.7"), &refusal_);
   EXPECT_FALSE(refused.ok());
   // An identity with only a signing key has no workload trust.
   auto key = std::move(*pki::GenerateKey(pki::KeyAlgorithm::kEs256));

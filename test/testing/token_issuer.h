@@ -34,7 +34,10 @@ class TokenIssuer {
 
   static nlohmann::json Jwk(const Key& k) {
     if (k.rsa) {
-      return {{"kty", "RSA"}, {"kid", k.kid}, {"use", "sig"}, {"alg", "RS256"},
+      return {{"kty", "RSA"},
+              {"kid", k.kid},
+              {"use", "sig"},
+              {"alg", "RS256"},
               {"n", common::Base64UrlEncode(BnParam(k.key.get(), OSSL_PKEY_PARAM_RSA_N))},
               {"e", common::Base64UrlEncode(BnParam(k.key.get(), OSSL_PKEY_PARAM_RSA_E))}};
     }
