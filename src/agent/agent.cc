@@ -216,11 +216,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     RETURN_IF_ERROR(started);
   }
   ASSIGN_OR_RETURN(agent->certs_,
-                   enroll::CertManager::Create(
-                       {.credential = agent->options_.credential, .on_renewed = [a = agent.get()] {
-                          absl::MutexLock lock(&a->mu_);
-                          ++a->renewals_;
-                        }}));
+                   enroll::CertManager::Create({.credential = agent->options_.credential,
+                                                .on_renewed =
+                                                    [a = agent.get()] {
+                                                      absl::MutexLock lock(&a->mu_);
+                                                      ++a->renewals_;
+                                                    },
+                                                .proxy = agent->options_.proxy}));
   agent->certs_->StartAutoRenew();
   agent->work_.emplace(agent->io_.get_executor());
   for (int i = 0; i < agent->options_.io_threads; ++i) {

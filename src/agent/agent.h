@@ -25,6 +25,7 @@ namespace drawbridge::agent {
 
 struct AgentOptions {
   pki::Credential credential;
+  std::string proxy;               // how to reach the server: enroll::CertManager::Options::proxy
   std::vector<std::string> allow;  // destinations, same syntax as policy rules
   std::string instance_id;         // default: random
   std::chrono::milliseconds dial_timeout{5000};

@@ -59,6 +59,10 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
   cmd->add_option("--data-dir", opts->data_dir,
                   "Directory for the agent's own audit log (default: the credential file's "
                   "name with .agent-data instead of .json); one per running agent");
+  auto proxy = std::make_shared<std::string>();
+  cmd->add_option("--proxy", *proxy,
+                  "How to reach the server: http://[USER:PASSWORD@]HOST:PORT of an HTTP CONNECT "
+                  "proxy, or direct (default: HTTPS_PROXY unless NO_PROXY names the server)");
   auto no_lanes = std::make_shared<bool>(false);
   cmd->add_flag("--no-lanes", *no_lanes,
                 "Carry tunnels on gRPC streams only, never on the server's data port (lanes)");
@@ -74,6 +78,7 @@ void RegisterAgentCommand(CLI::App& app, Action* run) {
       agent::AgentOptions options = *opts;
       options.use_lanes = !*no_lanes;
       options.credential = *cred;
+      options.proxy = *proxy;
       if (!config->empty()) {
         if (absl::Status s = ReadAgentConfig(*config, &options.allow, &options.data_dir); !s.ok()) {
           return Fail(s);

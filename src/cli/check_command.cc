@@ -12,7 +12,7 @@ namespace drawbridge::cli {
 
 // Enrolls with a credential and round-trips pings over an authenticated stream.
 // Exit 0 means the credential, the network path and the server all work.
-int RunCheck(const std::string& credentials, int count) {
+int RunCheck(const std::string& credentials, const std::string& proxy, int count) {
   (void)common::MakeNonDumpable();
   auto cred = pki::LoadCredentialFile(credentials);
   if (!cred.ok()) {
@@ -20,6 +20,7 @@ int RunCheck(const std::string& credentials, int count) {
   }
   enroll::CertManager::Options opts;
   opts.credential = *cred;
+  opts.proxy = proxy;
   auto certs = enroll::CertManager::Create(opts);
   if (!certs.ok()) {
     return Fail(certs.status());
@@ -61,7 +62,11 @@ void RegisterCheckCommand(CLI::App& app, Action* run) {
       ->required()
       ->envname("DRAWBRIDGE_CREDENTIALS");
   check->add_option("--count", *count, "Pings to send")->check(CLI::Range(0, 1000));
-  check->callback([=] { *run = [=] { return RunCheck(*credentials, *count); }; });
+  auto proxy = std::make_shared<std::string>();
+  check->add_option("--proxy", *proxy,
+                    "How to reach the server: http://[USER:PASSWORD@]HOST:PORT of an HTTP CONNECT "
+                    "proxy, or direct (default: HTTPS_PROXY unless NO_PROXY names the server)");
+  check->callback([=] { *run = [=] { return RunCheck(*credentials, *proxy, *count); }; });
 }
 
 }  // namespace drawbridge::cli

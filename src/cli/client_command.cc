@@ -23,6 +23,10 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
   cmd->add_option("--listen", *listen, "HOST:PORT for HTTP CONNECT and SOCKS5 (same port)");
   cmd->add_option("--forward", *forwards, "LISTEN=DEST, e.g. 127.0.0.1:2222=gitlab.corp:22");
   cmd->add_option("--agent", *selector, "Only use this agent identity, e.g. agent/acme");
+  auto proxy = std::make_shared<std::string>();
+  cmd->add_option("--proxy", *proxy,
+                  "How to reach the server: http://[USER:PASSWORD@]HOST:PORT of an HTTP CONNECT "
+                  "proxy, or direct (default: HTTPS_PROXY unless NO_PROXY names the server)");
   cmd->add_option("--metrics-listen", *metrics_listen,
                   "HOST:PORT for /metrics, /healthz, /readyz (plain HTTP; default: none)");
   cmd->add_option("--handshake-timeout-ms", *handshake_ms,
@@ -42,7 +46,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
       if (!cred.ok()) {
         return Fail(cred.status());
       }
-      return client::RunStdio(*cred, *destination, *selector);
+      return client::RunStdio(*cred, *proxy, *destination, *selector);
     };
   });
 
@@ -60,6 +64,7 @@ void RegisterClientCommand(CLI::App& app, Action* run) {
       }
       client::ClientOptions options;
       options.credential = *cred;
+      options.proxy = *proxy;
       options.listen = *listen;
       options.agent_selector = *selector;
       options.metrics_listen = *metrics_listen;

@@ -195,7 +195,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Start(ClientOptions options) {
   }
   std::unique_ptr<Client> client(new Client(std::move(options)));
   ASSIGN_OR_RETURN(client->certs_,
-                   enroll::CertManager::Create({.credential = client->options_.credential}));
+                   enroll::CertManager::Create({.credential = client->options_.credential,
+                                                .proxy = client->options_.proxy}));
   client->certs_->StartAutoRenew();
   Client* self = client.get();
   if (client->options_.use_lanes) {
@@ -374,13 +375,13 @@ void Client::Stop() {
 
 // stdio: a socketpair stands in for the TCP socket; two threads copy between it
 // and stdin/stdout with blocking I/O.
-int RunStdio(const pki::Credential& credential, const std::string& destination,
-             const std::string& agent_selector) {
+int RunStdio(const pki::Credential& credential, const std::string& proxy,
+             const std::string& destination, const std::string& agent_selector) {
   if (!common::EnforceTls13Only().ok() || !common::MakeNonDumpable().ok()) {
     std::fprintf(stderr, "error: cannot set up the process\n");
     return 1;
   }
-  auto certs = enroll::CertManager::Create({.credential = credential});
+  auto certs = enroll::CertManager::Create({.credential = credential, .proxy = proxy});
   if (!certs.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(certs.status().message()).c_str());
     return 1;

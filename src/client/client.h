@@ -27,6 +27,7 @@ struct Forward {
 
 struct ClientOptions {
   pki::Credential credential;
+  std::string proxy;   // how to reach the server: enroll::CertManager::Options::proxy
   std::string listen;  // CONNECT + SOCKS5 proxy; empty for none
   std::vector<Forward> forwards;
   std::string agent_selector;  // optional agent/NAME
@@ -97,7 +98,7 @@ class Client {
 
 // `drawbridge client stdio DEST`: one tunnel over stdin/stdout (ssh ProxyCommand).
 // Returns the process exit code.
-int RunStdio(const pki::Credential& credential, const std::string& destination,
-             const std::string& agent_selector);
+int RunStdio(const pki::Credential& credential, const std::string& proxy,
+             const std::string& destination, const std::string& agent_selector);
 
 }  // namespace drawbridge::client

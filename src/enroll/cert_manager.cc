@@ -22,8 +22,20 @@
 namespace drawbridge::enroll {
 namespace {
 
-grpc::ChannelArguments ArgsFor(const pki::Credential& credential) {
+grpc::ChannelArguments ArgsFor(const pki::Credential& credential,
+                               const std::optional<common::HttpProxy>& proxy) {
   grpc::ChannelArguments args;
+  // The proxy is decided here (flag, HTTPS_PROXY, NO_PROXY), never by gRPC's
+  // own reading of the environment, so that channels and lanes agree.
+  if (proxy) {
+    args.SetString("grpc.http_proxy", proxy->display);
+    if (!proxy->authorization.empty()) {
+      args.SetString("grpc.http_connect_headers",
+                     common::StrCat("Proxy-Authorization:", proxy->authorization));
+    }
+  } else {
+    args.SetInt("grpc.enable_http_proxy", 0);
+  }
   // Verify the name the operator configured, whatever address we dial.
   args.SetSslTargetNameOverride(credential.server_name);
   // Separate channels must not share a subchannel (and so a TLS connection):
@@ -39,16 +51,26 @@ grpc::ChannelArguments ArgsFor(const pki::Credential& credential) {
   return args;
 }
 
-// `address` empty: the credential's server address.
 std::shared_ptr<grpc::Channel> MakeChannel(const pki::Credential& credential,
                                            const std::string& key_pem, const std::string& chain_pem,
-                                           const std::string& address = "") {
+                                           const std::string& address,
+                                           const std::optional<common::HttpProxy>& proxy) {
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = credential.ca_bundle_pem;
   tls.pem_private_key = key_pem;
   tls.pem_cert_chain = chain_pem;
-  return grpc::CreateCustomChannel(address.empty() ? credential.server_address : address,
-                                   grpc::SslCredentials(tls), ArgsFor(credential));
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(tls), ArgsFor(credential, proxy));
+}
+
+// HOST and PORT of an address; port 0 if there is none.
+std::pair<std::string, uint16_t> SplitAddress(const std::string& address) {
+  std::string host = pki::HostOf(address);
+  size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon != std::string::npos && colon + 1 < address.size() && address.back() != ']') {
+    port = std::atoi(address.c_str() + colon + 1);
+  }
+  return {host, static_cast<uint16_t>(port > 0 && port < 65536 ? port : 0)};
 }
 
 absl::Status FromGrpc(const grpc::Status& s) {
@@ -78,12 +100,24 @@ absl::StatusOr<std::string> ReadWorkloadToken(const std::string& path) {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeServerAuthChannel(const pki::Credential& credential) {
-  return MakeChannel(credential, "", "");
+std::shared_ptr<grpc::Channel> MakeServerAuthChannel(
+    const pki::Credential& credential, const std::optional<common::HttpProxy>& proxy) {
+  return MakeChannel(credential, "", "", credential.server_address, proxy);
 }
 
 absl::StatusOr<std::unique_ptr<CertManager>> CertManager::Create(Options options) {
   RETURN_IF_ERROR(common::EnforceTls13Only());
+  // A proxy setting that does not parse is the operator's mistake: say so now.
+  auto proxy = common::ProxyFor(options.credential.server_address, options.proxy, options.env);
+  if (!proxy.ok()) {
+    return proxy.status();
+  }
+  if (*proxy) {
+    common::LogInfo("server.via_proxy",
+                    {{"server", options.credential.server_address},
+                     {"proxy", (*proxy)->display},
+                     {"authenticated", (*proxy)->authorization.empty() ? "no" : "yes"}});
+  }
   std::unique_ptr<CertManager> m(new CertManager(std::move(options)));
   RETURN_IF_ERROR(m->RenewNow());
   return m;
@@ -106,6 +140,19 @@ std::shared_ptr<grpc::Channel> CertManager::Channel() const {
   return channel_;
 }
 
+std::optional<common::HttpProxy> CertManager::ProxyFor(std::string_view host, uint16_t port) const {
+  bool v6 = host.find(':') != std::string_view::npos;
+  auto proxy = common::ProxyFor(common::StrCat(v6 ? "[" : "", host, v6 ? "]" : "", ":", port),
+                                options_.proxy, options_.env);
+  // Create checked the setting; an address that does not parse goes direct.
+  return proxy.ok() ? *proxy : std::nullopt;
+}
+
+std::optional<common::HttpProxy> CertManager::ProxyForAddress(const std::string& address) const {
+  auto [host, port] = SplitAddress(address);
+  return ProxyFor(host, port);
+}
+
 std::shared_ptr<grpc::Channel> CertManager::ChannelForNewAttempt() const {
   std::shared_ptr<grpc::Channel> channel = Channel();
   if (channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
@@ -118,7 +165,8 @@ std::shared_ptr<grpc::Channel> CertManager::ChannelTo(const std::string& address
   absl::MutexLock lock(&mu_);
   auto [it, added] = channels_to_.try_emplace(address);
   if (added) {
-    it->second = MakeChannel(options_.credential, key_pem_, current_.chain_pem, address);
+    it->second = MakeChannel(options_.credential, key_pem_, current_.chain_pem, address,
+                             ProxyForAddress(address));
   } else if (it->second->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
     grpc::experimental::ChannelResetConnectionBackoff(it->second.get());
   }
@@ -127,7 +175,9 @@ std::shared_ptr<grpc::Channel> CertManager::ChannelTo(const std::string& address
 
 void CertManager::Reconnect() {
   absl::MutexLock lock(&mu_);
-  channel_ = MakeChannel(options_.credential, key_pem_, current_.chain_pem);
+  channel_ = MakeChannel(options_.credential, key_pem_, current_.chain_pem,
+                         options_.credential.server_address,
+                         ProxyForAddress(options_.credential.server_address));
   channels_to_.clear();
 }
 
@@ -174,7 +224,8 @@ absl::Status CertManager::RenewNow() {
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
-  auto stub = v1::Enrollment::NewStub(MakeServerAuthChannel(cred));
+  auto stub =
+      v1::Enrollment::NewStub(MakeServerAuthChannel(cred, ProxyForAddress(cred.server_address)));
   grpc::Status status = stub->Enroll(&ctx, request, &response);
   if (!status.ok()) {
     return absl::Status(FromGrpc(status).code(),
@@ -195,7 +246,8 @@ absl::Status CertManager::RenewNow() {
   }
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(chain[0].get()));
   ASSIGN_OR_RETURN(std::string key_pem, pki::PrivateKeyToPem(tls_key.get()));
-  auto channel = MakeChannel(cred, key_pem, response.certificate_chain_pem());
+  auto channel = MakeChannel(cred, key_pem, response.certificate_chain_pem(), cred.server_address,
+                             ProxyForAddress(cred.server_address));
 
   absl::MutexLock lock(&mu_);
   OPENSSL_cleanse(key_pem_.data(), key_pem_.size());

@@ -7,19 +7,24 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/http_proxy.h"
 #include "pki/credential.h"
 
 namespace drawbridge::enroll {
 
 // A channel to the server that authenticates the server only (pinned CA, host
 // name check). Used for Enroll.
-std::shared_ptr<grpc::Channel> MakeServerAuthChannel(const pki::Credential& credential);
+std::shared_ptr<grpc::Channel> MakeServerAuthChannel(
+    const pki::Credential& credential,
+    const std::optional<common::HttpProxy>& proxy = std::nullopt);
 
 // Enrolls with a credential and keeps a valid client certificate. The TLS key is
 // generated in memory for every enrollment and never written anywhere; the
@@ -46,6 +51,12 @@ class CertManager {
     // no lock of the manager held (a retry loop waiting on the old certificate
     // can go at once). Must not block and must outlive the manager.
     std::function<void()> on_renewed;
+    // How to reach the server: "" follows HTTPS_PROXY/NO_PROXY (read through
+    // `env`), "direct" never uses a proxy, and an http://[USER:PASS@]HOST:PORT
+    // URL always does (docs/enrollment.md, "Behind an HTTP proxy"). gRPC
+    // channels and lanes both go through it.
+    std::string proxy;
+    common::EnvLookup env = common::ProcessEnvironment();
   };
 
   struct Snapshot {
@@ -92,6 +103,8 @@ class CertManager {
   };
   KeyPair CurrentKeyPair() const;
   const pki::Credential& credential() const { return options_.credential; }
+  // The proxy to reach HOST:PORT through (nullopt: directly), as Options.proxy says.
+  std::optional<common::HttpProxy> ProxyFor(std::string_view host, uint16_t port) const;
 
   // Starts the background renewal thread.
   void StartAutoRenew();
@@ -106,6 +119,7 @@ class CertManager {
 
  private:
   explicit CertManager(Options options) : options_(std::move(options)) {}
+  std::optional<common::HttpProxy> ProxyForAddress(const std::string& address) const;
   void RenewLoop();
 
   Options options_;

@@ -30,29 +30,77 @@ class Connector : public std::enable_shared_from_this<Connector> {
         self->Fail(common::StrCat("lane: connecting to ", self->Where(), " timed out"));
       }
     });
+    // Through a proxy, TCP goes to the proxy, which resolves the server's name.
+    const std::string& host = target_.proxy ? target_.proxy->host : target_.host;
+    const uint16_t port = target_.proxy ? target_.proxy->port : target_.port;
     resolver_.async_resolve(
-        target_.host, std::to_string(target_.port),
+        host, std::to_string(port),
         [self = shared_from_this()](const asio::error_code& ec,
                                     asio::ip::tcp::resolver::results_type results) {
           if (ec) {
-            self->Fail(common::StrCat("lane: resolve ", self->target_.host, ": ", ec.message()));
+            self->Fail(common::StrCat("lane: resolve ", self->NextHop(), ": ", ec.message()));
             return;
           }
           asio::async_connect(
               self->socket_, results,
               [self](const asio::error_code& connect_ec, const asio::ip::tcp::endpoint&) {
                 if (connect_ec) {
-                  self->Fail(common::StrCat("lane: connect to ", self->Where(), ": ",
+                  self->Fail(common::StrCat("lane: connect to ", self->NextHop(), ": ",
                                             connect_ec.message()));
                   return;
                 }
-                self->Handshake();
+                if (self->target_.proxy) {
+                  self->Connect();
+                } else {
+                  self->Handshake();
+                }
               });
         });
   }
 
  private:
   std::string Where() const { return common::StrCat(target_.host, ":", target_.port); }
+  std::string NextHop() const {
+    return target_.proxy ? common::StrCat("proxy ", target_.proxy->display) : Where();
+  }
+
+  // CONNECT HOST:PORT through the proxy, then TLS inside the tunnel it opens.
+  void Connect() {
+    request_ = common::ConnectRequest(target_.host, target_.port, *target_.proxy);
+    asio::async_write(
+        socket_, asio::buffer(request_),
+        [self = shared_from_this()](const asio::error_code& ec, size_t) {
+          if (ec) {
+            self->Fail(common::StrCat("lane: ", self->NextHop(), ": ", ec.message()));
+            return;
+          }
+          // The answer's head only: the server says nothing before our
+          // ClientHello, so nothing of the tunnel can follow it yet.
+          asio::async_read_until(
+              self->socket_, asio::dynamic_buffer(self->answer_, common::kMaxConnectResponse),
+              "\r\n\r\n", [self](const asio::error_code& read_ec, size_t head) {
+                if (read_ec) {
+                  self->Fail(common::StrCat("lane: ", self->NextHop(), " answered no CONNECT: ",
+                                            read_ec == asio::error::not_found
+                                                ? std::string("answer longer than 8 KiB")
+                                                : read_ec.message()));
+                  return;
+                }
+                absl::Status ok = common::CheckConnectResponse(
+                    std::string_view(self->answer_).substr(0, head), *self->target_.proxy);
+                if (!ok.ok()) {
+                  self->Fail(common::StrCat("lane: ", ok.message()));
+                  return;
+                }
+                if (self->answer_.size() != head) {
+                  self->Fail(common::StrCat("lane: ", self->NextHop(),
+                                            " sent bytes after its CONNECT answer"));
+                  return;
+                }
+                self->Handshake();
+              });
+        });
+  }
 
   void Handshake() {
     if (!done_) {
@@ -108,6 +156,8 @@ class Connector : public std::enable_shared_from_this<Connector> {
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
   std::shared_ptr<TlsLane> lane_;
+  std::string request_;  // the CONNECT request, alive while it is written
+  std::string answer_;   // the proxy's answer head
 };
 
 }  // namespace

@@ -5,8 +5,10 @@
 #include <asio.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "common/http_proxy.h"
 #include "drawbridge/v1/tunnel.grpc.pb.h"
 #include "lane/tls_context.h"
 #include "lane/tls_lane.h"
@@ -21,9 +23,11 @@ struct LaneTarget {
   uint16_t port = 0;
   std::string server_name;
   SslContext ssl;
+  // Reached through this HTTP proxy (CONNECT host:port), if set.
+  std::optional<common::HttpProxy> proxy;
 };
 
-// Connects to `target` (resolve, TCP, TLS handshake, within 10 s) on
+// Connects to `target` (resolve, TCP, [CONNECT through the proxy,] TLS handshake, within 10 s) on
 // `executor` (a strand, which the lane keeps). `done` runs on that strand.
 void ConnectLane(asio::any_io_executor executor, const LaneTarget& target,
                  std::function<void(absl::StatusOr<std::shared_ptr<TlsLane>>)> done);

@@ -167,6 +167,7 @@ std::optional<LaneTarget> LaneDialer::TargetLocked() {
   target.port = static_cast<uint16_t>(port_);
   target.server_name = server_name_;
   target.ssl = ssl_;
+  target.proxy = certs_->ProxyFor(host_, static_cast<uint16_t>(port_));
   return target;
 }
 
