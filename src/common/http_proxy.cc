@@ -15,14 +15,6 @@ absl::Status BadUrl(std::string_view why) {
   return absl::InvalidArgumentError(StrCat("proxy URL: ", why));
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
 int HexValue(char c) {
   if (c >= '0' && c <= '9') {
     return c - '0';
@@ -131,7 +123,7 @@ absl::StatusOr<HttpProxy> ParseHttpProxyUrl(std::string_view url) {
   const std::string scheme_end = "://";
   size_t scheme_at = rest.find(scheme_end);
   if (scheme_at != std::string_view::npos) {
-    std::string scheme = Lower(rest.substr(0, scheme_at));
+    std::string scheme = ToLower(rest.substr(0, scheme_at));
     if (scheme == "https") {
       return BadUrl("https:// proxies (TLS to the proxy) are not supported; use http://");
     }
@@ -176,7 +168,7 @@ absl::StatusOr<HttpProxy> ParseHttpProxyUrl(std::string_view url) {
 }
 
 bool NoProxyMatches(std::string_view list, std::string_view host_in, uint16_t port) {
-  std::string host = Lower(host_in);
+  std::string host = ToLower(host_in);
   if (!host.empty() && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
@@ -197,7 +189,7 @@ bool NoProxyMatches(std::string_view list, std::string_view host_in, uint16_t po
     if (raw == "*") {
       return true;
     }
-    std::string entry = Lower(raw);
+    std::string entry = ToLower(raw);
     // A CIDR or an address, possibly with a port.
     if (entry.find('/') != std::string::npos) {
       auto cidr = ParseCidr(entry);

@@ -13,14 +13,6 @@ absl::Status Bad(std::string_view why) {
   return absl::InvalidArgumentError(StrCat("malformed HTTP response: ", why));
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
     s.remove_prefix(1);
@@ -130,7 +122,7 @@ absl::StatusOr<HttpResponse> ParseHttpResponse(std::string_view raw, size_t max_
     if (colon == std::string_view::npos || colon == 0) {
       return Bad("header line without a name");
     }
-    std::string name = Lower(line.substr(0, colon));
+    std::string name = ToLower(line.substr(0, colon));
     std::string_view value = Trim(line.substr(colon + 1));
     if (name == "content-length") {
       auto len = ParseNumber(value, 10, 12);
@@ -139,7 +131,7 @@ absl::StatusOr<HttpResponse> ParseHttpResponse(std::string_view raw, size_t max_
       }
       content_length = len;
     } else if (name == "transfer-encoding") {
-      if (Lower(value) != "chunked") {
+      if (ToLower(value) != "chunked") {
         return Bad("unsupported Transfer-Encoding");
       }
       chunked = true;

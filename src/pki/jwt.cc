@@ -4,38 +4,16 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
+#include "pki/jose_json.h"
 
 namespace drawbridge::pki {
 namespace {
 
 using nlohmann::json;
+constexpr char kWhat[] = "malformed enrollment token";
 
 absl::Status Malformed(std::string_view why) {
-  return absl::InvalidArgumentError(common::StrCat("malformed enrollment token: ", why));
-}
-
-absl::StatusOr<json> DecodeObject(std::string_view part, std::string_view what) {
-  auto raw = common::Base64UrlDecode(part);
-  if (!raw) {
-    return Malformed(common::StrCat(what, " is not base64url"));
-  }
-  json j = json::parse(*raw, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Malformed(common::StrCat(what, " is not a JSON object"));
-  }
-  return j;
-}
-
-absl::StatusOr<std::string> RequiredString(const json& j, const char* name, size_t max_len) {
-  auto it = j.find(name);
-  if (it == j.end() || !it->is_string()) {
-    return Malformed(common::StrCat("\"", name, "\" missing or not a string"));
-  }
-  const auto& s = it->get_ref<const std::string&>();
-  if (s.empty() || s.size() > max_len) {
-    return Malformed(common::StrCat("\"", name, "\" empty or too long"));
-  }
-  return s;
+  return absl::InvalidArgumentError(common::StrCat(kWhat, ": ", why));
 }
 
 absl::StatusOr<int64_t> NumericDate(const json& j, const char* name, bool required) {
@@ -86,8 +64,8 @@ absl::StatusOr<ParsedToken> ParseEnrollmentToken(std::string_view compact) {
     return Malformed("expected three dot-separated parts");
   }
   ParsedToken t;
-  ASSIGN_OR_RETURN(json header, DecodeObject(parts[0], "header"));
-  ASSIGN_OR_RETURN(std::string alg, RequiredString(header, "alg", 16));
+  ASSIGN_OR_RETURN(json header, jose::DecodeObject(parts[0], "header", kWhat));
+  ASSIGN_OR_RETURN(std::string alg, jose::RequiredString(header, "alg", 16, kWhat));
   auto parsed_alg = ParseJoseName(alg);
   if (!parsed_alg.ok()) {
     return Malformed(common::StrCat("algorithm \"", alg, "\" is not allowed"));
@@ -101,21 +79,21 @@ absl::StatusOr<ParsedToken> ParseEnrollmentToken(std::string_view compact) {
   if (auto typ = header.find("typ"); typ != header.end() && *typ != "JWT") {
     return Malformed("\"typ\" must be JWT");
   }
-  ASSIGN_OR_RETURN(t.key_id, RequiredString(header, "kid", 128));
+  ASSIGN_OR_RETURN(t.key_id, jose::RequiredString(header, "kid", 128, kWhat));
 
-  ASSIGN_OR_RETURN(json payload, DecodeObject(parts[1], "payload"));
-  ASSIGN_OR_RETURN(t.claims.subject, RequiredString(payload, "sub", 128));
+  ASSIGN_OR_RETURN(json payload, jose::DecodeObject(parts[1], "payload", kWhat));
+  ASSIGN_OR_RETURN(t.claims.subject, jose::RequiredString(payload, "sub", 128, kWhat));
   // "aud" may be a string or an array holding exactly one string (RFC 7519 §4.1.3).
   auto aud = payload.find("aud");
   if (aud != payload.end() && aud->is_array() && aud->size() == 1 && (*aud)[0].is_string()) {
     t.claims.audience = (*aud)[0].get<std::string>();
   } else {
-    ASSIGN_OR_RETURN(t.claims.audience, RequiredString(payload, "aud", 255));
+    ASSIGN_OR_RETURN(t.claims.audience, jose::RequiredString(payload, "aud", 255, kWhat));
   }
   ASSIGN_OR_RETURN(t.claims.issued_at, NumericDate(payload, "iat", true));
   ASSIGN_OR_RETURN(t.claims.expires_at, NumericDate(payload, "exp", true));
   ASSIGN_OR_RETURN(t.claims.not_before, NumericDate(payload, "nbf", false));
-  ASSIGN_OR_RETURN(t.claims.token_id, RequiredString(payload, "jti", 128));
+  ASSIGN_OR_RETURN(t.claims.token_id, jose::RequiredString(payload, "jti", 128, kWhat));
   if (t.claims.token_id.size() < 16) {
     return Malformed("\"jti\" must carry at least 16 characters of randomness");
   }
@@ -123,7 +101,7 @@ absl::StatusOr<ParsedToken> ParseEnrollmentToken(std::string_view compact) {
   if (cnf == payload.end() || !cnf->is_object()) {
     return Malformed("\"cnf\" missing");
   }
-  ASSIGN_OR_RETURN(t.claims.tls_key_thumbprint, RequiredString(*cnf, "jkt", 64));
+  ASSIGN_OR_RETURN(t.claims.tls_key_thumbprint, jose::RequiredString(*cnf, "jkt", 64, kWhat));
 
   auto sig = common::Base64UrlDecode(parts[2]);
   if (!sig || sig->empty()) {

@@ -10,44 +10,21 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
+#include "pki/jose_json.h"
 #include "pki/keys.h"
 
 namespace drawbridge::pki {
 namespace {
 
 using nlohmann::json;
+constexpr char kWhat[] = "malformed workload token";
 
 absl::Status Malformed(std::string_view why) {
-  return absl::InvalidArgumentError(common::StrCat("malformed workload token: ", why));
+  return absl::InvalidArgumentError(common::StrCat(kWhat, ": ", why));
 }
 
 absl::Status BadJwks(std::string_view why) {
   return absl::InvalidArgumentError(common::StrCat("invalid JWKS: ", why));
-}
-
-// A JSON object from base64url, or `error(what ...)`.
-absl::StatusOr<json> DecodeObject(std::string_view part, std::string_view what) {
-  auto raw = common::Base64UrlDecode(part);
-  if (!raw) {
-    return Malformed(common::StrCat(what, " is not base64url"));
-  }
-  json j = json::parse(*raw, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Malformed(common::StrCat(what, " is not a JSON object"));
-  }
-  return j;
-}
-
-absl::StatusOr<std::string> RequiredString(const json& j, const char* name, size_t max_len) {
-  auto it = j.find(name);
-  if (it == j.end() || !it->is_string()) {
-    return Malformed(common::StrCat("\"", name, "\" missing or not a string"));
-  }
-  const auto& s = it->get_ref<const std::string&>();
-  if (s.empty() || s.size() > max_len) {
-    return Malformed(common::StrCat("\"", name, "\" empty or too long"));
-  }
-  return s;
 }
 
 absl::StatusOr<int64_t> NumericDate(const json& j, const char* name, bool required) {
@@ -166,19 +143,19 @@ absl::StatusOr<ParsedWorkloadToken> ParseWorkloadToken(std::string_view compact)
     return Malformed("expected three dot-separated parts");
   }
   ParsedWorkloadToken t;
-  ASSIGN_OR_RETURN(json header, DecodeObject(parts[0], "header"));
-  ASSIGN_OR_RETURN(std::string alg, RequiredString(header, "alg", 16));
+  ASSIGN_OR_RETURN(json header, jose::DecodeObject(parts[0], "header", kWhat));
+  ASSIGN_OR_RETURN(std::string alg, jose::RequiredString(header, "alg", 16, kWhat));
   ASSIGN_OR_RETURN(t.algorithm, ParseAlgorithm(alg));
   for (const char* banned : {"crit", "jku", "jwk", "x5u", "x5c"}) {
     if (header.contains(banned)) {
       return Malformed(common::StrCat("header parameter \"", banned, "\" is not supported"));
     }
   }
-  ASSIGN_OR_RETURN(t.key_id, RequiredString(header, "kid", 256));
+  ASSIGN_OR_RETURN(t.key_id, jose::RequiredString(header, "kid", 256, kWhat));
 
-  ASSIGN_OR_RETURN(json payload, DecodeObject(parts[1], "payload"));
-  ASSIGN_OR_RETURN(t.claims.issuer, RequiredString(payload, "iss", 512));
-  ASSIGN_OR_RETURN(t.claims.subject, RequiredString(payload, "sub", 512));
+  ASSIGN_OR_RETURN(json payload, jose::DecodeObject(parts[1], "payload", kWhat));
+  ASSIGN_OR_RETURN(t.claims.issuer, jose::RequiredString(payload, "iss", 512, kWhat));
+  ASSIGN_OR_RETURN(t.claims.subject, jose::RequiredString(payload, "sub", 512, kWhat));
   auto aud = payload.find("aud");
   if (aud != payload.end() && aud->is_array()) {
     if (aud->empty() || aud->size() > 16) {
@@ -192,7 +169,7 @@ absl::StatusOr<ParsedWorkloadToken> ParseWorkloadToken(std::string_view compact)
       t.claims.audiences.push_back(a.get<std::string>());
     }
   } else {
-    ASSIGN_OR_RETURN(std::string one, RequiredString(payload, "aud", 512));
+    ASSIGN_OR_RETURN(std::string one, jose::RequiredString(payload, "aud", 512, kWhat));
     t.claims.audiences.push_back(std::move(one));
   }
   ASSIGN_OR_RETURN(t.claims.expires_at, NumericDate(payload, "exp", true));

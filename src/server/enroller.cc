@@ -34,20 +34,26 @@ absl::Status CheckSource(const store::IdentityRecord& record,
                                                     " is outside the CIDRs of ", record.identity));
 }
 
+// A refusal as the caller hears it and the operator reads it, filled into
+// `refusal` (if given) with the identity claimed so far.
+Enroller::Refuse RefuseInto(EnrollmentRefusal* refusal, const std::string* claimed) {
+  return [refusal, claimed](absl::StatusCode code, std::string_view reason_code, std::string detail,
+                            std::string public_message) -> absl::Status {
+    if (refusal != nullptr) {
+      *refusal = EnrollmentRefusal{code, detail, std::move(public_message), *claimed,
+                                   std::string(reason_code)};
+    }
+    return absl::Status(code, detail);
+  };
+}
+
 }  // namespace
 
 absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::string_view csr_der,
                                                   std::optional<common::IpAddress> peer,
                                                   EnrollmentRefusal* refusal) {
   std::string claimed;
-  Refuse refuse = [&](absl::StatusCode code, std::string_view reason_code, std::string detail,
-                      std::string public_message) -> absl::Status {
-    if (refusal != nullptr) {
-      *refusal = EnrollmentRefusal{code, detail, std::move(public_message), claimed,
-                                   std::string(reason_code)};
-    }
-    return absl::Status(code, detail);
-  };
+  Refuse refuse = RefuseInto(refusal, &claimed);
 
   auto parsed = pki::ParseEnrollmentToken(token);
   if (!parsed.ok()) {
@@ -220,14 +226,7 @@ absl::StatusOr<EnrollmentResult> Enroller::EnrollWorkload(std::string_view ident
                                                           std::optional<common::IpAddress> peer,
                                                           EnrollmentRefusal* refusal) {
   std::string claimed(identity_text.substr(0, 128));
-  Refuse refuse = [&](absl::StatusCode code, std::string_view reason_code, std::string detail,
-                      std::string public_message) -> absl::Status {
-    if (refusal != nullptr) {
-      *refusal = EnrollmentRefusal{code, detail, std::move(public_message), claimed,
-                                   std::string(reason_code)};
-    }
-    return absl::Status(code, detail);
-  };
+  Refuse refuse = RefuseInto(refusal, &claimed);
   auto parsed = pki::ParseWorkloadToken(token);
   if (!parsed.ok()) {
     return refuse(absl::StatusCode::kInvalidArgument, "malformed_token",

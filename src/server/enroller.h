@@ -43,6 +43,10 @@ struct EnrollmentRefusal {
 // worker thread, never from a gRPC reaction. Thread-safe.
 class Enroller {
  public:
+  // Records a refusal (code, reason code, operator detail, caller's message)
+  // and returns the status to answer with.
+  using Refuse = std::function<absl::Status(absl::StatusCode, std::string_view reason_code,
+                                            std::string detail, std::string public_message)>;
   Enroller(const ServerConfig& config, const pki::CertificateAuthority* ca,
            IdentityDirectory* directory, store::Store* store, const common::Clock* clock)
       : config_(config), ca_(ca), directory_(directory), store_(store), clock_(clock) {}
@@ -72,8 +76,6 @@ class Enroller {
   }
 
  private:
-  using Refuse = std::function<absl::Status(absl::StatusCode, std::string_view reason_code,
-                                            std::string detail, std::string public_message)>;
   // Issues and records the certificate for the CSR's key, once the caller is
   // authenticated and authorized; both ways of enrolling end here.
   absl::StatusOr<EnrollmentResult> Issue(const std::string& subject, const store::KeyRecord& key,
