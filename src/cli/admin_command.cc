@@ -15,6 +15,7 @@
 #include "enroll/cert_manager.h"
 #include "pki/credential.h"
 #include "pki/keys.h"
+#include "pki/passphrase_seal.h"
 #include "pki/workload_trust.h"
 
 namespace drawbridge::cli {
@@ -71,6 +72,23 @@ absl::Status WriteThenRegister(const std::string& out, const pki::Credential& cr
     std::filesystem::remove(out, ec);
   }
   return s;
+}
+
+// `--seal`: the new credential's key sealed with the passphrase the
+// environment gives (DRAWBRIDGE_KEY_PASSPHRASE_FD or DRAWBRIDGE_KEY_PASSPHRASE).
+absl::Status SealIfAsked(const AdminFlags& f, pki::Credential* credential) {
+  if (!f.seal) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> passphrase, pki::PassphraseFromEnvironment());
+  if (!passphrase) {
+    return absl::InvalidArgumentError(
+        "--seal needs a passphrase in DRAWBRIDGE_KEY_PASSPHRASE_FD (a file descriptor to read it "
+        "from) or DRAWBRIDGE_KEY_PASSPHRASE");
+  }
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::PrivateKeyFromPem(credential->private_key_pem));
+  ASSIGN_OR_RETURN(credential->private_key_pem, pki::SealPrivateKeyPem(key.get(), *passphrase));
+  return absl::OkStatus();
 }
 
 // The trust the --oidc-* flags describe, files read.
@@ -159,6 +177,9 @@ int IdentityCreate(const AdminFlags& f) {
   if (!cred.ok()) {
     return Fail(cred.status());
   }
+  if (absl::Status s = SealIfAsked(f, &cred->credential); !s.ok()) {
+    return Fail(s);
+  }
   v1::CreateIdentityRequest req;
   req.set_identity(f.identity);
   req.set_public_key_pem(cred->public_key_pem);
@@ -178,9 +199,11 @@ int IdentityCreate(const AdminFlags& f) {
   } else {
     std::printf(
         "Created %s (key %s); credential written to %s (mode 0600).\n"
-        "Hand that file to the %s; it enrolls with it and never needs another secret.\n",
+        "Hand that file to the %s; it enrolls with it%s.\n",
         resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.out.c_str(),
-        std::string(pki::KindName(cred->credential.identity.kind)).c_str());
+        std::string(pki::KindName(cred->credential.identity.kind)).c_str(),
+        f.seal ? " and the passphrase (DRAWBRIDGE_KEY_PASSPHRASE_FD)"
+               : " and never needs another secret");
   }
   return kExitOk;
 }
@@ -267,6 +290,9 @@ int KeyAdd(const AdminFlags& f) {
   auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
   if (!cred.ok()) {
     return Fail(cred.status());
+  }
+  if (absl::Status s = SealIfAsked(f, &cred->credential); !s.ok()) {
+    return Fail(s);
   }
   v1::AddKeyRequest req;
   req.set_identity(f.identity);
@@ -377,6 +403,9 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   create->add_option("--algorithm", f->algorithm, "Credential key algorithm")
       ->check(CLI::IsMember({"ES256", "EdDSA"}))
       ->capture_default_str();
+  create->add_flag("--seal", f->seal,
+                   "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD "
+                   "or DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
   AddWorkloadTrustFlags(create, f.get(), /*with_token_file=*/true);
   bind(create, IdentityCreate);
   auto* list = identity->add_subcommand("list", "List identities");
@@ -405,6 +434,9 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   add->add_option("--algorithm", f->algorithm, "Credential key algorithm")
       ->check(CLI::IsMember({"ES256", "EdDSA"}))
       ->capture_default_str();
+  add->add_flag("--seal", f->seal,
+                "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD "
+                "or DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
   AddWorkloadTrustFlags(add, f.get(), /*with_token_file=*/false);
   bind(add, KeyAdd);
   auto* klist = key->add_subcommand("list", "List the keys of an identity");

@@ -24,6 +24,7 @@ struct AdminFlags {
   std::string out;
   std::vector<std::string> cidrs;
   std::string algorithm = "ES256";
+  bool seal = false;  // seal the new credential's key with the environment's passphrase
   std::string kind;
   std::string key_id;
   // workload trust (identity create / key add with --oidc-issuer)

@@ -5,6 +5,7 @@
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
 #include "pki/certs.h"
+#include "pki/passphrase_seal.h"
 
 namespace drawbridge::pki {
 namespace {
@@ -86,6 +87,10 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
   if (c.uses_workload_token()) {
     return c;
   }
+  if (IsSealedPem(c.private_key_pem)) {
+    c.key_sealed = true;  // checked against key_id once unsealed
+    return c;
+  }
   auto key = PrivateKeyFromPem(c.private_key_pem);
   if (!key.ok()) {
     return Bad("\"private_key_pem\" is not an ECDSA P-256 or Ed25519 private key");
@@ -98,6 +103,23 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
     return Bad("\"key_id\" does not match the private key");
   }
   return c;
+}
+
+absl::Status UnsealCredential(Credential& c, std::string_view passphrase) {
+  if (!c.key_sealed) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(common::PKeyPtr key, UnsealPrivateKeyPem(c.private_key_pem, passphrase));
+  if (*AlgorithmOf(key.get()) != c.algorithm) {
+    return Bad("\"algorithm\" does not match the sealed private key");
+  }
+  ASSIGN_OR_RETURN(std::string key_id, KeyIdOf(key.get()));
+  if (key_id != c.key_id) {
+    return Bad("\"key_id\" does not match the sealed private key");
+  }
+  ASSIGN_OR_RETURN(c.private_key_pem, PrivateKeyToPem(key.get()));
+  c.key_sealed = false;
+  return absl::OkStatus();
 }
 
 std::string SerializeCredential(const Credential& c) {
@@ -127,6 +149,18 @@ absl::StatusOr<Credential> LoadCredentialFile(const std::string& path) {
   if ((mode & 077) != 0 && !c->uses_workload_token()) {
     return absl::PermissionDeniedError(common::StrCat(
         "credential file ", path, " is readable by group or others; run chmod 600 ", path));
+  }
+  if (c->key_sealed) {
+    ASSIGN_OR_RETURN(std::optional<std::string> passphrase, PassphraseFromEnvironment());
+    if (!passphrase) {
+      return absl::FailedPreconditionError(common::StrCat(
+          "the key in ", path,
+          " is sealed with a passphrase: give it in DRAWBRIDGE_KEY_PASSPHRASE_FD (a file "
+          "descriptor to read it from) or DRAWBRIDGE_KEY_PASSPHRASE"));
+    }
+    if (absl::Status s = UnsealCredential(*c, *passphrase); !s.ok()) {
+      return absl::Status(s.code(), common::StrCat(path, ": ", s.message()));
+    }
   }
   return c;
 }

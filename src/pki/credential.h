@@ -29,8 +29,16 @@ struct Credential {
   // Such a credential holds no secret (key_id and private_key_pem are empty).
   std::string token_file;
 
+  // private_key_pem is sealed with a passphrase (pki/passphrase_seal.h) and
+  // must be unsealed (UnsealCredential) before use.
+  bool key_sealed = false;
+
   bool uses_workload_token() const { return !token_file.empty(); }
 };
+
+// Opens a sealed credential key in memory: checks it is the key `key_id` and
+// `algorithm` name, and replaces private_key_pem with its unsealed PEM.
+absl::Status UnsealCredential(Credential& credential, std::string_view passphrase);
 
 // Strict parse: every field present and well-formed, the private key matching the
 // declared algorithm and key id. Errors never echo key material.
@@ -38,7 +46,8 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text);
 std::string SerializeCredential(const Credential& credential);
 
 // Refuses files holding a key that group or others can read (like ssh does for
-// identity files); a workload credential holds no secret and may be shared.
+// identity files); a workload credential holds no secret and may be shared. A
+// sealed key is unsealed with PassphraseFromEnvironment().
 absl::StatusOr<Credential> LoadCredentialFile(const std::string& path);
 // Writes with mode 0600; refuses to replace an existing file.
 absl::Status SaveCredentialFile(const std::string& path, const Credential& credential);
