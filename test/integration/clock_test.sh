@@ -127,7 +127,7 @@ EOF
 start_bg "$SERVER_LOG" env LD_PRELOAD="$FAKETIME_LIB" FAKETIME_TIMESTAMP_FILE="$CLOCK" \
   FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1 \
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-  "$BIN" server --data-dir "$D"
+  "$BIN" server --data-dir "$D" --metrics-listen off # 9464 may be another suite's
 SERVER_PID=$BG_PID
 wait_for_port "$SERVER_PORT" 20 "$SERVER_PID" || abort "server listens"
 for id in agent/a1 agent/a2 client/app; do

@@ -117,7 +117,7 @@ run "${ADMIN[@]}" identity create agent/ci --oidc-issuer "$ISSUER" --oidc-subjec
 expect_contains "identity create names the trust" "$LAST" "workload trust oidc-[0-9a-f]{24}: issuer $ISSUER"
 expect_not_contains "the credential file holds no private key" "$WORK/agent-ci.json" "PRIVATE KEY|private_key_pem|key_id"
 expect_contains "  ... but the token file to read" "$WORK/agent-ci.json" "\"token_file\": \"$WORK/token\""
-TRUST_ID=$(grep -oE 'oidc-[0-9a-f]{24}' "$LAST" | head -n 1)
+TRUST_ID=$(grep -m 1 -oE 'oidc-[0-9a-f]{24}' "$LAST")
 run "${ADMIN[@]}" key list agent/ci
 expect_contains "key list shows the trust as an OIDC key" "$LAST" "$TRUST_ID +OIDC +active"
 run "${ADMIN[@]}" identity create agent/bad --oidc-issuer "http://127.0.0.1:$ISSUER_PORT" \
