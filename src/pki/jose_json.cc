@@ -5,6 +5,23 @@
 
 namespace drawbridge::pki::jose {
 
+absl::StatusOr<std::vector<std::string_view>> SplitCompact(std::string_view compact,
+                                                           size_t max_bytes,
+                                                           std::string_view what_token) {
+  if (compact.empty()) {
+    return absl::InvalidArgumentError(common::StrCat(what_token, ": empty"));
+  }
+  if (compact.size() > max_bytes) {
+    return absl::InvalidArgumentError(common::StrCat(what_token, ": too large"));
+  }
+  std::vector<std::string_view> parts = common::Split(compact, '.');
+  if (parts.size() != 3) {
+    return absl::InvalidArgumentError(
+        common::StrCat(what_token, ": expected three dot-separated parts"));
+  }
+  return parts;
+}
+
 absl::StatusOr<nlohmann::json> DecodeObject(std::string_view part, std::string_view part_name,
                                             std::string_view what_token) {
   auto raw = common::Base64UrlDecode(part);

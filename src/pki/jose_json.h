@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -10,6 +11,11 @@
 // failure is InvalidArgument, its message starting with `what_token` (e.g.
 // "malformed workload token") so that the caller's own input is named.
 namespace drawbridge::pki::jose {
+
+// The three dot-separated parts of a compact JWS of at most max_bytes.
+absl::StatusOr<std::vector<std::string_view>> SplitCompact(std::string_view compact,
+                                                           size_t max_bytes,
+                                                           std::string_view what_token);
 
 // A base64url part that must decode to a JSON object; `part_name` is "header"
 // or "payload".

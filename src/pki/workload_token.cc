@@ -132,16 +132,8 @@ std::string_view WorkloadAlgorithmName(WorkloadAlgorithm alg) {
 }
 
 absl::StatusOr<ParsedWorkloadToken> ParseWorkloadToken(std::string_view compact) {
-  if (compact.empty()) {
-    return Malformed("empty");
-  }
-  if (compact.size() > kMaxWorkloadTokenBytes) {
-    return Malformed("too large");
-  }
-  std::vector<std::string_view> parts = common::Split(compact, '.');
-  if (parts.size() != 3) {
-    return Malformed("expected three dot-separated parts");
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string_view> parts,
+                   jose::SplitCompact(compact, kMaxWorkloadTokenBytes, kWhat));
   ParsedWorkloadToken t;
   ASSIGN_OR_RETURN(json header, jose::DecodeObject(parts[0], "header", kWhat));
   ASSIGN_OR_RETURN(std::string alg, jose::RequiredString(header, "alg", 16, kWhat));

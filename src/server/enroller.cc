@@ -17,23 +17,6 @@ namespace {
 // nothing either: unknown key, wrong identity and bad signature look alike.
 constexpr char kNotAccepted[] = "enrollment refused: credential not accepted";
 
-// Whether the peer's address is within the identity's CIDRs (any, if it has none).
-absl::Status CheckSource(const store::IdentityRecord& record,
-                         std::optional<common::IpAddress> peer) {
-  if (record.cidrs.empty()) {
-    return absl::OkStatus();
-  }
-  for (const auto& text : record.cidrs) {
-    auto cidr = common::ParseCidr(text);
-    if (cidr.ok() && peer && cidr->Contains(*peer)) {
-      return absl::OkStatus();
-    }
-  }
-  return absl::PermissionDeniedError(common::StrCat("source address ",
-                                                    peer ? peer->ToString() : "unknown",
-                                                    " is outside the CIDRs of ", record.identity));
-}
-
 // A refusal as the caller hears it and the operator reads it, filled into
 // `refusal` (if given) with the identity claimed so far.
 Enroller::Refuse RefuseInto(EnrollmentRefusal* refusal, const std::string* claimed) {
@@ -45,6 +28,38 @@ Enroller::Refuse RefuseInto(EnrollmentRefusal* refusal, const std::string* claim
     }
     return absl::Status(code, detail);
   };
+}
+
+// OK if the peer's address is within the identity's CIDRs (any, if it has
+// none); otherwise the source_not_allowed refusal.
+absl::Status RefuseOutsideCidrs(const store::IdentityRecord& record,
+                                std::optional<common::IpAddress> peer,
+                                const Enroller::Refuse& refuse) {
+  if (record.cidrs.empty()) {
+    return absl::OkStatus();
+  }
+  for (const auto& text : record.cidrs) {
+    auto cidr = common::ParseCidr(text);
+    if (cidr.ok() && peer && cidr->Contains(*peer)) {
+      return absl::OkStatus();
+    }
+  }
+  return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
+                common::StrCat("source address ", peer ? peer->ToString() : "unknown",
+                               " is outside the CIDRs of ", record.identity),
+                "enrollment refused: source address not allowed for this identity");
+}
+
+// The public key of the CSR (whose signature proves possession of the TLS
+// key), or the bad_csr refusal.
+absl::StatusOr<common::PKeyPtr> CsrKeyOrRefuse(std::string_view csr_der,
+                                               const Enroller::Refuse& refuse) {
+  auto key = pki::PublicKeyFromCsrDer(csr_der);
+  if (!key.ok()) {
+    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr",
+                  std::string(key.status().message()), std::string(key.status().message()));
+  }
+  return std::move(*key);
 }
 
 }  // namespace
@@ -141,19 +156,11 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
                                  key->removed_at),
                   "enrollment refused: credential key has been removed");
   }
-  if (absl::Status s = CheckSource(*record, peer); !s.ok()) {
-    return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
-                  std::string(s.message()),
-                  "enrollment refused: source address not allowed for this identity");
-  }
+  RETURN_IF_ERROR(RefuseOutsideCidrs(*record, peer, refuse));
 
   // 4. The CSR proves possession of the TLS key; `cnf` binds that key to this token.
-  auto tls_key = pki::PublicKeyFromCsrDer(csr_der);
-  if (!tls_key.ok()) {
-    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr",
-                  std::string(tls_key.status().message()), std::string(tls_key.status().message()));
-  }
-  ASSIGN_OR_RETURN(std::string thumbprint, pki::JwkThumbprint(tls_key->get()));
+  ASSIGN_OR_RETURN(common::PKeyPtr tls_key, CsrKeyOrRefuse(csr_der, refuse));
+  ASSIGN_OR_RETURN(std::string thumbprint, pki::JwkThumbprint(tls_key.get()));
   if (thumbprint != claims.tls_key_thumbprint) {
     return refuse(absl::StatusCode::kPermissionDenied, "cnf_mismatch",
                   "cnf.jkt does not match the key in the certificate request",
@@ -176,7 +183,7 @@ absl::StatusOr<EnrollmentResult> Enroller::Enroll(std::string_view token, std::s
   }
 
   // 6. Issue.
-  return Issue(claims.subject, *key, tls_key->get(), now, refuse);
+  return Issue(claims.subject, *key, tls_key.get(), now, refuse);
 }
 
 absl::StatusOr<EnrollmentResult> Enroller::Issue(const std::string& subject,
@@ -326,19 +333,11 @@ absl::StatusOr<EnrollmentResult> Enroller::EnrollWorkload(std::string_view ident
                   common::StrCat("identity ", subject, " is disabled"),
                   "enrollment refused: identity is disabled");
   }
-  if (absl::Status s = CheckSource(*record, peer); !s.ok()) {
-    return refuse(absl::StatusCode::kPermissionDenied, "source_not_allowed",
-                  std::string(s.message()),
-                  "enrollment refused: source address not allowed for this identity");
-  }
+  RETURN_IF_ERROR(RefuseOutsideCidrs(*record, peer, refuse));
 
   // 5. The CSR proves possession of the TLS key the certificate is issued for.
-  auto tls_key = pki::PublicKeyFromCsrDer(csr_der);
-  if (!tls_key.ok()) {
-    return refuse(absl::StatusCode::kInvalidArgument, "bad_csr",
-                  std::string(tls_key.status().message()), std::string(tls_key.status().message()));
-  }
-  return Issue(subject, *trust_key, tls_key->get(), now, refuse);
+  ASSIGN_OR_RETURN(common::PKeyPtr tls_key, CsrKeyOrRefuse(csr_der, refuse));
+  return Issue(subject, *trust_key, tls_key.get(), now, refuse);
 }
 
 }  // namespace drawbridge::server
