@@ -91,6 +91,21 @@ absl::Status SealIfAsked(const AdminFlags& f, pki::Credential* credential) {
   return absl::OkStatus();
 }
 
+// `--server` (repeatable) and `--server-srv`: where the new credential reaches
+// the server, instead of where the admin's does. The server name checked and
+// the pinned CA stay the admin's: every address must lead to the same service.
+absl::Status ApplyServerFlags(const AdminFlags& f, pki::Credential* credential) {
+  if (!f.servers.empty()) {
+    credential->server_address = f.servers.front();
+    credential->fallback_addresses.assign(f.servers.begin() + 1, f.servers.end());
+    RETURN_IF_ERROR(pki::ValidateServerAddress(credential->server_address));
+  }
+  if (!f.server_srv.empty()) {
+    credential->dns_srv = f.server_srv;
+  }
+  return pki::ValidateServerEndpoints(*credential);
+}
+
 // The trust the --oidc-* flags describe, files read.
 absl::StatusOr<v1::WorkloadTrust> TrustFromFlags(const AdminFlags& f) {
   if (f.oidc_subject.empty()) {
@@ -131,10 +146,11 @@ int WorkloadIdentityCreate(const AdminFlags& f, const Session& session) {
   }
   bootstrap.identity = *identity;
   bootstrap.trust_domain = session.credential.trust_domain;
-  bootstrap.server_address = session.credential.server_address;
-  bootstrap.server_name = session.credential.server_name;
-  bootstrap.ca_bundle_pem = session.credential.ca_bundle_pem;
+  pki::CopyServerEndpoints(session.credential, &bootstrap);
   bootstrap.token_file = f.token_file;
+  if (absl::Status s = ApplyServerFlags(f, &bootstrap); !s.ok()) {
+    return Fail(s);
+  }
   v1::CreateIdentityRequest req;
   req.set_identity(f.identity);
   *req.mutable_workload_trust() = *trust;
@@ -176,6 +192,9 @@ int IdentityCreate(const AdminFlags& f) {
   auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
   if (!cred.ok()) {
     return Fail(cred.status());
+  }
+  if (absl::Status s = ApplyServerFlags(f, &cred->credential); !s.ok()) {
+    return Fail(s);
   }
   if (absl::Status s = SealIfAsked(f, &cred->credential); !s.ok()) {
     return Fail(s);
@@ -291,6 +310,9 @@ int KeyAdd(const AdminFlags& f) {
   if (!cred.ok()) {
     return Fail(cred.status());
   }
+  if (absl::Status s = ApplyServerFlags(f, &cred->credential); !s.ok()) {
+    return Fail(s);
+  }
   if (absl::Status s = SealIfAsked(f, &cred->credential); !s.ok()) {
     return Fail(s);
   }
@@ -342,6 +364,16 @@ int KeyRemove(const AdminFlags& f) {
                 resp.identity().c_str());
   }
   return kExitOk;
+}
+
+void AddServerFlags(CLI::App* cmd, AdminFlags* f) {
+  const char* group = "Where the new credential reaches the server (default: as the admin's does)";
+  cmd->add_option("--server", f->servers,
+                  "HOST:PORT; repeat for fallback addresses, tried in the order given")
+      ->group(group);
+  cmd->add_option("--server-srv", f->server_srv,
+                  "DNS SRV name whose targets are tried first (_drawbridge._tcp.DOMAIN)")
+      ->group(group);
 }
 
 void AddWorkloadTrustFlags(CLI::App* cmd, AdminFlags* f, bool with_token_file) {
@@ -406,6 +438,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   create->add_flag("--seal", f->seal,
                    "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD "
                    "or DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
+  AddServerFlags(create, f.get());
   AddWorkloadTrustFlags(create, f.get(), /*with_token_file=*/true);
   bind(create, IdentityCreate);
   auto* list = identity->add_subcommand("list", "List identities");
@@ -437,6 +470,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   add->add_flag("--seal", f->seal,
                 "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD "
                 "or DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
+  AddServerFlags(add, f.get());
   AddWorkloadTrustFlags(add, f.get(), /*with_token_file=*/false);
   bind(add, KeyAdd);
   auto* klist = key->add_subcommand("list", "List the keys of an identity");

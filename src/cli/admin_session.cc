@@ -37,9 +37,7 @@ absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
   ASSIGN_OR_RETURN(n.credential.private_key_pem, pki::PrivateKeyToPem(key.get()));
   ASSIGN_OR_RETURN(n.public_key_pem, pki::PublicKeyToPem(key.get()));
   n.credential.trust_domain = admin.trust_domain;
-  n.credential.server_address = admin.server_address;
-  n.credential.server_name = admin.server_name;
-  n.credential.ca_bundle_pem = admin.ca_bundle_pem;
+  pki::CopyServerEndpoints(admin, &n.credential);
   return n;
 }
 

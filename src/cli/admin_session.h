@@ -25,6 +25,9 @@ struct AdminFlags {
   std::vector<std::string> cidrs;
   std::string algorithm = "ES256";
   bool seal = false;  // seal the new credential's key with the environment's passphrase
+  // where the new credential reaches the server (default: as the admin's does)
+  std::vector<std::string> servers;
+  std::string server_srv;
   std::string kind;
   std::string key_id;
   // workload trust (identity create / key add with --oidc-issuer)

@@ -481,21 +481,23 @@ void CheckAccess(const v1::PolicyInfo& policy_info, const v1::ListAgentsResponse
 // server but presents no client certificate: the gRPC port completes such a
 // handshake (enrollment happens before a workload has a certificate), so the
 // refusal must come from every other method.
-grpc::Status CallWithoutCertificate(const pki::Credential& credential) {
+grpc::Status CallWithoutCertificate(const pki::Credential& credential,
+                                    const std::string& address) {
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = credential.ca_bundle_pem;
   grpc::ChannelArguments channel_args;
   channel_args.SetSslTargetNameOverride(credential.server_name);
   auto stub = v1::Admin::NewStub(grpc::CreateCustomChannel(
-      credential.server_address, grpc::SslCredentials(tls), channel_args));
+      address, grpc::SslCredentials(tls), channel_args));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::ListAgentsResponse response;
   return stub->ListAgents(&ctx, v1::ListAgentsRequest(), &response);
 }
 
-void CheckTls(const pki::Credential& credential, int lane_port, posture::Report* r) {
-  const std::string& address = credential.server_address;
+// `address`: the one the admin session reached (the credential may list several).
+void CheckTls(const pki::Credential& credential, const std::string& address, int lane_port,
+              posture::Report* r) {
   std::vector<std::string> endpoints = {address};
   if (lane_port > 0) {
     endpoints.push_back(WithPort(address, lane_port));
@@ -517,7 +519,7 @@ void CheckTls(const pki::Credential& credential, int lane_port, posture::Report*
     }
     TlsProbe v13 = ProbeTls(ep, TLS1_3_VERSION, TLS1_3_VERSION, i > 0, alpn);
     if (i == 0) {
-      grpc::Status st = CallWithoutCertificate(credential);
+      grpc::Status st = CallWithoutCertificate(credential, address);
       const bool refused = st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
                            st.error_code() == grpc::StatusCode::PERMISSION_DENIED;
       m_ok = m_ok && refused && v13.handshake;
@@ -880,7 +882,7 @@ int RunPosture(const PostureArgs& args) {
         common::StrCat("cannot reach the server as an admin: ", session.status().message()));
   }
   posture::Report report;
-  report.server = session->credential.server_address;
+  report.server = session->certs->CurrentAddress();
   report.data_dir = args.data_dir;
   report.generated_unix = std::time(nullptr);
   const std::string admin_identity = session->credential.identity.ToString();
@@ -919,7 +921,7 @@ int RunPosture(const PostureArgs& args) {
   }
   CheckIdentities(args, ids, &report);
   CheckAccess(policy, agents, &report);
-  CheckTls(session->credential, drill.lane_port, &report);
+  CheckTls(session->credential, session->certs->CurrentAddress(), drill.lane_port, &report);
   CheckKeysAtRest(dir, args, &report);
   CheckAuditChain(dir, *config, &report);
   CheckAuditContent(dir, *config, drill, admin_identity, &report);

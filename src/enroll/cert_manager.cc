@@ -14,6 +14,7 @@
 #include "common/strings.h"
 #include "common/tls_policy.h"
 #include "drawbridge/v1/enrollment.grpc.pb.h"
+#include "enroll/server_addresses.h"
 #include "pki/certs.h"
 #include "pki/jwt.h"
 #include "pki/keys.h"
@@ -153,12 +154,28 @@ std::optional<common::HttpProxy> CertManager::ProxyForAddress(const std::string&
   return ProxyFor(host, port);
 }
 
-std::shared_ptr<grpc::Channel> CertManager::ChannelForNewAttempt() const {
-  std::shared_ptr<grpc::Channel> channel = Channel();
-  if (channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
-    grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+std::string CertManager::CurrentAddress() const {
+  absl::MutexLock lock(&mu_);
+  return address_;
+}
+
+std::shared_ptr<grpc::Channel> CertManager::ChannelForNewAttempt() {
+  absl::MutexLock lock(&mu_);
+  if (channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return channel_;
   }
-  return channel;
+  if (addresses_.size() < 2) {
+    grpc::experimental::ChannelResetConnectionBackoff(channel_.get());
+    return channel_;
+  }
+  // The server at this address could not be reached: the caller's attempt
+  // (after its own jittered backoff) goes to the next address instead.
+  const std::string next = NextServerAddress(addresses_, address_);
+  common::LogWarn("server.failover", {{"from", address_}, {"to", next}});
+  address_ = next;
+  channel_ = MakeChannel(options_.credential, key_pem_, current_.chain_pem, address_,
+                         ProxyForAddress(address_));
+  return channel_;
 }
 
 std::shared_ptr<grpc::Channel> CertManager::ChannelTo(const std::string& address) const {
@@ -175,9 +192,8 @@ std::shared_ptr<grpc::Channel> CertManager::ChannelTo(const std::string& address
 
 void CertManager::Reconnect() {
   absl::MutexLock lock(&mu_);
-  channel_ = MakeChannel(options_.credential, key_pem_, current_.chain_pem,
-                         options_.credential.server_address,
-                         ProxyForAddress(options_.credential.server_address));
+  channel_ = MakeChannel(options_.credential, key_pem_, current_.chain_pem, address_,
+                         ProxyForAddress(address_));
   channels_to_.clear();
 }
 
@@ -196,10 +212,10 @@ std::string CertManager::CurrentPrivateKeyPemForTesting() const {
   return key_pem_;
 }
 
-absl::Status CertManager::RenewNow() {
+absl::StatusOr<v1::EnrollResponse> CertManager::EnrollAt(const std::string& address,
+                                                         EVP_PKEY* tls_key,
+                                                         const std::string& csr) const {
   const pki::Credential& cred = options_.credential;
-  ASSIGN_OR_RETURN(common::PKeyPtr tls_key, pki::GenerateKey(options_.tls_key_algorithm));
-  ASSIGN_OR_RETURN(std::string csr, pki::CreateCsrDer(tls_key.get()));
   const std::string subject = cred.identity.ToString();
   v1::EnrollRequest request;
   request.set_csr_der(csr);
@@ -209,6 +225,7 @@ absl::Status CertManager::RenewNow() {
     request.set_workload_token(std::move(token));
     request.set_identity(subject);
   } else {
+    // A token per attempt: one a server may have seen is never offered again.
     ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::PrivateKeyFromPem(cred.private_key_pem));
     pki::EnrollmentClaims claims;
     claims.subject = subject;
@@ -216,7 +233,7 @@ absl::Status CertManager::RenewNow() {
     claims.issued_at = options_.clock->NowUnix();
     claims.expires_at = claims.issued_at + 120;
     claims.token_id = common::RandomHex(16);
-    ASSIGN_OR_RETURN(claims.tls_key_thumbprint, pki::JwkThumbprint(tls_key.get()));
+    ASSIGN_OR_RETURN(claims.tls_key_thumbprint, pki::JwkThumbprint(tls_key));
     ASSIGN_OR_RETURN(std::string token,
                      pki::SignEnrollmentToken(signing_key.get(), cred.key_id, claims));
     request.set_token(std::move(token));
@@ -224,14 +241,47 @@ absl::Status CertManager::RenewNow() {
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
-  auto stub =
-      v1::Enrollment::NewStub(MakeServerAuthChannel(cred, ProxyForAddress(cred.server_address)));
+  auto stub = v1::Enrollment::NewStub(
+      MakeChannel(cred, "", "", address, ProxyForAddress(address)));
   grpc::Status status = stub->Enroll(&ctx, request, &response);
   if (!status.ok()) {
     return absl::Status(FromGrpc(status).code(),
-                        common::StrCat("enrollment of ", subject, " at ", cred.server_address,
+                        common::StrCat("enrollment of ", subject, " at ", address,
                                        " failed: ", status.error_message()));
   }
+  return response;
+}
+
+absl::Status CertManager::RenewNow() {
+  const pki::Credential& cred = options_.credential;
+  ASSIGN_OR_RETURN(common::PKeyPtr tls_key, pki::GenerateKey(options_.tls_key_algorithm));
+  ASSIGN_OR_RETURN(std::string csr, pki::CreateCsrDer(tls_key.get()));
+  // Every address in order, beginning with the one in use: a renewal does not
+  // move a process that reaches its server. Only an unreachable server sends
+  // us on to the next; an answer (a refusal too) is the service's answer.
+  const std::vector<std::string> addresses = ServerAddresses(cred, options_.srv_lookup);
+  std::string address = CurrentAddress();
+  if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) {
+    address = addresses.front();
+  }
+  absl::StatusOr<v1::EnrollResponse> enrolled;
+  for (size_t tried = 0; tried < addresses.size(); ++tried) {
+    enrolled = EnrollAt(address, tls_key.get(), csr);
+    const absl::StatusCode code = enrolled.status().code();
+    if (enrolled.ok() || addresses.size() == 1 ||
+        (code != absl::StatusCode::kUnavailable && code != absl::StatusCode::kDeadlineExceeded)) {
+      break;
+    }
+    const std::string next = NextServerAddress(addresses, address);
+    common::LogWarn("server.unreachable", {{"address", address},
+                                          {"error", std::string(enrolled.status().message())},
+                                          {"next", tried + 1 < addresses.size() ? next : ""}});
+    address = next;
+  }
+  if (!enrolled.ok()) {
+    return enrolled.status();
+  }
+  const v1::EnrollResponse& response = *enrolled;
   // Trust only what chains to the CA we pinned, and only a certificate for our key.
   ASSIGN_OR_RETURN(auto chain, pki::CertsFromPem(response.certificate_chain_pem()));
   std::vector<X509*> intermediates;
@@ -246,10 +296,15 @@ absl::Status CertManager::RenewNow() {
   }
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(chain[0].get()));
   ASSIGN_OR_RETURN(std::string key_pem, pki::PrivateKeyToPem(tls_key.get()));
-  auto channel = MakeChannel(cred, key_pem, response.certificate_chain_pem(), cred.server_address,
-                             ProxyForAddress(cred.server_address));
+  auto channel = MakeChannel(cred, key_pem, response.certificate_chain_pem(), address,
+                             ProxyForAddress(address));
 
   absl::MutexLock lock(&mu_);
+  if (address_ != address && !address_.empty()) {
+    common::LogWarn("server.failover", {{"from", address_}, {"to", address}});
+  }
+  address_ = address;
+  addresses_ = addresses;
   OPENSSL_cleanse(key_pem_.data(), key_pem_.size());
   key_pem_ = std::move(key_pem);
   channel_ = std::move(channel);

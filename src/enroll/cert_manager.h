@@ -1,6 +1,7 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
 
 #include <chrono>
 #include <cstdint>
@@ -11,11 +12,14 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/http_proxy.h"
+#include "drawbridge/v1/enrollment.pb.h"
+#include "enroll/server_addresses.h"
 #include "pki/credential.h"
 
 namespace drawbridge::enroll {
@@ -57,6 +61,8 @@ class CertManager {
     // channels and lanes both go through it.
     std::string proxy;
     common::EnvLookup env = common::ProcessEnvironment();
+    // Resolves the credential's dns_srv (tests give their own).
+    SrvLookup srv_lookup = common::LookupSrv;
   };
 
   struct Snapshot {
@@ -77,12 +83,16 @@ class CertManager {
 
   // Channel authenticated with the current certificate.
   std::shared_ptr<grpc::Channel> Channel() const;
-  // The same channel for a caller with a reason to connect now (its own jittered
-  // wait has passed, or an application's connection is waiting): gRPC keeps a
-  // reconnect backoff per channel (up to 5 s) during which calls fail at once even
-  // though the server is back, which would add a second wait to ours. If the
-  // channel is in that state, its backoff is reset so the call connects.
-  std::shared_ptr<grpc::Channel> ChannelForNewAttempt() const;
+  // The channel for a caller with a reason to connect now (its own jittered
+  // wait has passed, or an application's connection is waiting). If the current
+  // address could not be reached (the channel is in TRANSIENT_FAILURE), the
+  // credential's next address gets a new channel (failover: "Several server
+  // addresses" in docs/enrollment.md); with a single address, the channel's
+  // reconnect backoff is reset instead, as gRPC's own (up to 5 s, calls failing
+  // at once although the server is back) would add a second wait to ours.
+  std::shared_ptr<grpc::Channel> ChannelForNewAttempt();
+  // The address (HOST:PORT) Channel() leads to.
+  std::string CurrentAddress() const;
   // A channel like Channel()'s to another address of the same service (a
   // replica's own address: the server name checked stays the credential's),
   // made on first use and again after each renewal; its reconnect backoff is
@@ -120,6 +130,8 @@ class CertManager {
  private:
   explicit CertManager(Options options) : options_(std::move(options)) {}
   std::optional<common::HttpProxy> ProxyForAddress(const std::string& address) const;
+  absl::StatusOr<v1::EnrollResponse> EnrollAt(const std::string& address, EVP_PKEY* tls_key,
+                                              const std::string& csr) const;
   void RenewLoop();
 
   Options options_;
@@ -127,6 +139,8 @@ class CertManager {
   Snapshot current_ ABSL_GUARDED_BY(mu_);
   std::string key_pem_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
+  std::string address_ ABSL_GUARDED_BY(mu_);                  // where channel_ leads
+  std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);  // in order, as last resolved
   mutable std::map<std::string, std::shared_ptr<grpc::Channel>> channels_to_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<std::thread> renew_thread_;

@@ -58,10 +58,17 @@ int LaneDialer::LaneBudget() {
 LaneDialer::LaneDialer(asio::io_context& io, const enroll::CertManager* certs,
                        std::string instance_id, const std::string& address)
     : io_(io), certs_(certs), instance_id_(std::move(instance_id)), maintenance_timer_(io) {
-  host_ = HostOf(address.empty() ? certs_->credential().server_address : address);
-  server_name_ =
-      certs_->credential().server_name.empty() ? host_ : certs_->credential().server_name;
+  if (!address.empty()) {
+    host_ = HostOf(address);
+  }
+  server_name_ = certs_->credential().server_name.empty()
+                     ? HostOf(certs_->credential().server_address)
+                     : certs_->credential().server_name;
   Maintain();
+}
+
+std::string LaneDialer::Host() const {
+  return host_.empty() ? HostOf(certs_->CurrentAddress()) : host_;
 }
 
 void LaneDialer::Maintain() {
@@ -163,11 +170,11 @@ std::optional<LaneTarget> LaneDialer::TargetLocked() {
     ssl_generation_ = pair.generation;
   }
   LaneTarget target;
-  target.host = host_;
+  target.host = Host();
   target.port = static_cast<uint16_t>(port_);
   target.server_name = server_name_;
   target.ssl = ssl_;
-  target.proxy = certs_->ProxyFor(host_, static_cast<uint16_t>(port_));
+  target.proxy = certs_->ProxyFor(target.host, static_cast<uint16_t>(port_));
   return target;
 }
 
@@ -269,13 +276,13 @@ void LaneDialer::OnProbeDone(int port, uint64_t attempt, const grpc::Status& sta
   }
   if (status.ok()) {
     if (!usable_) {
-      common::LogInfo("lane.ready", {{"address", common::StrCat(host_, ":", port)}});
+      common::LogInfo("lane.ready", {{"address", common::StrCat(Host(), ":", port)}});
     }
     usable_ = true;
     RefillLocked();
     return;
   }
-  common::LogWarn("lane.probe_failed", {{"address", common::StrCat(host_, ":", port)},
+  common::LogWarn("lane.probe_failed", {{"address", common::StrCat(Host(), ":", port)},
                                         {"error", status.error_message()},
                                         {"fallback", "gRPC streams"}});
   usable_ = false;

@@ -32,7 +32,8 @@ namespace drawbridge::lane {
 class LaneDialer {
  public:
   // `io` runs the lanes; `certs` must outlive the dialer. Lanes go to the host
-  // of `address` (HOST:PORT; empty: the credential's server address).
+  // of `address` (HOST:PORT; empty: of the address the certificate manager's
+  // channel leads to, which follows failover between the credential's addresses).
   LaneDialer(asio::io_context& io, const enroll::CertManager* certs, std::string instance_id,
              const std::string& address = "");
   ~LaneDialer();
@@ -63,6 +64,8 @@ class LaneDialer {
   static constexpr auto kPoolMaxAge = std::chrono::seconds(30);
 
  private:
+  // The host lanes go to (see the constructor).
+  std::string Host() const;
   // A target with a TLS context for the current certificate (rebuilt when it
   // is renewed); nullopt if the context cannot be built.
   std::optional<LaneTarget> TargetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -90,7 +93,7 @@ class LaneDialer {
   asio::io_context& io_;
   const enroll::CertManager* const certs_;
   const std::string instance_id_;
-  std::string host_;
+  std::string host_;  // empty: follow certs_->CurrentAddress()
   std::string server_name_;
   mutable absl::Mutex mu_;
   int port_ ABSL_GUARDED_BY(mu_) = 0;

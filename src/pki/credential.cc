@@ -1,5 +1,8 @@
 #include "pki/credential.h"
 
+#include <algorithm>
+
+#include "common/dns_srv.h"
 #include "common/files.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -31,6 +34,56 @@ absl::StatusOr<std::string> Field(const json& j, const char* name, bool required
 }
 
 }  // namespace
+
+absl::Status ValidateServerAddress(std::string_view address) {
+  const size_t colon = address.rfind(':');
+  std::string_view host = colon == std::string_view::npos ? "" : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  bool port_ok = colon != std::string_view::npos && colon + 1 < address.size() &&
+                 address.size() - colon - 1 <= 5;
+  for (size_t i = colon + 1; port_ok && i < address.size(); ++i) {
+    port_ok = address[i] >= '0' && address[i] <= '9';
+    port = port * 10 + (address[i] - '0');
+  }
+  if (host.empty() || address.size() > 300 || !port_ok || port < 1 || port > 65535 ||
+      host.find_first_of(" /@\t\r\n") != std::string_view::npos) {
+    return absl::InvalidArgumentError(common::StrCat(
+        "server address \"", address.substr(0, 100), "\" is not HOST:PORT (port 1-65535)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateServerEndpoints(const Credential& c) {
+  if (c.fallback_addresses.size() > kMaxFallbackAddresses) {
+    return absl::InvalidArgumentError("at most 16 fallback addresses");
+  }
+  for (size_t i = 0; i < c.fallback_addresses.size(); ++i) {
+    const std::string& a = c.fallback_addresses[i];
+    RETURN_IF_ERROR(ValidateServerAddress(a));
+    if (a == c.server_address ||
+        std::find(c.fallback_addresses.begin(), c.fallback_addresses.begin() +
+                                                    static_cast<ptrdiff_t>(i),
+                  a) != c.fallback_addresses.begin() + static_cast<ptrdiff_t>(i)) {
+      return absl::InvalidArgumentError(
+          common::StrCat("server address ", a, " is listed twice"));
+    }
+  }
+  if (!c.dns_srv.empty()) {
+    RETURN_IF_ERROR(common::ValidateSrvName(c.dns_srv));
+  }
+  return absl::OkStatus();
+}
+
+void CopyServerEndpoints(const Credential& from, Credential* to) {
+  to->server_address = from.server_address;
+  to->fallback_addresses = from.fallback_addresses;
+  to->dns_srv = from.dns_srv;
+  to->server_name = from.server_name;
+  to->ca_bundle_pem = from.ca_bundle_pem;
+}
 
 std::string HostOf(std::string_view address) {
   if (!address.empty() && address.front() == '[') {
@@ -75,8 +128,23 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
   ASSIGN_OR_RETURN(c.server_address, Field(j, "server_address"));
   ASSIGN_OR_RETURN(c.server_name, Field(j, "server_name", /*required=*/false));
   ASSIGN_OR_RETURN(c.ca_bundle_pem, Field(j, "ca_bundle_pem"));
+  ASSIGN_OR_RETURN(c.dns_srv, Field(j, "dns_srv", /*required=*/false));
+  if (auto it = j.find("fallback_addresses"); it != j.end()) {
+    if (!it->is_array() || it->size() > kMaxFallbackAddresses) {
+      return Bad("\"fallback_addresses\" must be a list of at most 16 HOST:PORT strings");
+    }
+    for (const auto& a : *it) {
+      if (!a.is_string()) {
+        return Bad("\"fallback_addresses\" must be a list of at most 16 HOST:PORT strings");
+      }
+      c.fallback_addresses.push_back(a.get<std::string>());
+    }
+  }
   if (c.server_address.find(':') == std::string::npos) {
     return Bad("\"server_address\" must be HOST:PORT");
+  }
+  if (absl::Status s = ValidateServerEndpoints(c); !s.ok()) {
+    return Bad(std::string(s.message()));
   }
   if (c.server_name.empty()) {
     c.server_name = HostOf(c.server_address);
@@ -129,6 +197,12 @@ std::string SerializeCredential(const Credential& c) {
             {"server_address", c.server_address},
             {"server_name", c.server_name},
             {"ca_bundle_pem", c.ca_bundle_pem}};
+  if (!c.fallback_addresses.empty()) {
+    j["fallback_addresses"] = c.fallback_addresses;
+  }
+  if (!c.dns_srv.empty()) {
+    j["dns_srv"] = c.dns_srv;
+  }
   if (c.uses_workload_token()) {
     j["token_file"] = c.token_file;
   } else {

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "pki/identity.h"
@@ -14,7 +15,10 @@ namespace drawbridge::pki {
 //    "key_id":"...", "algorithm":"ES256", "private_key_pem":"-----BEGIN PRIVATE KEY...",
 //    "server_address":"broker.example.com:8443", "server_name":"broker.example.com",
 //    "ca_bundle_pem":"-----BEGIN CERTIFICATE..."}
-// The private key signs enrollment tokens only; TLS keys are made fresh in memory.
+// Optional: "fallback_addresses":["broker-2.example.com:8443", ...] and
+// "dns_srv":"_drawbridge._tcp.example.com" (docs/enrollment.md, "Several server
+// addresses"). The private key signs enrollment tokens only; TLS keys are made
+// fresh in memory.
 struct Credential {
   Identity identity;
   std::string trust_domain;
@@ -22,6 +26,11 @@ struct Credential {
   KeyAlgorithm algorithm = KeyAlgorithm::kEs256;
   std::string private_key_pem;
   std::string server_address;  // HOST:PORT to dial
+  // Tried after server_address, in this order, when it cannot be reached. Every
+  // address must lead to the same service: the same CA and server_name.
+  std::vector<std::string> fallback_addresses;
+  // An SRV name whose targets (RFC 2782 order) are tried before server_address.
+  std::string dns_srv;
   std::string server_name;     // name to verify in the server certificate; default: HOST
   std::string ca_bundle_pem;   // pinned roots; no system roots are ever used
   // Workload identity (docs/enrollment.md): instead of a key, a file holding a
@@ -51,6 +60,19 @@ std::string SerializeCredential(const Credential& credential);
 absl::StatusOr<Credential> LoadCredentialFile(const std::string& path);
 // Writes with mode 0600; refuses to replace an existing file.
 absl::Status SaveCredentialFile(const std::string& path, const Credential& credential);
+
+// At most this many fallback addresses in a credential.
+inline constexpr size_t kMaxFallbackAddresses = 16;
+
+// Checks HOST:PORT or [V6]:PORT: a non-empty host and a port in 1-65535.
+absl::Status ValidateServerAddress(std::string_view address);
+// Checks the fields that say where the server is: server_address,
+// fallback_addresses (at most 16, no repeats) and dns_srv.
+absl::Status ValidateServerEndpoints(const Credential& credential);
+// Copies where and how to reach the server (addresses, SRV name, server name,
+// pinned CA) from `from`: a credential an admin writes reaches the server as
+// the admin's does, unless told otherwise.
+void CopyServerEndpoints(const Credential& from, Credential* to);
 
 // Host part of HOST:PORT or [V6]:PORT.
 std::string HostOf(std::string_view address);

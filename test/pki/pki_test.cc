@@ -315,6 +315,24 @@ TEST(Credential, RoundTripAndFileMode) {
   EXPECT_TRUE(absl::IsPermissionDenied(LoadCredentialFile(path).status()));
 }
 
+TEST(Credential, FallbackAddressesAndSrvNameRoundTrip) {
+  Credential c = MakeCredential();
+  c.fallback_addresses = {"broker-2.example.com:8443", "[2001:db8::1]:8443"};
+  c.dns_srv = "_drawbridge._tcp.example.com";
+  auto parsed = ParseCredential(SerializeCredential(c));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->fallback_addresses, c.fallback_addresses);
+  EXPECT_EQ(parsed->dns_srv, c.dns_srv);
+  // Absent fields stay absent: older readers see the same file as before.
+  std::string plain = SerializeCredential(MakeCredential());
+  EXPECT_EQ(plain.find("fallback_addresses"), std::string::npos);
+  EXPECT_EQ(plain.find("dns_srv"), std::string::npos);
+  EXPECT_TRUE(ValidateServerAddress("[::1]:1").ok());
+  EXPECT_FALSE(ValidateServerAddress("[]:1").ok());
+  EXPECT_FALSE(ValidateServerAddress("a:123456").ok());
+  EXPECT_FALSE(ValidateServerAddress("a:-1").ok());
+}
+
 TEST(Credential, RejectsInconsistentOrMalformed) {
   Credential c = MakeCredential();
   auto j = nlohmann::json::parse(SerializeCredential(c));
@@ -338,6 +356,19 @@ TEST(Credential, RejectsInconsistentOrMalformed) {
   EXPECT_FALSE(with("version", 2).ok());
   EXPECT_FALSE(ParseCredential("[]").ok());
   EXPECT_FALSE(ParseCredential("{").ok());
+  EXPECT_FALSE(with("fallback_addresses", "b.example.com:8443").ok());  // not a list
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({1})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({"no-port"})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({"b:0"})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({"b:65536"})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({":8443"})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({"b:1", "b:1"})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({c.server_address})).ok());
+  EXPECT_FALSE(with("fallback_addresses", nlohmann::json(std::vector<std::string>(
+                                              17, "b.example.com:8443")))
+                   .ok());
+  EXPECT_FALSE(with("dns_srv", "broker.example.com").ok());
+  EXPECT_FALSE(with("dns_srv", 7).ok());
   // No error message may echo the private key.
   auto bad = with("key_id", "000000000000000000000000");
   EXPECT_EQ(std::string(bad.status().message()).find("PRIVATE"), std::string::npos);

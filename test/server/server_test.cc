@@ -248,6 +248,97 @@ TEST_F(ServerTest, TlsKeysStayInMemory) {
   }
 }
 
+// A loopback address nothing listens on: a port we bound and released.
+std::string ClosedAddress() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return common::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+}
+
+// Unreachable addresses are passed over in the credential's order until one
+// answers; the channel then leads there.
+TEST_F(ServerTest, EnrollmentTriesTheCredentialsAddressesInOrder) {
+  pki::Credential c = AddIdentity("agent/failover");
+  const std::string live = c.server_address;
+  c.server_address = ClosedAddress();
+  c.fallback_addresses = {ClosedAddress(), live};
+  auto m = Enroll(c);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->CurrentAddress(), live);
+  EXPECT_TRUE(PingOnce(m->Channel()).ok());
+}
+
+// The SRV name's targets come first, in the lookup's order; when the lookup
+// fails, the static addresses still serve.
+TEST_F(ServerTest, SrvTargetsComeFirstAndAFailedLookupFallsBackToStaticAddresses) {
+  pki::Credential c = AddIdentity("agent/srv");
+  const std::string live = c.server_address;
+  const uint16_t live_port = static_cast<uint16_t>(server_->port());
+  c.dns_srv = "_drawbridge._tcp.example.com";
+  c.server_address = ClosedAddress();
+  std::vector<std::string> asked;
+  auto answer = [&](const std::string& name) -> absl::StatusOr<std::vector<common::SrvTarget>> {
+    asked.push_back(name);
+    return std::vector<common::SrvTarget>{{"127.0.0.1", 1, 10, 0}, {"127.0.0.1", live_port, 20, 0}};
+  };
+  auto m = CertManager::Create({.credential = c, .srv_lookup = answer});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->CurrentAddress(), live);
+  EXPECT_EQ(asked, std::vector<std::string>{"_drawbridge._tcp.example.com"});
+
+  c.server_address = live;
+  auto no_dns = [](const std::string&) -> absl::StatusOr<std::vector<common::SrvTarget>> {
+    return absl::UnavailableError("no DNS");
+  };
+  auto m2 = CertManager::Create({.credential = c, .srv_lookup = no_dns});
+  ASSERT_TRUE(m2.ok()) << m2.status();
+  EXPECT_EQ((*m2)->CurrentAddress(), live);
+
+  // Nothing reachable: the error names the last address tried.
+  c.server_address = ClosedAddress();
+  auto m3 = CertManager::Create({.credential = c, .srv_lookup = no_dns});
+  EXPECT_TRUE(absl::IsUnavailable(m3.status())) << m3.status();
+  EXPECT_NE(m3.status().message().find(c.server_address), absl::string_view::npos);
+}
+
+// A refusal is the service's answer: enrollment does not go on to the next
+// address (which might be a replica that would say the same, or an impostor).
+TEST_F(ServerTest, ARefusalIsNotFailedOver) {
+  pki::Credential c = AddIdentity("agent/refused");
+  c.fallback_addresses = {ClosedAddress()};
+  c.key_id = "000000000000000000000000";  // unknown key: refused
+  auto m = CertManager::Create({.credential = c});
+  ASSERT_FALSE(m.ok());
+  EXPECT_FALSE(absl::IsUnavailable(m.status())) << m.status();
+  EXPECT_NE(m.status().message().find(c.server_address), absl::string_view::npos);
+}
+
+// When the server in use goes away, the next attempt goes to the next address,
+// and after the last one back to the first.
+TEST_F(ServerTest, ANewAttemptAfterAFailureGoesToTheNextAddress) {
+  pki::Credential c = AddIdentity("agent/rotate");
+  const std::string live = c.server_address;
+  const std::string spare = ClosedAddress();
+  c.fallback_addresses = {spare};
+  auto m = Enroll(c);
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(PingOnce(m->ChannelForNewAttempt()).ok());
+  EXPECT_EQ(m->CurrentAddress(), live);  // up: no move
+  server_->Shutdown(std::chrono::milliseconds(100));
+  EXPECT_FALSE(PingOnce(m->Channel()).ok());
+  auto channel = m->ChannelForNewAttempt();
+  EXPECT_EQ(m->CurrentAddress(), spare);
+  EXPECT_FALSE(PingOnce(channel).ok());
+  m->ChannelForNewAttempt();
+  EXPECT_EQ(m->CurrentAddress(), live);
+}
+
 class RenewalTest : public ServerTest {
  protected:
   void SetUp() override { StartServer(/*lifetime_override=*/3); }
