@@ -44,6 +44,7 @@ CLIENT_PORT=$(free_port)
 FORWARD_PORT=$(free_port)
 DEAD_PORT=$(free_port)   # nothing ever listens here
 DEAD_PORT2=$(free_port)
+IMPOSTOR_PORT=$(free_port)
 echo "drawbridge: $BIN"
 echo "work dir:   $WORK (own network namespace)"
 
@@ -184,6 +185,21 @@ else
   fail "  ... and its lanes go to the SRV target's host"
 fi
 stop_agent
+
+# DNS is not trusted: a spoofed answer that sends us to another server (its own
+# CA, a certificate for the same name) fails the TLS check, costs nothing but
+# a try, and the enrollment token is never sent to it.
+run "$BIN" server init --data-dir "$WORK/impostor" --trust-domain example.com \
+  --listen "127.0.0.1:$IMPOSTOR_PORT" --advertise "broker.test.internal:$IMPOSTOR_PORT"
+start_bg "$WORK/impostor.log" "$BIN" server --data-dir "$WORK/impostor" --metrics-listen off
+wait_for_port "$IMPOSTOR_PORT" 20 "$BG_PID" || abort "the impostor server starts"
+zone "{\"srv\": {\"$SRV\": [[20, 0, $SERVER_PORT, \"broker.test.internal\"], [5, 0, $IMPOSTOR_PORT, \"broker.test.internal\"]]},
+       \"a\": {\"broker.test.internal\": \"127.0.0.1\"}}"
+run "$BIN" check --credentials "$WORK/c.json" --count 1
+expect_eq "a spoofed SRV target first (a server of another CA): check still succeeds" "$LAST_RC" 0
+expect_contains "  ... the impostor failed the TLS check and was passed over" "$LAST" \
+  "server\.unreachable address=broker\.test\.internal:$IMPOSTOR_PORT .*(handshake|SSL|certificate)"
+expect_not_contains "  ... and never saw an enrollment" "$WORK/impostor.log" "enroll"
 
 run "${ADMIN[@]}" identity create agent/d --server-srv "$SRV" --server "127.0.0.1:$SERVER_PORT" --out "$WORK/d.json"
 zone '{"servfail": true}'
