@@ -47,6 +47,9 @@ PACKAGES=(
   systemd python3-yaml
   # test/integration/proxy_test.sh: a real HTTP CONNECT proxy
   tinyproxy
+  # credential keys in a PKCS#11 token: OpenSSL's pkcs11 engine (used at run
+  # time), and SoftHSM2 as the token in test/integration/keystore_test.sh
+  libengine-pkcs11-openssl softhsm2
 )
 BUILD_ONLY=0
 LOCK_MODE=""

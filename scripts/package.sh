@@ -77,6 +77,8 @@ for name in "${NEEDED[@]}"; do
   fi
   DEP[$owner]=$(dpkg-query -W -f='${Version}' "$owner")
 done
+# Suggests: what a feature loads at run time only (keys in a PKCS#11 token:
+# OpenSSL's pkcs11 engine, docs/enrollment.md).
 depends=""
 for p in $(printf '%s\n' "${!DEP[@]}" | sort); do
   depends+="${depends:+, }$p (>= ${DEP[$p]})"
@@ -89,6 +91,7 @@ Architecture: $ARCH
 Maintainer: Drawbridge developers <security@drawbridge.example>
 Installed-Size: $size
 Depends: $depends
+Suggests: libengine-pkcs11-openssl
 Section: net
 Priority: optional
 Homepage: https://drawbridge.example

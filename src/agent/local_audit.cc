@@ -53,9 +53,11 @@ absl::StatusOr<std::unique_ptr<LocalAudit>> LocalAudit::Open(const std::string& 
                        "; give each agent (and each instance of one identity) its own --data-dir"));
   }
 
-  if (credential.uses_workload_token()) {
-    // No credential key to sign with: a key of the data directory's own, which
-    // proves nothing to the server and only seals this log.
+  if (credential.holds_no_secret()) {
+    // No credential key to sign with (a workload token), or one in a PKCS#11
+    // token that should sign enrollments only, not every record: a key of the
+    // data directory's own, which proves nothing to the server and only seals
+    // this log.
     ASSIGN_OR_RETURN(a->key_, LoadOrCreateSealingKey(common::JoinPath(data_dir, kSealingKey)));
   } else {
     ASSIGN_OR_RETURN(a->key_, pki::PrivateKeyFromPem(credential.private_key_pem));

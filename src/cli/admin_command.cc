@@ -189,7 +189,9 @@ int IdentityCreate(const AdminFlags& f) {
   if (!f.oidc_issuer.empty()) {
     return WorkloadIdentityCreate(f, *session);
   }
-  auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
+  auto cred = f.pkcs11_key.empty() ? MakeCredential(session->credential, f.identity, f.algorithm)
+                                   : MakePkcs11Credential(session->credential, f.identity,
+                                                          f.pkcs11_key, f.pkcs11_module);
   if (!cred.ok()) {
     return Fail(cred.status());
   }
@@ -221,8 +223,10 @@ int IdentityCreate(const AdminFlags& f) {
         "Hand that file to the %s; it enrolls with it%s.\n",
         resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.out.c_str(),
         std::string(pki::KindName(cred->credential.identity.kind)).c_str(),
-        f.seal ? " and the passphrase (DRAWBRIDGE_KEY_PASSPHRASE_FD)"
-               : " and never needs another secret");
+        f.seal                   ? " and the passphrase (DRAWBRIDGE_KEY_PASSPHRASE_FD)"
+        : !f.pkcs11_key.empty() ? " and the key in the PKCS#11 token (its PIN in "
+                                  "DRAWBRIDGE_KEY_PASSPHRASE_FD)"
+                                : " and never needs another secret");
   }
   return kExitOk;
 }
@@ -306,7 +310,9 @@ int KeyAdd(const AdminFlags& f) {
   if (!session.ok()) {
     return Fail(session.status());
   }
-  auto cred = MakeCredential(session->credential, f.identity, f.algorithm);
+  auto cred = f.pkcs11_key.empty() ? MakeCredential(session->credential, f.identity, f.algorithm)
+                                   : MakePkcs11Credential(session->credential, f.identity,
+                                                          f.pkcs11_key, f.pkcs11_module);
   if (!cred.ok()) {
     return Fail(cred.status());
   }
@@ -364,6 +370,23 @@ int KeyRemove(const AdminFlags& f) {
                 resp.identity().c_str());
   }
   return kExitOk;
+}
+
+// --seal, or the key in a PKCS#11 token (--pkcs11-key, --pkcs11-module).
+void AddKeyStorageFlags(CLI::App* cmd, AdminFlags* f) {
+  auto* seal = cmd->add_flag(
+      "--seal", f->seal,
+      "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD or "
+      "DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
+  auto* key = cmd->add_option("--pkcs11-key", f->pkcs11_key,
+                              "Use this key in a PKCS#11 token (pkcs11:token=...;object=...) "
+                              "instead of a new one; its PIN from DRAWBRIDGE_KEY_PASSPHRASE_FD")
+                  ->excludes(seal);
+  cmd->add_option("--pkcs11-module", f->pkcs11_module,
+                  "The token's PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)")
+      ->needs(key)
+      ->check(CLI::ExistingFile);
+  key->needs("--pkcs11-module");
 }
 
 void AddServerFlags(CLI::App* cmd, AdminFlags* f) {
@@ -435,9 +458,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   create->add_option("--algorithm", f->algorithm, "Credential key algorithm")
       ->check(CLI::IsMember({"ES256", "EdDSA"}))
       ->capture_default_str();
-  create->add_flag("--seal", f->seal,
-                   "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD "
-                   "or DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
+  AddKeyStorageFlags(create, f.get());
   AddServerFlags(create, f.get());
   AddWorkloadTrustFlags(create, f.get(), /*with_token_file=*/true);
   bind(create, IdentityCreate);
@@ -467,9 +488,7 @@ void RegisterAdminCommands(CLI::App& app, Action* run) {
   add->add_option("--algorithm", f->algorithm, "Credential key algorithm")
       ->check(CLI::IsMember({"ES256", "EdDSA"}))
       ->capture_default_str();
-  add->add_flag("--seal", f->seal,
-                "Seal the credential's key with a passphrase from DRAWBRIDGE_KEY_PASSPHRASE_FD "
-                "or DRAWBRIDGE_KEY_PASSPHRASE (scrypt, AES-256)");
+  AddKeyStorageFlags(add, f.get());
   AddServerFlags(add, f.get());
   AddWorkloadTrustFlags(add, f.get(), /*with_token_file=*/false);
   bind(add, KeyAdd);

@@ -7,6 +7,8 @@
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "pki/keys.h"
+#include "pki/passphrase_seal.h"
+#include "pki/pkcs11_key.h"
 
 namespace drawbridge::cli {
 
@@ -36,6 +38,30 @@ absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
   ASSIGN_OR_RETURN(n.credential.key_id, pki::KeyIdOf(key.get()));
   ASSIGN_OR_RETURN(n.credential.private_key_pem, pki::PrivateKeyToPem(key.get()));
   ASSIGN_OR_RETURN(n.public_key_pem, pki::PublicKeyToPem(key.get()));
+  n.credential.trust_domain = admin.trust_domain;
+  pki::CopyServerEndpoints(admin, &n.credential);
+  return n;
+}
+
+absl::StatusOr<NewCredential> MakePkcs11Credential(const pki::Credential& admin,
+                                                   const std::string& identity_text,
+                                                   const std::string& uri,
+                                                   const std::string& module) {
+  NewCredential n;
+  ASSIGN_OR_RETURN(n.credential.identity, pki::ParseIdentity(identity_text));
+  n.credential.key_uri = uri;
+  n.credential.pkcs11_module = module;
+  ASSIGN_OR_RETURN(std::optional<std::string> pin, pki::PassphraseFromEnvironment());
+  if (!pin) {
+    return absl::InvalidArgumentError(
+        "--pkcs11-key needs the token's PIN in DRAWBRIDGE_KEY_PASSPHRASE_FD (a file descriptor "
+        "to read it from) or DRAWBRIDGE_KEY_PASSPHRASE");
+  }
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::LoadPkcs11PrivateKey(uri, module, *pin));
+  ASSIGN_OR_RETURN(common::PKeyPtr pub, pki::PublicHalfOf(key.get()));
+  ASSIGN_OR_RETURN(n.credential.algorithm, pki::AlgorithmOf(pub.get()));
+  ASSIGN_OR_RETURN(n.credential.key_id, pki::KeyIdOf(pub.get()));
+  ASSIGN_OR_RETURN(n.public_key_pem, pki::PublicKeyToPem(pub.get()));
   n.credential.trust_domain = admin.trust_domain;
   pki::CopyServerEndpoints(admin, &n.credential);
   return n;

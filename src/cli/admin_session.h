@@ -28,6 +28,9 @@ struct AdminFlags {
   // where the new credential reaches the server (default: as the admin's does)
   std::vector<std::string> servers;
   std::string server_srv;
+  // the new credential's key in a PKCS#11 token
+  std::string pkcs11_key;
+  std::string pkcs11_module;
   std::string kind;
   std::string key_id;
   // workload trust (identity create / key add with --oidc-issuer)
@@ -87,6 +90,12 @@ struct NewCredential {
 absl::StatusOr<NewCredential> MakeCredential(const pki::Credential& admin,
                                              const std::string& identity_text,
                                              const std::string& algorithm);
+// The same for a key already in a PKCS#11 token (`uri` in `module`), opened
+// with the PIN from the environment: the credential names the key, holds none.
+absl::StatusOr<NewCredential> MakePkcs11Credential(const pki::Credential& admin,
+                                                   const std::string& identity_text,
+                                                   const std::string& uri,
+                                                   const std::string& module);
 
 // agents, sessions, policy and audit tail under `admin`.
 void RegisterAdminOperations(CLI::App* admin, std::shared_ptr<AdminFlags> flags, Action* run);

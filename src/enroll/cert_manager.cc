@@ -226,7 +226,7 @@ absl::StatusOr<v1::EnrollResponse> CertManager::EnrollAt(const std::string& addr
     request.set_identity(subject);
   } else {
     // A token per attempt: one a server may have seen is never offered again.
-    ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::PrivateKeyFromPem(cred.private_key_pem));
+    ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::SigningKeyOf(cred));
     pki::EnrollmentClaims claims;
     claims.subject = subject;
     claims.audience = cred.trust_domain;

@@ -9,6 +9,7 @@
 #include "nlohmann/json.hpp"
 #include "pki/certs.h"
 #include "pki/passphrase_seal.h"
+#include "pki/pkcs11_key.h"
 
 namespace drawbridge::pki {
 namespace {
@@ -123,7 +124,22 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
     ASSIGN_OR_RETURN(c.key_id, Field(j, "key_id"));
     ASSIGN_OR_RETURN(std::string alg, Field(j, "algorithm"));
     ASSIGN_OR_RETURN(c.algorithm, ParseJoseName(alg));
-    ASSIGN_OR_RETURN(c.private_key_pem, Field(j, "private_key_pem"));
+    ASSIGN_OR_RETURN(c.key_uri, Field(j, "key_uri", /*required=*/false));
+    if (c.uses_pkcs11_key()) {
+      if (j.contains("private_key_pem")) {
+        return Bad("a credential with \"key_uri\" holds no private key");
+      }
+      if (absl::Status s = ValidatePkcs11Uri(c.key_uri); !s.ok()) {
+        return Bad(std::string(s.message()));
+      }
+      ASSIGN_OR_RETURN(c.pkcs11_module, Field(j, "pkcs11_module"));
+      if (c.pkcs11_module.empty() || c.pkcs11_module.front() != '/' ||
+          c.pkcs11_module.size() > 4096) {
+        return Bad("\"pkcs11_module\" must be an absolute path");
+      }
+    } else {
+      ASSIGN_OR_RETURN(c.private_key_pem, Field(j, "private_key_pem"));
+    }
   }
   ASSIGN_OR_RETURN(c.server_address, Field(j, "server_address"));
   ASSIGN_OR_RETURN(c.server_name, Field(j, "server_name", /*required=*/false));
@@ -152,8 +168,8 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text) {
   if (!CertsFromPem(c.ca_bundle_pem).ok()) {
     return Bad("\"ca_bundle_pem\" holds no certificate");
   }
-  if (c.uses_workload_token()) {
-    return c;
+  if (c.holds_no_secret()) {
+    return c;  // a PKCS#11 key is checked against key_id when it is opened
   }
   if (IsSealedPem(c.private_key_pem)) {
     c.key_sealed = true;  // checked against key_id once unsealed
@@ -208,7 +224,12 @@ std::string SerializeCredential(const Credential& c) {
   } else {
     j["key_id"] = c.key_id;
     j["algorithm"] = std::string(JoseName(c.algorithm));
-    j["private_key_pem"] = c.private_key_pem;
+    if (c.uses_pkcs11_key()) {
+      j["key_uri"] = c.key_uri;
+      j["pkcs11_module"] = c.pkcs11_module;
+    } else {
+      j["private_key_pem"] = c.private_key_pem;
+    }
   }
   return j.dump(2) + "\n";
 }
@@ -220,7 +241,7 @@ absl::StatusOr<Credential> LoadCredentialFile(const std::string& path) {
   if (!c.ok()) {
     return absl::Status(c.status().code(), common::StrCat(path, ": ", c.status().message()));
   }
-  if ((mode & 077) != 0 && !c->uses_workload_token()) {
+  if ((mode & 077) != 0 && !c->holds_no_secret()) {
     return absl::PermissionDeniedError(common::StrCat(
         "credential file ", path, " is readable by group or others; run chmod 600 ", path));
   }
@@ -236,7 +257,35 @@ absl::StatusOr<Credential> LoadCredentialFile(const std::string& path) {
       return absl::Status(s.code(), common::StrCat(path, ": ", s.message()));
     }
   }
+  if (c->uses_pkcs11_key()) {
+    // Open it now: a wrong PIN or a missing token is named at start, not at
+    // the first renewal.
+    auto key = SigningKeyOf(*c);
+    if (!key.ok()) {
+      return absl::Status(key.status().code(), common::StrCat(path, ": ", key.status().message()));
+    }
+  }
   return c;
+}
+
+absl::StatusOr<common::PKeyPtr> SigningKeyOf(const Credential& c) {
+  if (!c.uses_pkcs11_key()) {
+    return PrivateKeyFromPem(c.private_key_pem);
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> pin, PassphraseFromEnvironment());
+  if (!pin) {
+    return absl::FailedPreconditionError(
+        "the credential's key is in a PKCS#11 token: give the token's PIN in "
+        "DRAWBRIDGE_KEY_PASSPHRASE_FD (a file descriptor to read it from) or "
+        "DRAWBRIDGE_KEY_PASSPHRASE");
+  }
+  ASSIGN_OR_RETURN(common::PKeyPtr key, LoadPkcs11PrivateKey(c.key_uri, c.pkcs11_module, *pin));
+  ASSIGN_OR_RETURN(common::PKeyPtr pub, PublicHalfOf(key.get()));
+  if (*AlgorithmOf(pub.get()) != c.algorithm || *KeyIdOf(pub.get()) != c.key_id) {
+    return absl::FailedPreconditionError(common::StrCat(
+        "the key ", c.key_uri, " in the PKCS#11 token is not the credential's key ", c.key_id));
+  }
+  return key;
 }
 
 absl::Status SaveCredentialFile(const std::string& path, const Credential& credential) {

@@ -38,16 +38,29 @@ struct Credential {
   // Such a credential holds no secret (key_id and private_key_pem are empty).
   std::string token_file;
 
+  // A key kept in a PKCS#11 token instead of private_key_pem (which is then
+  // empty): its RFC 7512 URI and the token's module (pki/pkcs11_key.h). The
+  // PIN comes from the environment, like a sealed key's passphrase.
+  std::string key_uri;
+  std::string pkcs11_module;
+
   // private_key_pem is sealed with a passphrase (pki/passphrase_seal.h) and
   // must be unsealed (UnsealCredential) before use.
   bool key_sealed = false;
 
   bool uses_workload_token() const { return !token_file.empty(); }
+  bool uses_pkcs11_key() const { return !key_uri.empty(); }
+  // The file holds no secret (a token file path, or a key in a token).
+  bool holds_no_secret() const { return uses_workload_token() || uses_pkcs11_key(); }
 };
 
 // Opens a sealed credential key in memory: checks it is the key `key_id` and
 // `algorithm` name, and replaces private_key_pem with its unsealed PEM.
 absl::Status UnsealCredential(Credential& credential, std::string_view passphrase);
+
+// The key that signs enrollment tokens: the file's own (unsealed) key, or the
+// one in the PKCS#11 token, opened with the PIN from PassphraseFromEnvironment().
+absl::StatusOr<common::PKeyPtr> SigningKeyOf(const Credential& credential);
 
 // Strict parse: every field present and well-formed, the private key matching the
 // declared algorithm and key id. Errors never echo key material.
@@ -55,8 +68,9 @@ absl::StatusOr<Credential> ParseCredential(std::string_view json_text);
 std::string SerializeCredential(const Credential& credential);
 
 // Refuses files holding a key that group or others can read (like ssh does for
-// identity files); a workload credential holds no secret and may be shared. A
-// sealed key is unsealed with PassphraseFromEnvironment().
+// identity files); a workload or PKCS#11 credential holds no secret and may be
+// shared. A sealed key is unsealed with PassphraseFromEnvironment(); a PKCS#11
+// key is opened with it as the PIN and checked against key_id.
 absl::StatusOr<Credential> LoadCredentialFile(const std::string& path);
 // Writes with mode 0600; refuses to replace an existing file.
 absl::Status SaveCredentialFile(const std::string& path, const Credential& credential);
