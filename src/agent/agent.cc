@@ -367,13 +367,15 @@ bool Agent::lanes_ready() const {
 }
 
 void Agent::SetConnected(Link* link, bool connected) {
+  // The seed link follows the credential's addresses (failover): name the one in use.
+  const std::string server = link->seed() ? certs_->CurrentAddress() : link->name;
   absl::MutexLock lock(&mu_);
   if (connected == link->connected) {
     return;
   }
   if (connected) {
     common::LogInfo("agent.control_connected",
-                    {{"server", link->name}, {"instance", options_.instance_id}});
+                    {{"server", server}, {"instance", options_.instance_id}});
   }
   link->connected = connected;
   connected_ += connected ? 1 : -1;

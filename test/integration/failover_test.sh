@@ -155,6 +155,8 @@ else
 fi
 expect_contains "  ... to the next address (server.failover)" "$WORK/agent-b.log" \
   "server\.failover from=127\.0\.0\.1:$FORWARD_PORT to=127\.0\.0\.1:$SERVER_PORT"
+expect_contains "  ... and says where it is connected now" "$WORK/agent-b.log" \
+  "agent\.control_connected server=127\.0\.0\.1:$SERVER_PORT "
 page_via_client
 expect_contains "  ... and carries the tunnel again" "$LAST" "private page"
 stop_agent
