@@ -223,7 +223,7 @@ int IdentityCreate(const AdminFlags& f) {
         "Hand that file to the %s; it enrolls with it%s.\n",
         resp.identity().identity().c_str(), resp.key().key_id().c_str(), f.out.c_str(),
         std::string(pki::KindName(cred->credential.identity.kind)).c_str(),
-        f.seal                   ? " and the passphrase (DRAWBRIDGE_KEY_PASSPHRASE_FD)"
+        f.seal                  ? " and the passphrase (DRAWBRIDGE_KEY_PASSPHRASE_FD)"
         : !f.pkcs11_key.empty() ? " and the key in the PKCS#11 token (its PIN in "
                                   "DRAWBRIDGE_KEY_PASSPHRASE_FD)"
                                 : " and never needs another secret");

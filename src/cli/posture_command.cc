@@ -481,14 +481,13 @@ void CheckAccess(const v1::PolicyInfo& policy_info, const v1::ListAgentsResponse
 // server but presents no client certificate: the gRPC port completes such a
 // handshake (enrollment happens before a workload has a certificate), so the
 // refusal must come from every other method.
-grpc::Status CallWithoutCertificate(const pki::Credential& credential,
-                                    const std::string& address) {
+grpc::Status CallWithoutCertificate(const pki::Credential& credential, const std::string& address) {
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = credential.ca_bundle_pem;
   grpc::ChannelArguments channel_args;
   channel_args.SetSslTargetNameOverride(credential.server_name);
-  auto stub = v1::Admin::NewStub(grpc::CreateCustomChannel(
-      address, grpc::SslCredentials(tls), channel_args));
+  auto stub = v1::Admin::NewStub(
+      grpc::CreateCustomChannel(address, grpc::SslCredentials(tls), channel_args));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::ListAgentsResponse response;

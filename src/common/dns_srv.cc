@@ -42,8 +42,10 @@ absl::Status ValidateSrvName(std::string_view name) {
   size_t start = 0;
   while (start <= name.size()) {
     size_t dot = name.find('.', start);
-    std::string_view label = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
-    if (label.empty() || label.size() > 63 || !std::all_of(label.begin(), label.end(), IsLabelChar)) {
+    std::string_view label =
+        name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
+    if (label.empty() || label.size() > 63 ||
+        !std::all_of(label.begin(), label.end(), IsLabelChar)) {
       return bad("has an empty, overlong or invalid label");
     }
     ++labels;

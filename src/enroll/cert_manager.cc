@@ -241,8 +241,7 @@ absl::StatusOr<v1::EnrollResponse> CertManager::EnrollAt(const std::string& addr
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
-  auto stub = v1::Enrollment::NewStub(
-      MakeChannel(cred, "", "", address, ProxyForAddress(address)));
+  auto stub = v1::Enrollment::NewStub(MakeChannel(cred, "", "", address, ProxyForAddress(address)));
   grpc::Status status = stub->Enroll(&ctx, request, &response);
   if (!status.ok()) {
     return absl::Status(FromGrpc(status).code(),
@@ -274,8 +273,8 @@ absl::Status CertManager::RenewNow() {
     }
     const std::string next = NextServerAddress(addresses, address);
     common::LogWarn("server.unreachable", {{"address", address},
-                                          {"error", std::string(enrolled.status().message())},
-                                          {"next", tried + 1 < addresses.size() ? next : ""}});
+                                           {"error", std::string(enrolled.status().message())},
+                                           {"next", tried + 1 < addresses.size() ? next : ""}});
     address = next;
   }
   if (!enrolled.ok()) {

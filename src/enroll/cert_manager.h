@@ -139,7 +139,7 @@ class CertManager {
   Snapshot current_ ABSL_GUARDED_BY(mu_);
   std::string key_pem_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
-  std::string address_ ABSL_GUARDED_BY(mu_);                  // where channel_ leads
+  std::string address_ ABSL_GUARDED_BY(mu_);                 // where channel_ leads
   std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);  // in order, as last resolved
   mutable std::map<std::string, std::shared_ptr<grpc::Channel>> channels_to_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -51,8 +51,8 @@ absl::Status ValidateServerAddress(std::string_view address) {
   }
   if (host.empty() || address.size() > 300 || !port_ok || port < 1 || port > 65535 ||
       host.find_first_of(" /@\t\r\n") != std::string_view::npos) {
-    return absl::InvalidArgumentError(common::StrCat(
-        "server address \"", address.substr(0, 100), "\" is not HOST:PORT (port 1-65535)"));
+    return absl::InvalidArgumentError(common::StrCat("server address \"", address.substr(0, 100),
+                                                     "\" is not HOST:PORT (port 1-65535)"));
   }
   return absl::OkStatus();
 }
@@ -65,11 +65,10 @@ absl::Status ValidateServerEndpoints(const Credential& c) {
     const std::string& a = c.fallback_addresses[i];
     RETURN_IF_ERROR(ValidateServerAddress(a));
     if (a == c.server_address ||
-        std::find(c.fallback_addresses.begin(), c.fallback_addresses.begin() +
-                                                    static_cast<ptrdiff_t>(i),
+        std::find(c.fallback_addresses.begin(),
+                  c.fallback_addresses.begin() + static_cast<ptrdiff_t>(i),
                   a) != c.fallback_addresses.begin() + static_cast<ptrdiff_t>(i)) {
-      return absl::InvalidArgumentError(
-          common::StrCat("server address ", a, " is listed twice"));
+      return absl::InvalidArgumentError(common::StrCat("server address ", a, " is listed twice"));
     }
   }
   if (!c.dns_srv.empty()) {

@@ -31,8 +31,8 @@ struct Credential {
   std::vector<std::string> fallback_addresses;
   // An SRV name whose targets (RFC 2782 order) are tried before server_address.
   std::string dns_srv;
-  std::string server_name;     // name to verify in the server certificate; default: HOST
-  std::string ca_bundle_pem;   // pinned roots; no system roots are ever used
+  std::string server_name;    // name to verify in the server certificate; default: HOST
+  std::string ca_bundle_pem;  // pinned roots; no system roots are ever used
   // Workload identity (docs/enrollment.md): instead of a key, a file holding a
   // token from an issuer the identity trusts, read again at every enrollment.
   // Such a credential holds no secret (key_id and private_key_pem are empty).

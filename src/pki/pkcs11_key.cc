@@ -20,7 +20,8 @@ absl::Mutex engines_mu;
 
 // The initialised pkcs11 engine for `module`, made on first use and kept: keys
 // loaded through it hold references into it.
-absl::StatusOr<ENGINE*> EngineFor(const std::string& module) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engines_mu) {
+absl::StatusOr<ENGINE*> EngineFor(const std::string& module)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(engines_mu) {
   static auto* engines = new std::map<std::string, ENGINE*>();
   if (auto it = engines->find(module); it != engines->end()) {
     return it->second;
@@ -35,8 +36,7 @@ absl::StatusOr<ENGINE*> EngineFor(const std::string& module) ABSL_EXCLUSIVE_LOCK
   if (ENGINE_ctrl_cmd_string(e, "MODULE_PATH", module.c_str(), 0) != 1 || ENGINE_init(e) != 1) {
     common::DrainOpenSslErrors();
     ENGINE_free(e);
-    return absl::FailedPreconditionError(
-        common::StrCat("cannot load the PKCS#11 module ", module));
+    return absl::FailedPreconditionError(common::StrCat("cannot load the PKCS#11 module ", module));
   }
   ENGINE_free(e);  // the functional reference from ENGINE_init keeps it
   (*engines)[module] = e;
@@ -61,7 +61,8 @@ absl::Status ValidatePkcs11Uri(std::string_view uri) {
     return bad("must be printable ASCII without spaces");
   }
   std::string lower = common::ToLower(uri);
-  if (lower.find("pin-value") != std::string::npos || lower.find("pin-source") != std::string::npos) {
+  if (lower.find("pin-value") != std::string::npos ||
+      lower.find("pin-source") != std::string::npos) {
     return bad("must not carry the PIN: give it in DRAWBRIDGE_KEY_PASSPHRASE_FD");
   }
   return absl::OkStatus();
@@ -84,9 +85,10 @@ absl::StatusOr<common::PKeyPtr> LoadPkcs11PrivateKey(const std::string& uri,
   EVP_PKEY* key = ENGINE_load_private_key(engine, uri.c_str(), nullptr, nullptr);
   if (key == nullptr) {
     common::DrainOpenSslErrors();
-    return absl::FailedPreconditionError(common::StrCat(
-        "cannot use the key ", uri, " in the PKCS#11 token (wrong PIN, no such token or "
-        "object, or the token is not present)"));
+    return absl::FailedPreconditionError(
+        common::StrCat("cannot use the key ", uri,
+                       " in the PKCS#11 token (wrong PIN, no such token or "
+                       "object, or the token is not present)"));
   }
   common::PKeyPtr owned(key);
   RETURN_IF_ERROR(AlgorithmOf(key).status());

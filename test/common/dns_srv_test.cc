@@ -33,8 +33,8 @@ std::string Srv(int priority, int weight, int port, const std::string& target) {
   return U16(priority) + U16(weight) + U16(port) + Name(target);
 }
 std::string Response(const std::vector<Rr>& answers) {
-  std::string m = U16(0x1234) + U16(0x8180) + U16(1) + U16(static_cast<int>(answers.size())) +
-                  U16(0) + U16(0);
+  std::string m =
+      U16(0x1234) + U16(0x8180) + U16(1) + U16(static_cast<int>(answers.size())) + U16(0) + U16(0);
   m += Name("_drawbridge._tcp.example.com") + U16(33) + U16(1);
   for (const auto& rr : answers) {
     // The owner as a pointer to the question's name (offset 12).
@@ -66,7 +66,7 @@ TEST(DnsSrv, ALoneDotTargetMeansNotOffered) {
 TEST(DnsSrv, MalformedAnswersAreRefused) {
   const std::string good = Response({{33, Srv(10, 0, 443, "a.example.com")}});
   EXPECT_FALSE(ParseSrvResponse("").ok());
-  EXPECT_FALSE(ParseSrvResponse(good.substr(0, 11)).ok());       // short header
+  EXPECT_FALSE(ParseSrvResponse(good.substr(0, 11)).ok());               // short header
   EXPECT_FALSE(ParseSrvResponse(good.substr(0, good.size() - 3)).ok());  // cut record
   EXPECT_FALSE(ParseSrvResponse(Response({{33, "\x00\x01"}})).ok());     // short rdata
   EXPECT_FALSE(ParseSrvResponse(Response({{33, Srv(10, 0, 0, "a.example.com")}})).ok());

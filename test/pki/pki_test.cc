@@ -364,9 +364,9 @@ TEST(Credential, RejectsInconsistentOrMalformed) {
   EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({":8443"})).ok());
   EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({"b:1", "b:1"})).ok());
   EXPECT_FALSE(with("fallback_addresses", nlohmann::json::array({c.server_address})).ok());
-  EXPECT_FALSE(with("fallback_addresses", nlohmann::json(std::vector<std::string>(
-                                              17, "b.example.com:8443")))
-                   .ok());
+  EXPECT_FALSE(
+      with("fallback_addresses", nlohmann::json(std::vector<std::string>(17, "b.example.com:8443")))
+          .ok());
   EXPECT_FALSE(with("dns_srv", "broker.example.com").ok());
   EXPECT_FALSE(with("dns_srv", 7).ok());
   // No error message may echo the private key.
