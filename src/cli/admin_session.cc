@@ -7,7 +7,6 @@
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "pki/keys.h"
-#include "pki/passphrase_seal.h"
 #include "pki/pkcs11_key.h"
 
 namespace drawbridge::cli {
@@ -51,13 +50,7 @@ absl::StatusOr<NewCredential> MakePkcs11Credential(const pki::Credential& admin,
   ASSIGN_OR_RETURN(n.credential.identity, pki::ParseIdentity(identity_text));
   n.credential.key_uri = uri;
   n.credential.pkcs11_module = module;
-  ASSIGN_OR_RETURN(std::optional<std::string> pin, pki::PassphraseFromEnvironment());
-  if (!pin) {
-    return absl::InvalidArgumentError(
-        "--pkcs11-key needs the token's PIN in DRAWBRIDGE_KEY_PASSPHRASE_FD (a file descriptor "
-        "to read it from) or DRAWBRIDGE_KEY_PASSPHRASE");
-  }
-  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::LoadPkcs11PrivateKey(uri, module, *pin));
+  ASSIGN_OR_RETURN(common::PKeyPtr key, pki::OpenPkcs11Key(uri, module));
   ASSIGN_OR_RETURN(common::PKeyPtr pub, pki::PublicHalfOf(key.get()));
   ASSIGN_OR_RETURN(n.credential.algorithm, pki::AlgorithmOf(pub.get()));
   ASSIGN_OR_RETURN(n.credential.key_id, pki::KeyIdOf(pub.get()));

@@ -61,7 +61,8 @@ std::optional<uint16_t> ParsePort(std::string_view s) {
   return static_cast<uint16_t>(v);
 }
 
-// HOST and optional PORT of "HOST[:PORT]" / "[V6][:PORT]"; false if malformed.
+}  // namespace
+
 bool SplitHostOptionalPort(std::string_view hostport, std::string* host,
                            std::optional<uint16_t>* port) {
   std::string_view rest;
@@ -107,8 +108,6 @@ bool ValidHostName(std::string_view host) {
   }
   return true;
 }
-
-}  // namespace
 
 absl::StatusOr<HttpProxy> ParseHttpProxyUrl(std::string_view url) {
   if (url.size() > 2048) {

@@ -34,6 +34,14 @@ absl::StatusOr<HttpProxy> ParseHttpProxyUrl(std::string_view url);
 // match "a.example.com"). An entry may end in ":PORT" to apply to that port only.
 bool NoProxyMatches(std::string_view list, std::string_view host, uint16_t port);
 
+// HOST and optional PORT (1-65535) of "HOST[:PORT]" or "[V6][:PORT]"; a bare
+// IPv6 address has no port. False if malformed. (Also checks credentials'
+// server addresses: pki::ValidateServerAddress.)
+bool SplitHostOptionalPort(std::string_view hostport, std::string* host,
+                           std::optional<uint16_t>* port);
+// A DNS name (letters, digits, '-', '.', '_'; at most 253 bytes) or an IP address.
+bool ValidHostName(std::string_view host);
+
 // What the flag and the environment say for `server_address` (HOST:PORT):
 // `flag` is a proxy URL, "direct" (never a proxy, whatever the environment),
 // or empty: then HTTPS_PROXY (or https_proxy), unless NO_PROXY (or no_proxy)

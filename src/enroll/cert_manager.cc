@@ -213,7 +213,7 @@ std::string CertManager::CurrentPrivateKeyPemForTesting() const {
 }
 
 absl::StatusOr<v1::EnrollResponse> CertManager::EnrollAt(const std::string& address,
-                                                         EVP_PKEY* tls_key,
+                                                         EVP_PKEY* signing_key, EVP_PKEY* tls_key,
                                                          const std::string& csr) const {
   const pki::Credential& cred = options_.credential;
   const std::string subject = cred.identity.ToString();
@@ -226,7 +226,6 @@ absl::StatusOr<v1::EnrollResponse> CertManager::EnrollAt(const std::string& addr
     request.set_identity(subject);
   } else {
     // A token per attempt: one a server may have seen is never offered again.
-    ASSIGN_OR_RETURN(common::PKeyPtr signing_key, pki::SigningKeyOf(cred));
     pki::EnrollmentClaims claims;
     claims.subject = subject;
     claims.audience = cred.trust_domain;
@@ -234,8 +233,7 @@ absl::StatusOr<v1::EnrollResponse> CertManager::EnrollAt(const std::string& addr
     claims.expires_at = claims.issued_at + 120;
     claims.token_id = common::RandomHex(16);
     ASSIGN_OR_RETURN(claims.tls_key_thumbprint, pki::JwkThumbprint(tls_key));
-    ASSIGN_OR_RETURN(std::string token,
-                     pki::SignEnrollmentToken(signing_key.get(), cred.key_id, claims));
+    ASSIGN_OR_RETURN(std::string token, pki::SignEnrollmentToken(signing_key, cred.key_id, claims));
     request.set_token(std::move(token));
   }
   v1::EnrollResponse response;
@@ -255,6 +253,12 @@ absl::Status CertManager::RenewNow() {
   const pki::Credential& cred = options_.credential;
   ASSIGN_OR_RETURN(common::PKeyPtr tls_key, pki::GenerateKey(options_.tls_key_algorithm));
   ASSIGN_OR_RETURN(std::string csr, pki::CreateCsrDer(tls_key.get()));
+  // Opened once per renewal, whichever addresses it takes (a token's key is
+  // opened in the token each time).
+  common::PKeyPtr signing_key;
+  if (!cred.uses_workload_token()) {
+    ASSIGN_OR_RETURN(signing_key, pki::SigningKeyOf(cred));
+  }
   // Every address in order, beginning with the one in use: a renewal does not
   // move a process that reaches its server. Only an unreachable server sends
   // us on to the next; an answer (a refusal too) is the service's answer.
@@ -265,7 +269,7 @@ absl::Status CertManager::RenewNow() {
   }
   absl::StatusOr<v1::EnrollResponse> enrolled;
   for (size_t tried = 0; tried < addresses.size(); ++tried) {
-    enrolled = EnrollAt(address, tls_key.get(), csr);
+    enrolled = EnrollAt(address, signing_key.get(), tls_key.get(), csr);
     const absl::StatusCode code = enrolled.status().code();
     if (enrolled.ok() || addresses.size() == 1 ||
         (code != absl::StatusCode::kUnavailable && code != absl::StatusCode::kDeadlineExceeded)) {

@@ -130,8 +130,9 @@ class CertManager {
  private:
   explicit CertManager(Options options) : options_(std::move(options)) {}
   std::optional<common::HttpProxy> ProxyForAddress(const std::string& address) const;
-  absl::StatusOr<v1::EnrollResponse> EnrollAt(const std::string& address, EVP_PKEY* tls_key,
-                                              const std::string& csr) const;
+  // `signing_key`: the credential's (null for a workload token credential).
+  absl::StatusOr<v1::EnrollResponse> EnrollAt(const std::string& address, EVP_PKEY* signing_key,
+                                              EVP_PKEY* tls_key, const std::string& csr) const;
   void RenewLoop();
 
   Options options_;

@@ -4,6 +4,7 @@
 
 #include "common/dns_srv.h"
 #include "common/files.h"
+#include "common/http_proxy.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
@@ -37,20 +38,10 @@ absl::StatusOr<std::string> Field(const json& j, const char* name, bool required
 }  // namespace
 
 absl::Status ValidateServerAddress(std::string_view address) {
-  const size_t colon = address.rfind(':');
-  std::string_view host = colon == std::string_view::npos ? "" : address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  int port = 0;
-  bool port_ok = colon != std::string_view::npos && colon + 1 < address.size() &&
-                 address.size() - colon - 1 <= 5;
-  for (size_t i = colon + 1; port_ok && i < address.size(); ++i) {
-    port_ok = address[i] >= '0' && address[i] <= '9';
-    port = port * 10 + (address[i] - '0');
-  }
-  if (host.empty() || address.size() > 300 || !port_ok || port < 1 || port > 65535 ||
-      host.find_first_of(" /@\t\r\n") != std::string_view::npos) {
+  std::string host;
+  std::optional<uint16_t> port;
+  if (address.size() > 300 || !common::SplitHostOptionalPort(address, &host, &port) || !port ||
+      !common::ValidHostName(host)) {
     return absl::InvalidArgumentError(common::StrCat("server address \"", address.substr(0, 100),
                                                      "\" is not HOST:PORT (port 1-65535)"));
   }
@@ -271,14 +262,7 @@ absl::StatusOr<common::PKeyPtr> SigningKeyOf(const Credential& c) {
   if (!c.uses_pkcs11_key()) {
     return PrivateKeyFromPem(c.private_key_pem);
   }
-  ASSIGN_OR_RETURN(std::optional<std::string> pin, PassphraseFromEnvironment());
-  if (!pin) {
-    return absl::FailedPreconditionError(
-        "the credential's key is in a PKCS#11 token: give the token's PIN in "
-        "DRAWBRIDGE_KEY_PASSPHRASE_FD (a file descriptor to read it from) or "
-        "DRAWBRIDGE_KEY_PASSPHRASE");
-  }
-  ASSIGN_OR_RETURN(common::PKeyPtr key, LoadPkcs11PrivateKey(c.key_uri, c.pkcs11_module, *pin));
+  ASSIGN_OR_RETURN(common::PKeyPtr key, OpenPkcs11Key(c.key_uri, c.pkcs11_module));
   ASSIGN_OR_RETURN(common::PKeyPtr pub, PublicHalfOf(key.get()));
   if (*AlgorithmOf(pub.get()) != c.algorithm || *KeyIdOf(pub.get()) != c.key_id) {
     return absl::FailedPreconditionError(common::StrCat(

@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "pki/keys.h"
+#include "pki/passphrase_seal.h"
 
 namespace drawbridge::pki {
 namespace {
@@ -44,6 +45,17 @@ absl::StatusOr<ENGINE*> EngineFor(const std::string& module)
 }
 
 }  // namespace
+
+absl::StatusOr<common::PKeyPtr> OpenPkcs11Key(const std::string& uri, const std::string& module) {
+  ASSIGN_OR_RETURN(std::optional<std::string> pin, PassphraseFromEnvironment());
+  if (!pin) {
+    return absl::FailedPreconditionError(common::StrCat(
+        "the key ", uri.substr(0, 200),
+        " is in a PKCS#11 token: give the token's PIN in DRAWBRIDGE_KEY_PASSPHRASE_FD (a file "
+        "descriptor to read it from) or DRAWBRIDGE_KEY_PASSPHRASE"));
+  }
+  return LoadPkcs11PrivateKey(uri, module, *pin);
+}
 
 absl::StatusOr<common::PKeyPtr> PublicHalfOf(EVP_PKEY* key) {
   ASSIGN_OR_RETURN(std::string der, PublicKeyToDer(key));

@@ -23,6 +23,11 @@ absl::StatusOr<common::PKeyPtr> LoadPkcs11PrivateKey(const std::string& uri,
                                                      const std::string& module,
                                                      std::string_view pin);
 
+// LoadPkcs11PrivateKey with the PIN from the environment
+// (PassphraseFromEnvironment: DRAWBRIDGE_KEY_PASSPHRASE_FD or
+// DRAWBRIDGE_KEY_PASSPHRASE); FailedPrecondition saying so when neither is set.
+absl::StatusOr<common::PKeyPtr> OpenPkcs11Key(const std::string& uri, const std::string& module);
+
 // The public half of `key` as a key of its own (for a token's key, whose
 // parameters OpenSSL cannot export directly: KeyIdOf needs this).
 absl::StatusOr<common::PKeyPtr> PublicHalfOf(EVP_PKEY* key);
