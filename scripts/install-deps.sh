@@ -69,7 +69,9 @@ fi
 LOCK=${DRAWBRIDGE_DEPS_LOCK:-"$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/deps.lock"}
 
 installed_version() {  # installed_version PKG: the installed version, or nothing
-  dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+  # dpkg-query fails for a package dpkg has never seen (a fresh machine): that
+  # is "nothing", not an error that set -e and pipefail would stop on.
+  { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null || true; } |
     awk '$1 == "install" && $3 == "installed" {print $4}'
 }
 locked_version() {  # locked_version PKG: the version deps.lock names, or nothing

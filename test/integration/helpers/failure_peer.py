@@ -21,6 +21,10 @@
       --up BYTES           send BYTES of the pattern up, then --up-end
       --up-end fin|rst|none   after the upload: half-close, reset or nothing
       --ready FILE         touch FILE once the tunnel is open and data flows
+      --up-after-first     start the upload only once the first byte came down:
+                           the destination has then read the line above, so it
+                           can name the connection however abruptly it ends (an
+                           RST may overtake bytes not yet read: the kernel drops them)
       --max-seconds S      give up after S seconds (default 60)
       --go FILE            wait for FILE to exist before connecting (start it early)
 
@@ -104,8 +108,15 @@ def serve_one(conn, state):
     line = b""
     try:
         while not line.endswith(b"\n"):
-            c = conn.recv(1)
+            try:
+                c = conn.recv(1)
+            except ConnectionResetError:
+                c = b""
             if not c:
+                # No line, so no tag to record under: say so where a test that
+                # waits for this connection's result can show it.
+                print(f"connection ended before its tag line (got {line!r})", file=sys.stderr,
+                      flush=True)
                 return
             line += c
         tag, down, end = line.decode().split()
@@ -113,7 +124,10 @@ def serve_one(conn, state):
         result = {}
 
         def reader():
-            result["end"] = recv_end(conn, checker)
+            try:
+                result["end"] = recv_end(conn, checker)
+            except OSError:
+                result["end"] = "closed"  # by us, "rst" below: our own reset
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
@@ -203,7 +217,10 @@ def app(argv):
     p.add_argument("--result")
     p.add_argument("--max-seconds", type=float, default=60)
     p.add_argument("--go")
+    p.add_argument("--up-after-first", action="store_true")
     a = p.parse_args(argv)
+    if a.up_after_first and a.down == 0:
+        p.error("--up-after-first needs DOWN_BYTES other than 0")
 
     if a.go:  # started ahead of time: dial the moment FILE appears
         deadline = time.monotonic() + 60
@@ -241,10 +258,11 @@ def app(argv):
             up_error.append(str(e))
 
     up = threading.Thread(target=uploader, daemon=True)
-    up.start()
+    if not a.up_after_first:
+        up.start()
     checker = Checker()
     end = None
-    if a.ready:
+    if a.ready or a.up_after_first:
         # Ready once the first bytes came back (or at once if none will).
         if a.down != 0:
             s.settimeout(20)
@@ -257,7 +275,10 @@ def app(argv):
                 first, end = b"", "reset"
             if first:
                 checker.feed(first)
-        open(a.ready, "w").close()
+        if a.ready:
+            open(a.ready, "w").close()
+    if a.up_after_first:
+        up.start()
     if end is None:
         try:
             end = recv_end(s, checker, a.rate, deadline)
