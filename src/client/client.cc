@@ -299,34 +299,56 @@ void Client::AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor,
 void Client::Tunnel(asio::ip::tcp::socket socket, const std::string& destination,
                     std::string initial_payload,
                     std::function<std::string(const v1::DialResult&)> reply) {
+  Dial(std::move(socket),
+       std::make_shared<const DialRequest>(
+           DialRequest{destination, std::move(initial_payload), std::move(reply)}),
+       1);
+}
+
+void Client::Dial(asio::ip::tcp::socket socket, std::shared_ptr<const DialRequest> request,
+                  size_t attempt) {
+  const std::string& destination = request->destination;
   tunnel::SocketBridge::Options opts;
   opts.open.mutable_open()->set_destination(destination);
   opts.open.mutable_open()->set_agent(options_.agent_selector);
   opts.expect_result = true;
-  opts.initial_payload = std::move(initial_payload);
+  opts.initial_payload = request->initial_payload;
   opts.set = &bridges_;
   metrics_.active->Add(1);
-  opts.on_result = [this, destination, reply](const v1::DialResult& result) {
+  opts.on_result = [this, request](const v1::DialResult& result) {
     metrics_.Dial(result.code())->Inc();
     if (result.code() != v1::DIAL_OK) {
       common::LogWarn("client.dial_refused",
-                      {{"destination", destination},
+                      {{"destination", request->destination},
                        {"result", std::string(TunnelResultName(ResultFor(result.code())))},
                        {"reason", result.message()}});
     }
-    return reply(result);
+    return request->reply(result);
   };
   opts.on_done = [this, destination](const tunnel::BridgeStats& stats) {
     metrics_.active->Add(-1);
     metrics_.bytes_up->Inc(stats.bytes_from_socket);
     metrics_.bytes_down->Inc(stats.bytes_to_socket);
-    if (std::string failure = stats.Failure(); !failure.empty()) {
+    if (stats.redialed) {
+      common::LogInfo("client.redial",
+                      {{"destination", destination}, {"reason", stats.Failure().substr(0, 300)}});
+    } else if (std::string failure = stats.Failure(); !failure.empty()) {
       // The application's socket was reset (or will see the failure as one).
       common::LogWarn("client.tunnel_reset", {{"destination", destination},
                                               {"conn_id", common::HexEncode(stats.conn_id)},
                                               {"error", failure}});
     }
   };
+  if (attempt < certs_->AddressCount()) {
+    opts.redial = [this, request, attempt](asio::ip::tcp::socket again) {
+      // Out of the gRPC reaction that ended the first stream: the next one is
+      // started from the socket's strand.
+      auto executor = again.get_executor();
+      asio::post(executor, [this, request, attempt, again = std::move(again)]() mutable {
+        Dial(std::move(again), request, attempt + 1);
+      });
+    };
+  }
   if (auto lane = lanes_ ? lanes_->NewCall("Dial") : nullptr) {
     opts.cancel_call = [lane] { lane->Cancel(); };
     tunnel::SocketBridge::Start(

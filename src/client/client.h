@@ -72,6 +72,18 @@ class Client {
               std::string initial_payload, std::function<std::string(const v1::DialResult&)> reply);
 
  private:
+  // What Tunnel was asked for, kept to dial again.
+  struct DialRequest {
+    std::string destination;
+    std::string initial_payload;
+    std::function<std::string(const v1::DialResult&)> reply;
+  };
+  // Attempt `attempt` (from 1) of `request`. One that ends before the server
+  // answered (unreachable: UNAVAILABLE) dials again, once per server address,
+  // so a dial made while the client fails over reaches the next address instead
+  // of resetting the application.
+  void Dial(asio::ip::tcp::socket socket, std::shared_ptr<const DialRequest> request,
+            size_t attempt);
   explicit Client(ClientOptions options);
   absl::Status Listen(const std::string& address, std::optional<std::string> forward_to, int* port);
   void AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor,

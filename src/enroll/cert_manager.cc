@@ -159,6 +159,11 @@ std::string CertManager::CurrentAddress() const {
   return address_;
 }
 
+size_t CertManager::AddressCount() const {
+  absl::MutexLock lock(&mu_);
+  return std::max<size_t>(1, addresses_.size());
+}
+
 std::shared_ptr<grpc::Channel> CertManager::ChannelForNewAttempt() {
   absl::MutexLock lock(&mu_);
   if (channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {

@@ -93,6 +93,8 @@ class CertManager {
   std::shared_ptr<grpc::Channel> ChannelForNewAttempt();
   // The address (HOST:PORT) Channel() leads to.
   std::string CurrentAddress() const;
+  // How many addresses the server has (as last resolved): at least 1.
+  size_t AddressCount() const;
   // A channel like Channel()'s to another address of the same service (a
   // replica's own address: the server name checked stays the credential's),
   // made on first use and again after each renewal; its reconnect backoff is

@@ -1,5 +1,7 @@
 #include "tunnel/socket_bridge.h"
 
+#include <utility>
+
 #include "common/log.h"
 
 namespace drawbridge::tunnel {
@@ -22,7 +24,8 @@ std::shared_ptr<SocketBridge> SocketBridge::Start(asio::ip::tcp::socket socket, 
   if (bridge->options_.set != nullptr) {
     if (!bridge->options_.set->Add(bridge)) {
       absl::MutexLock lock(&bridge->mu_);
-      bridge->self_.reset();  // shutting down: never starts; the socket closes with it
+      bridge->ResetSocket();  // shutting down: never starts, and the application sees why
+      bridge->self_.reset();
       return nullptr;
     }
     // Set the fields one by one: a temporary SetMembership would Remove() on destruction.
@@ -112,14 +115,26 @@ void SocketBridge::OnDone(const grpc::Status& status) {
   // is destroyed.
   std::shared_ptr<SocketBridge> keep;
   BridgeStats stats;
+  std::optional<asio::ip::tcp::socket> redial;
   {
     absl::MutexLock lock(&mu_);
     keep = std::move(self_);
     stats_.status = status;
+    if (std::exchange(redial_pending_, false)) {
+      if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        stats_.redialed = true;
+        redial.emplace(std::move(socket_));
+      } else {
+        ResetSocket();
+      }
+    }
     stats = stats_;
   }
   if (options_.on_done) {
     options_.on_done(stats);
+  }
+  if (redial) {
+    options_.redial(std::move(*redial));
   }
 }
 
@@ -343,6 +358,15 @@ void SocketBridge::DeliverDown(Calls* calls) {
 }
 
 void SocketBridge::FailStreamEnded(const std::string& why, Calls* calls) {
+  if (options_.redial && options_.expect_result && !result_ok_ && !closing_ && !failed_ &&
+      !released_) {
+    // No dial result yet, so no byte has moved and the socket has no operation
+    // in flight: keep it for OnDone, whose status tells whether to dial again.
+    failed_ = true;
+    redial_pending_ = true;
+    stats_.error = why;
+    return;
+  }
   const bool cancel_before = calls->cancel;
   Fail(why, calls);
   calls->cancel = cancel_before;
@@ -357,12 +381,19 @@ void SocketBridge::Fail(const std::string& why, Calls* calls, Close how) {
     stats_.error = why;
   }
   calls->cancel = true;
-  asio::error_code ec;
   if (how == Close::kAbortive) {
-    // RST instead of FIN, and the kernel drops what it still had queued for the
-    // application: truncated data must never look complete (invariant 8).
-    socket_.set_option(asio::socket_base::linger(true, 0), ec);
+    ResetSocket();
+    return;
   }
+  asio::error_code ec;
+  socket_.close(ec);  // pending Asio waits and writes complete with operation_aborted
+}
+
+void SocketBridge::ResetSocket() {
+  // RST instead of FIN, and the kernel drops what it still had queued for the
+  // application: truncated data must never look complete (invariant 8).
+  asio::error_code ec;
+  socket_.set_option(asio::socket_base::linger(true, 0), ec);
   socket_.close(ec);  // pending Asio waits and writes complete with operation_aborted
 }
 
@@ -372,8 +403,10 @@ void SocketBridge::MaybeRelease(Calls* calls) {
     return;
   }
   released_ = true;
-  asio::error_code ec;
-  socket_.close(ec);
+  if (!redial_pending_) {
+    asio::error_code ec;
+    socket_.close(ec);
+  }
   calls->remove_hold = true;
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -28,7 +29,10 @@ struct BridgeStats {
   uint64_t bytes_to_socket = 0;    // received from the stream
   v1::DialCode result = v1::DIAL_OK;
   grpc::Status status;
-  std::string error;    // first local error, if any: the socket was reset
+  std::string error;  // first local error, if any: the socket was reset
+  // Dial: the stream ended before any answer and the socket went to
+  // Options::redial instead of being reset (the connection lives on there).
+  bool redialed = false;
   std::string conn_id;  // the server's name for the tunnel (Dial: from the result)
 
   // Why a tunnel that had opened ended with an error: the local error, followed
@@ -95,6 +99,13 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
     // How to cancel the call when it is not a gRPC call (a lane::LaneCall):
     // ClientContext::TryCancel does not reach it.
     std::function<void()> cancel_call;
+    // Dial: if the stream ends UNAVAILABLE before the dial result (the server
+    // was not reached, or went away before answering), nothing has moved in
+    // either direction and the application has been told nothing: the socket
+    // goes to `redial` (once, after on_done's stats say `redialed`) to be
+    // dialled again, e.g. at the server's next address, instead of being reset.
+    // Empty: reset it, as for any error.
+    std::function<void(asio::ip::tcp::socket)> redial;
   };
 
   // `bind` attaches the reactor to a call, e.g. stub->async()->Dial(ctx, reactor).
@@ -153,6 +164,8 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   // a cancel now would replace the server's status (its reason) with CANCELLED.
   void FailStreamEnded(const std::string& why, Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeRelease(Calls* calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the socket abortively (SO_LINGER 0).
+  void ResetSocket() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `fn` under mu_, then the gRPC calls it decided.
   template <typename Fn>
   void Locked(Fn fn) {
@@ -211,6 +224,9 @@ class SocketBridge final : public grpc::ClientBidiReactor<v1::Frame, v1::Frame>,
   bool socket_read_ ABSL_GUARDED_BY(mu_) = false;   // an Asio wait for readability
   bool socket_write_ ABSL_GUARDED_BY(mu_) = false;  // an Asio write
   bool released_ ABSL_GUARDED_BY(mu_) = false;
+  // The stream ended before the dial result: OnDone's status decides between
+  // Options::redial and the reset; the socket stays open until then.
+  bool redial_pending_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<SocketBridge> self_ ABSL_GUARDED_BY(mu_);  // dropped by OnDone
 };
 

@@ -42,6 +42,8 @@ LANE_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 CLIENT_PORT=$(free_port)
 FORWARD_PORT=$(free_port)
+FORWARD_PORT2=$(free_port)
+CLIENT_PORT2=$(free_port)
 DEAD_PORT=$(free_port)   # nothing ever listens here
 DEAD_PORT2=$(free_port)
 IMPOSTOR_PORT=$(free_port)
@@ -79,7 +81,7 @@ run "$BIN" server init --data-dir "$D" --trust-domain example.com \
 cat >"$WORK/policy.yaml" <<EOF2
 rules:
   - name: app-to-web
-    clients: ["client/app"]
+    clients: ["client/app", "client/roamer"]
     agents: ["agent/*"]
     destinations: ["127.0.0.1:$HTTP_PORT"]
 EOF2
@@ -159,6 +161,59 @@ expect_contains "  ... and says where it is connected now" "$WORK/agent-b.log" \
   "agent\.control_connected server=127\.0\.0\.1:$SERVER_PORT "
 page_via_client
 expect_contains "  ... and carries the tunnel again" "$LAST" "private page"
+stop_agent
+
+# A client takes the same path: client/roamer reaches the server through a second
+# forwarder first. Its tunnels ride lanes to the data port, which the forwarder
+# does not carry; losing the forwarder ends its Watch stream, which takes the lanes
+# down until it is back, so the dials right after the kill go over gRPC to
+# whichever address the client has moved on to.
+agent_run agent-a-2 "$WORK/a.json"
+wait_for_count "$WORK/agent-a-2.log" 'agent\.control_connected' 1 20 "$AGENT_PID" || abort "agent/a back"
+start_bg "$WORK/forward2.out" python3 "$HELPERS/fault_proxy.py" "$FORWARD_PORT2" "$SERVER_PORT" "$WORK/forward2.mode"
+FORWARD2_PID=$BG_PID
+wait_for_port "$FORWARD_PORT2" 10 "$FORWARD2_PID" || abort "the second forwarder starts"
+run "${ADMIN[@]}" identity create client/roamer --server "127.0.0.1:$FORWARD_PORT2" \
+  --server "127.0.0.1:$SERVER_PORT" --out "$WORK/roamer.json"
+[[ $LAST_RC -eq 0 ]] || { show_last; abort "identity create client/roamer"; }
+start_bg "$WORK/roamer.log" "$BIN" client --credentials "$WORK/roamer.json" --listen "127.0.0.1:$CLIENT_PORT2"
+ROAMER_PID=$BG_PID
+wait_for_port "$CLIENT_PORT2" 15 "$ROAMER_PID" || abort "client/roamer listens"
+wait_for_count "$WORK/roamer.log" 'lane\.ready' 1 20 "$ROAMER_PID" || abort "client/roamer's lanes"
+page_via() {
+  run curl -sS --max-time 20 -p -x "http://127.0.0.1:$1" "http://127.0.0.1:$HTTP_PORT/"
+}
+page_via "$CLIENT_PORT2"
+expect_contains "client/roamer carries a tunnel through its first address" "$LAST" "private page"
+expect_not_contains "  ... without a failover" "$WORK/roamer.log" "server\.unreachable|server\.failover"
+kill "$FORWARD2_PID"
+wait_for_count "$WORK/roamer.log" 'client\.watch_lost' 1 10 "$ROAMER_PID" ||
+  fail "client/roamer notices its first address is gone (client.watch_lost)"
+page_via "$CLIENT_PORT2"
+expect_contains "right after its first address goes away, client/roamer carries a tunnel again" \
+  "$LAST" "private page"
+# (Whether that dial met the dead address first depends on timing; if it did, it
+# must have been dialled again rather than reset.)
+expect_not_contains "  ... and no application connection was reset" "$WORK/roamer.log" \
+  "client\.tunnel_reset"
+if wait_for_count "$WORK/roamer.log" 'server\.failover' 1 20 "$ROAMER_PID"; then
+  pass "  ... having moved to the next address (server.failover)"
+else
+  fail "  ... having moved to the next address (server.failover)"
+  show_log "client/roamer log" "$WORK/roamer.log" 15
+fi
+expect_contains "  ... from the forwarder to the direct address" "$WORK/roamer.log" \
+  "server\.failover from=127\.0\.0\.1:$FORWARD_PORT2 to=127\.0\.0\.1:$SERVER_PORT"
+if wait_for_count "$WORK/roamer.log" 'lane\.ready' 2 20 "$ROAMER_PID"; then
+  pass "  ... and its Watch stream is back there: the lanes are ready again"
+else
+  fail "  ... and its Watch stream is back there: the lanes are ready again"
+  show_log "client/roamer log" "$WORK/roamer.log" 15
+fi
+page_via "$CLIENT_PORT2"
+expect_contains "  ... over which it carries the next tunnel" "$LAST" "private page"
+kill "$ROAMER_PID" 2>/dev/null || true
+wait_for_exit "$ROAMER_PID" 10 || true
 stop_agent
 
 # ---------------------------------------------------------------------------

@@ -93,8 +93,10 @@ class BridgeHarness {
 
   // Connects a loopback TCP pair, bridges one end over Tunnel.Accept and returns
   // the other (a blocking socket the caller owns), or -1.
+  // `bind` attaches the bridge to another call than this harness's Accept.
   int Open(tunnel::SocketBridge::Options options,
-           std::shared_ptr<tunnel::SocketBridge>* bridge = nullptr) {
+           std::shared_ptr<tunnel::SocketBridge>* bridge = nullptr,
+           tunnel::SocketBridge::Bind bind = nullptr) {
     asio::ip::tcp::acceptor acceptor(io_, {asio::ip::make_address("127.0.0.1"), 0});
     int fd = ConnectToLoopback(acceptor.local_endpoint().port());
     if (fd < 0) {
@@ -104,11 +106,13 @@ class BridgeHarness {
     acceptor.accept(socket);
     options.open.mutable_open()->set_conn_id("bench");
     options.set = &bridges_;
-    auto started = tunnel::SocketBridge::Start(
-        std::move(socket), std::move(options),
-        [this](grpc::ClientContext* ctx, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
-          stub_->async()->Accept(ctx, reactor);
-        });
+    if (!bind) {
+      bind = [this](grpc::ClientContext* ctx,
+                    grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+        stub_->async()->Accept(ctx, reactor);
+      };
+    }
+    auto started = tunnel::SocketBridge::Start(std::move(socket), std::move(options), bind);
     if (bridge != nullptr) {
       *bridge = started;
     }
@@ -116,6 +120,8 @@ class BridgeHarness {
   }
 
   size_t live_bridges() const { return bridges_.size(); }
+  // The echo server's stub (it implements Accept only: a Dial ends UNIMPLEMENTED).
+  v1::Tunnel::Stub* stub() { return stub_.get(); }
   tunnel::BridgeSet& bridges() { return bridges_; }
 
  private:

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <future>
@@ -228,6 +229,74 @@ TEST(SocketBridgeTest, ManyConcurrentBridgesEachEchoTheirOwnBytes) {
     t.join();
   }
   EXPECT_EQ(exact.load(), kConns);
+}
+
+// A loopback port nothing listens on.
+int DeadPort() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return acceptor.local_endpoint().port();  // closed when the acceptor goes
+}
+
+// A Dial whose server cannot be reached ends UNAVAILABLE before any answer:
+// nothing has moved, so the socket goes to `redial` alive, not reset.
+TEST(SocketBridgeTest, DialThatReachesNoServerHandsTheSocketToRedial) {
+  testing::BridgeHarness harness;
+  auto dead = v1::Tunnel::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(DeadPort()),
+                                                      grpc::InsecureChannelCredentials()));
+  std::promise<BridgeStats> done;
+  SocketBridge::Options opts;
+  opts.expect_result = true;
+  opts.initial_payload = "bytes read with the request";
+  opts.on_done = [&done](const BridgeStats& s) { done.set_value(s); };
+  opts.redial = [](asio::ip::tcp::socket socket) {
+    // The next attempt's stand-in: answers the application and ends cleanly.
+    asio::error_code ec;
+    socket.non_blocking(false, ec);
+    asio::write(socket, asio::buffer(std::string("second attempt")), ec);
+    socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  };
+  int fd = harness.Open(
+      std::move(opts), nullptr,
+      [&dead](grpc::ClientContext* ctx, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+        dead->async()->Dial(ctx, reactor);
+      });
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ReadToEnd(fd), "second attempt") << "the socket was not handed over intact";
+  ::close(fd);
+  auto stats = done.get_future();
+  ASSERT_EQ(stats.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  BridgeStats s = stats.get();
+  EXPECT_TRUE(s.redialed);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAVAILABLE) << s.status.error_message();
+  EXPECT_EQ(s.bytes_from_socket, 0u);
+  EXPECT_EQ(s.bytes_to_socket, 0u);
+}
+
+// Any other end before the answer is the service's word (here UNIMPLEMENTED):
+// no second attempt, and the application sees a reset.
+TEST(SocketBridgeTest, DialEndedByTheServerIsNotRedialed) {
+  testing::BridgeHarness harness;
+  std::promise<BridgeStats> done;
+  std::atomic<int> redials{0};
+  SocketBridge::Options opts;
+  opts.expect_result = true;
+  opts.on_done = [&done](const BridgeStats& s) { done.set_value(s); };
+  opts.redial = [&redials](asio::ip::tcp::socket) { redials.fetch_add(1); };
+  int fd = harness.Open(
+      std::move(opts), nullptr,
+      [&harness](grpc::ClientContext* ctx, grpc::ClientBidiReactor<v1::Frame, v1::Frame>* reactor) {
+        harness.stub()->async()->Dial(ctx, reactor);
+      });
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(EndsWithReset(fd)) << "the application saw a clean end of stream";
+  ::close(fd);
+  auto stats = done.get_future();
+  ASSERT_EQ(stats.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  BridgeStats s = stats.get();
+  EXPECT_FALSE(s.redialed);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(redials.load(), 0);
 }
 
 }  // namespace
