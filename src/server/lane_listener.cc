@@ -288,7 +288,14 @@ absl::StatusOr<std::unique_ptr<LaneListener>> LaneListener::Start(Options option
 
 LaneListener::~LaneListener() {
   StopAccepting();
+  ResetOpenLanes();
   work_.reset();
+  // What the resets set off (failed reads, the streams' ends) runs now, for up
+  // to a second: the io_context runs out of work once it is all done.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!io_.stopped() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   io_.stop();
   for (auto& t : threads_) {
     t.join();
@@ -300,6 +307,19 @@ void LaneListener::StopAccepting() {
     asio::error_code ignored;
     acceptor_->close(ignored);
   });
+}
+
+void LaneListener::ResetOpenLanes() {
+  std::vector<std::weak_ptr<lane::TlsLane>> lanes;
+  {
+    absl::MutexLock lock(&lanes_mu_);
+    lanes.swap(lanes_);
+  }
+  for (const auto& weak : lanes) {
+    if (auto lane = weak.lock()) {
+      lane->Shutdown(lane::TlsLane::Close::kAbortive);
+    }
+  }
 }
 
 void LaneListener::AcceptNext() {
@@ -330,6 +350,15 @@ void LaneListener::OnAccepted(asio::ip::tcp::socket socket) {
     return;
   }
   auto lane = lane::TlsLane::Create(std::move(socket), std::move(*ssl));
+  {
+    absl::MutexLock lock(&lanes_mu_);
+    // Forget the lanes gone since the list last doubled: it stays within twice
+    // the number open.
+    if (lanes_.size() >= 64 && (lanes_.size() & (lanes_.size() - 1)) == 0) {
+      std::erase_if(lanes_, [](const auto& weak) { return weak.expired(); });
+    }
+    lanes_.push_back(lane);
+  }
   // The handshake must complete in time: a connection that opens and says
   // nothing holds no more than a socket for that long.
   auto timer = std::make_shared<asio::steady_timer>(lane->executor());

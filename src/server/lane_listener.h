@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "lane/tls_context.h"
+#include "lane/tls_lane.h"
 #include "server/tunnel_service.h"
 
 namespace drawbridge::server {
@@ -40,6 +42,10 @@ class LaneListener {
   explicit LaneListener(Options options) : options_(std::move(options)) {}
   void AcceptNext();
   void OnAccepted(asio::ip::tcp::socket socket);
+  // Resets every lane still open, so that the streams on them end (their
+  // reactions run while the threads still do) instead of being left in
+  // reference cycles when the io_context goes.
+  void ResetOpenLanes();
 
   Options options_;
   asio::io_context io_;
@@ -47,6 +53,9 @@ class LaneListener {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   int port_ = 0;
+  absl::Mutex lanes_mu_;
+  std::vector<std::weak_ptr<lane::TlsLane>> lanes_
+      ABSL_GUARDED_BY(lanes_mu_);  // every one accepted
 };
 
 }  // namespace drawbridge::server
