@@ -325,7 +325,8 @@ void Client::Dial(asio::ip::tcp::socket socket, std::shared_ptr<const DialReques
     }
     return request->reply(result);
   };
-  opts.on_done = [this, destination](const tunnel::BridgeStats& stats) {
+  opts.on_done = [this, request](const tunnel::BridgeStats& stats) {
+    const std::string& destination = request->destination;
     metrics_.active->Add(-1);
     metrics_.bytes_up->Inc(stats.bytes_from_socket);
     metrics_.bytes_down->Inc(stats.bytes_to_socket);

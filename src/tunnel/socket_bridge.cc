@@ -358,10 +358,11 @@ void SocketBridge::DeliverDown(Calls* calls) {
 }
 
 void SocketBridge::FailStreamEnded(const std::string& why, Calls* calls) {
-  if (options_.redial && options_.expect_result && !result_ok_ && !closing_ && !failed_ &&
-      !released_) {
-    // No dial result yet, so no byte has moved and the socket has no operation
-    // in flight: keep it for OnDone, whose status tells whether to dial again.
+  if (options_.redial && !result_ok_ && !closing_ && !failed_) {
+    // No dial result yet (result_ok_ is set from the start when none is
+    // expected; closing_ once a refusal came), so no byte has moved and the
+    // socket has no operation in flight: keep it for OnDone, whose status tells
+    // whether to dial again.
     failed_ = true;
     redial_pending_ = true;
     stats_.error = why;
